@@ -1,0 +1,2 @@
+//! logfunnel's hub.
+pub mod formatter;

@@ -1,0 +1,186 @@
+//! The record and the frames that carry it.
+
+use serde::{Deserialize, Serialize};
+
+/// A structured field value (log's key-values, tracing's fields), usable in
+/// a format string as `%(key)s`. A closed enum because bincode cannot carry
+/// self-describing values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Value {
+    /// Text (anything that is not one of the others is sent as its Display).
+    Str(String),
+    /// A signed integer.
+    I64(i64),
+    /// An unsigned integer.
+    U64(u64),
+    /// A float.
+    F64(f64),
+    /// A boolean.
+    Bool(bool),
+}
+
+/// The borrowed twin of [`Value`]: same bytes on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub enum ValueRef<'a> {
+    /// Text.
+    Str(&'a str),
+    /// A signed integer.
+    I64(i64),
+    /// An unsigned integer.
+    U64(u64),
+    /// A float.
+    F64(f64),
+    /// A boolean.
+    Bool(bool),
+}
+
+/// One log record: what Python's `LogRecord` carries, so `%(...)s` format
+/// strings work unchanged. The message is already formatted by the worker
+/// (as `QueueHandler.prepare` does). Per-connection facts (host, process
+/// name) travel once in the [`Hello`].
+///
+/// Field order is the wire order: [`RecordRef`] must match it exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// Creation time, nanoseconds since the Unix epoch.
+    pub created_ns: i64,
+    /// Python level number (DEBUG 10 … CRITICAL 50; TRACE 5).
+    pub levelno: u32,
+    /// Logger name (Rust: the log target).
+    pub name: String,
+    /// The formatted message.
+    pub message: String,
+    /// Source file path, if known.
+    pub pathname: Option<String>,
+    /// Source line, 0 if unknown.
+    pub lineno: u32,
+    /// Function name, if known (Rust does not know it).
+    pub func_name: Option<String>,
+    /// Rust module path, if known.
+    pub module_path: Option<String>,
+    /// Process id of the producer.
+    pub process: u32,
+    /// Process name, when it differs from the connection's.
+    pub process_name: Option<String>,
+    /// Thread id of the producer (the OS thread id on Linux).
+    pub thread: u64,
+    /// Thread name, if the thread has one.
+    pub thread_name: Option<String>,
+    /// Formatted exception or backtrace text, appended by formatters as Python does.
+    pub exc_text: Option<String>,
+    /// Structured fields, in the order they were given.
+    pub extra: Vec<(String, Value)>,
+}
+
+/// The borrowed twin of [`Record`], for encoding without copying strings.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecordRef<'a> {
+    /// See [`Record::created_ns`].
+    pub created_ns: i64,
+    /// See [`Record::levelno`].
+    pub levelno: u32,
+    /// See [`Record::name`].
+    pub name: &'a str,
+    /// See [`Record::message`].
+    pub message: &'a str,
+    /// See [`Record::pathname`].
+    pub pathname: Option<&'a str>,
+    /// See [`Record::lineno`].
+    pub lineno: u32,
+    /// See [`Record::func_name`].
+    pub func_name: Option<&'a str>,
+    /// See [`Record::module_path`].
+    pub module_path: Option<&'a str>,
+    /// See [`Record::process`].
+    pub process: u32,
+    /// See [`Record::process_name`].
+    pub process_name: Option<&'a str>,
+    /// See [`Record::thread`].
+    pub thread: u64,
+    /// See [`Record::thread_name`].
+    pub thread_name: Option<&'a str>,
+    /// See [`Record::exc_text`].
+    pub exc_text: Option<&'a str>,
+    /// See [`Record::extra`].
+    pub extra: &'a [(&'a str, ValueRef<'a>)],
+}
+
+impl Record {
+    /// A record with just a level, logger name and message; everything else
+    /// empty. Handy for `logfunnel send` and for tests.
+    pub fn new(levelno: u32, name: impl Into<String>, message: impl Into<String>) -> Record {
+        Record {
+            created_ns: 0,
+            levelno,
+            name: name.into(),
+            message: message.into(),
+            pathname: None,
+            lineno: 0,
+            func_name: None,
+            module_path: None,
+            process: 0,
+            process_name: None,
+            thread: 0,
+            thread_name: None,
+            exc_text: None,
+            extra: Vec::new(),
+        }
+    }
+}
+
+/// The client's first frame: who it is and where its sequence resumes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The client's process id.
+    pub pid: u32,
+    /// The client's process name (Python's `processName`).
+    pub process_name: String,
+    /// The client's host name.
+    pub host_name: String,
+    /// A random id, fixed for the client's lifetime, so a hub can drop
+    /// batches it already took when a client reconnects and resends.
+    pub session: u64,
+    /// The sequence number of the first record the client still holds.
+    pub first_seq: u64,
+}
+
+/// A run of records with consecutive sequence numbers starting at `first_seq`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Batch {
+    /// Sequence number of `records[0]`.
+    pub first_seq: u64,
+    /// The records.
+    pub records: Vec<Record>,
+}
+
+/// Frames a client sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ClientFrame {
+    /// Always the first frame.
+    Hello(Hello),
+    /// Records.
+    Batch(Batch),
+    /// The client is closing cleanly.
+    Bye,
+}
+
+/// Frames the hub sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum HubFrame {
+    /// Answer to `Hello`: the hub already holds every record of this session
+    /// below `next_seq`; the client resends from there.
+    Welcome {
+        /// First sequence number the hub has not taken.
+        next_seq: u64,
+    },
+    /// Every record below `next_seq` has been taken by the hub's queues.
+    Ack {
+        /// First sequence number the hub has not taken.
+        next_seq: u64,
+    },
+    /// The hub closes the connection, and says why.
+    Refuse {
+        /// A human-readable reason.
+        reason: String,
+    },
+}
