@@ -1,1 +1,58 @@
-fn main() {}
+//! `logfunnel`: the command line. Each subcommand lives in its own module;
+//! the work is done by the `logfunnel-hub` and `logfunnel-client` crates.
+
+mod bench;
+mod check_config;
+mod hub;
+mod send;
+mod worker;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "logfunnel", version, about = "Many processes, one log: a loss-free log aggregation hub")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the hub in the foreground (SIGINT/SIGTERM drain and exit, SIGHUP reopens files).
+    Hub(hub::Args),
+    /// Send one record to the hub, like logger(1); with no MESSAGE, one record per stdin line.
+    Send(send::Args),
+    /// Measure: N worker processes × T threads log M records through a hub.
+    Bench(bench::Args),
+    /// Validate a configuration file (exit 0, or 2 listing every problem).
+    CheckConfig(check_config::Args),
+    /// A worker process of `bench` (and of the tests).
+    #[command(hide = true)]
+    Worker(worker::Args),
+}
+
+/// `--socket`, else `LOGFUNNEL_SOCKET` (both via clap), else the config's, else the default.
+pub(crate) fn resolve_socket(flag: Option<PathBuf>, from_config: Option<PathBuf>) -> PathBuf {
+    flag.or(from_config).unwrap_or_else(logfunnel_protocol::default_socket_path)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Hub(a) => hub::run(a),
+        Command::Send(a) => send::run(a),
+        Command::Bench(a) => bench::run(a),
+        Command::CheckConfig(a) => return check_config::run(a),
+        Command::Worker(a) => worker::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("logfunnel: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,589 @@
+//! logfunnel's worker side: a QueueHandler for the `log` facade.
+//!
+//! ```no_run
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     // Reads LOGFUNNEL_SOCKET; keep the guard alive until the end of main.
+//!     let _guard = logfunnel_client::init()?;
+//!     log::info!(target: "app.worker", "processed item {}", 42);
+//!     Ok(()) // dropping the guard hands every record to the hub
+//! }
+//! ```
+//!
+//! A log call formats its message and encodes the record straight into a
+//! ring buffer owned by the calling thread: no lock, no system call, no
+//! allocation in steady state, and it never wakes the sender thread. The
+//! sender polls the rings, batches records into frames of tens of KiB, writes
+//! them to the hub, and keeps every batch until the hub acknowledges it, so a
+//! hub that is not up yet, or restarts, costs nothing but memory (bounded by
+//! the configured capacity). When that capacity is exhausted the overflow
+//! policy applies: [`Overflow::Block`] (the default) makes the caller sleep
+//! until there is room; [`Overflow::DropNewest`] drops the record and counts
+//! it, and the hub receives a WARNING record saying how many were dropped.
 
+mod error;
+mod oneshot;
+mod ring;
+mod sender;
+
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub use error::{FlushError, InitError, SendError};
+use logfunnel_protocol::{
+    Level, MAX_MESSAGE_BYTES, RecordRef, ValueRef, encode_record_ref, encoded_record_len,
+};
+pub use oneshot::send_records;
+use ring::{PushError, Ring};
+
+/// What a log call does when its thread's queue is full (the hub is slow or
+/// unreachable and the sender already holds its capacity of unacknowledged
+/// records).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overflow {
+    /// Sleep (never spin) until there is room: nothing is lost, the caller waits.
+    #[default]
+    Block,
+    /// Drop the new record and count it; the caller never waits.
+    DropNewest,
+}
+
+/// Client settings. Defaults:
+///
+/// | setting | default |
+/// |---|---|
+/// | socket | `LOGFUNNEL_SOCKET`, else [`logfunnel_protocol::default_socket_path`] |
+/// | level | `LOGFUNNEL_LEVEL`, else TRACE (the hub's config does the filtering) |
+/// | queue_capacity | 1 MiB per logging thread |
+/// | max_unacked | 8 MiB of records held by the sender until the hub acknowledges them |
+/// | overflow | [`Overflow::Block`] |
+/// | batch_bytes | 64 KiB per frame |
+/// | flush_timeout | 10 s, for the guard's flush on drop |
+#[derive(Debug, Clone)]
+pub struct Builder {
+    socket: Option<PathBuf>,
+    level: Option<log::LevelFilter>,
+    queue_capacity: usize,
+    max_unacked: usize,
+    overflow: Overflow,
+    batch_bytes: usize,
+    flush_timeout: Duration,
+    process_name: Option<String>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            socket: None,
+            level: None,
+            queue_capacity: 1 << 20,
+            max_unacked: 8 << 20,
+            overflow: Overflow::Block,
+            batch_bytes: 64 << 10,
+            flush_timeout: Duration::from_secs(10),
+            process_name: None,
+        }
+    }
+}
+
+impl Builder {
+    /// The defaults in the table above.
+    pub fn new() -> Builder {
+        Builder::default()
+    }
+    /// The hub's socket path.
+    pub fn socket(mut self, path: impl Into<PathBuf>) -> Self {
+        self.socket = Some(path.into());
+        self
+    }
+    /// The most verbose level sent (also set as `log`'s max level by `init`).
+    pub fn level(mut self, level: log::LevelFilter) -> Self {
+        self.level = Some(level);
+        self
+    }
+    /// Bytes of queue per logging thread (rounded up to a power of two).
+    pub fn queue_capacity(mut self, bytes: usize) -> Self {
+        self.queue_capacity = bytes;
+        self
+    }
+    /// Bytes of records the sender keeps until the hub acknowledges them.
+    pub fn max_unacked(mut self, bytes: usize) -> Self {
+        self.max_unacked = bytes.max(64 << 10);
+        self
+    }
+    /// What a log call does when the queue is full.
+    pub fn overflow(mut self, overflow: Overflow) -> Self {
+        self.overflow = overflow;
+        self
+    }
+    /// Target size of one frame on the socket.
+    pub fn batch_bytes(mut self, bytes: usize) -> Self {
+        self.batch_bytes = bytes.clamp(1 << 10, 1 << 20);
+        self
+    }
+    /// How long the guard's drop waits for the hub to acknowledge everything.
+    pub fn flush_timeout(mut self, timeout: Duration) -> Self {
+        self.flush_timeout = timeout;
+        self
+    }
+    /// The process name the hub shows as `%(processName)s`.
+    pub fn process_name(mut self, name: impl Into<String>) -> Self {
+        self.process_name = Some(name.into());
+        self
+    }
+
+    /// Starts the sender thread and returns the handler (not installed) and
+    /// its guard.
+    pub fn build(self) -> Result<(QueueHandler, Guard), InitError> {
+        let level = match self.level {
+            Some(l) => l,
+            None => match std::env::var("LOGFUNNEL_LEVEL") {
+                Ok(v) if !v.is_empty() => v.parse().map_err(|_| InitError::BadLevel(v))?,
+                _ => log::LevelFilter::Trace,
+            },
+        };
+        let socket = self
+            .socket
+            .clone()
+            .or_else(|| std::env::var_os(logfunnel_protocol::SOCKET_ENV).map(PathBuf::from))
+            .unwrap_or_else(logfunnel_protocol::default_socket_path);
+        let shared = Arc::new(Shared {
+            id: NEXT_HANDLER_ID.fetch_add(1, Ordering::Relaxed),
+            socket,
+            level,
+            pid: std::process::id(),
+            process_name: self.process_name.clone().unwrap_or_else(oneshot::process_name),
+            session: new_session_id(),
+            settings: self,
+            rings: Mutex::new(Vec::new()),
+            dropped: AtomicU64::new(0),
+            truncated: AtomicU64::new(0),
+            assigned: AtomicU64::new(1),
+            acked: AtomicU64::new(1),
+            epoch: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            connected: AtomicBool::new(false),
+            connects: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+        });
+        let thread = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("logfunnel-sender".into())
+                .spawn(move || sender::run(shared))
+                .map_err(InitError::Spawn)?
+        };
+        let handler = QueueHandler { shared };
+        let guard = Guard { handler: handler.clone(), thread: Some(thread) };
+        Ok((handler, guard))
+    }
+
+    /// Builds the handler and installs it as the global `log` logger.
+    pub fn init(self) -> Result<Guard, InitError> {
+        let (handler, guard) = self.build()?;
+        let level = handler.shared.level;
+        log::set_boxed_logger(Box::new(handler))?;
+        log::set_max_level(level);
+        Ok(guard)
+    }
+}
+
+/// Installs a QueueHandler with the default settings (socket from
+/// `LOGFUNNEL_SOCKET`) as the global `log` logger.
+pub fn init() -> Result<Guard, InitError> {
+    Builder::new().init()
+}
+
+static NEXT_HANDLER_ID: AtomicU64 = AtomicU64::new(1);
+
+pub(crate) fn new_session_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    // RandomState is seeded from the OS; mixing in time and pid keeps two
+    // sessions of one process apart even if the seed were reused.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.write_u32(std::process::id());
+    h.write_u64(NEXT_HANDLER_ID.load(Ordering::Relaxed));
+    h.finish()
+}
+
+pub(crate) struct Shared {
+    id: u64,
+    socket: PathBuf,
+    level: log::LevelFilter,
+    pid: u32,
+    process_name: String,
+    session: u64,
+    settings: Builder,
+    /// Every thread's ring; the sender walks this list.
+    rings: Mutex<Vec<Arc<Ring>>>,
+    dropped: AtomicU64,
+    truncated: AtomicU64,
+    /// Next sequence number the sender will give a record.
+    assigned: AtomicU64,
+    /// Every record below this one is acknowledged by the hub.
+    acked: AtomicU64,
+    /// Incremented after each sender pass (see `flush`).
+    epoch: AtomicU64,
+    stop: AtomicBool,
+    stopped: AtomicBool,
+    connected: AtomicBool,
+    connects: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+/// Counters of one client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientStats {
+    /// Records taken from the queues by the sender.
+    pub sent: u64,
+    /// Records the hub has acknowledged.
+    pub acked: u64,
+    /// Records dropped by the overflow policy (or too large to queue).
+    pub dropped: u64,
+    /// Messages cut to the protocol's maximum message size.
+    pub truncated: u64,
+    /// Whether the sender is connected now.
+    pub connected: bool,
+    /// Successful connections so far (more than one means reconnects).
+    pub connects: u64,
+}
+
+/// The `log::Log` implementation: Python's QueueHandler. Cheap to clone.
+#[derive(Clone)]
+pub struct QueueHandler {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for QueueHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueHandler")
+            .field("socket", &self.shared.socket)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// Per-thread state: the ring and reusable scratch space.
+struct Local {
+    handler_id: u64,
+    ring: Arc<Ring>,
+    message: String,
+    kv: Vec<(String, KvScratch)>,
+    kv_len: usize,
+    thread: u64,
+    thread_name: Option<String>,
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        self.ring.close();
+    }
+}
+
+#[derive(Default)]
+struct KvScratch {
+    text: String,
+    value: Option<KvValue>,
+}
+
+#[derive(Clone, Copy)]
+enum KvValue {
+    I64(i64),
+    U64(u64),
+    F64(f64),
+    Bool(bool),
+}
+
+thread_local! {
+    static LOCAL: RefCell<Option<Local>> = const { RefCell::new(None) };
+}
+
+fn os_thread_id() -> u64 {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid has no preconditions.
+        (unsafe { libc::gettid() }) as u64
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+impl QueueHandler {
+    /// Counters so far.
+    pub fn stats(&self) -> ClientStats {
+        let s = &self.shared;
+        ClientStats {
+            sent: s.assigned.load(Ordering::Acquire) - 1,
+            acked: s.acked.load(Ordering::Acquire) - 1,
+            dropped: s.dropped.load(Ordering::Relaxed),
+            truncated: s.truncated.load(Ordering::Relaxed),
+            connected: s.connected.load(Ordering::Relaxed),
+            connects: s.connects.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Waits until every record logged before this call has been
+    /// acknowledged by the hub, or `timeout` passes.
+    pub fn flush_timeout(&self, timeout: Duration) -> Result<(), FlushError> {
+        let s = &self.shared;
+        let start = Instant::now();
+        let targets: Vec<(Arc<Ring>, u64)> = s
+            .rings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|r| (Arc::clone(r), r.head()))
+            .collect();
+        let timed_out = |s: &Shared| FlushError::Timeout {
+            waited: start.elapsed(),
+            unacked: s.assigned.load(Ordering::Acquire).saturating_sub(s.acked.load(Ordering::Acquire)),
+            last_error: s
+                .last_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()
+                .unwrap_or_else(|| "none".into()),
+        };
+        let wait = |cond: &dyn Fn() -> bool| -> bool {
+            while !cond() {
+                if start.elapsed() >= timeout || s.stopped.load(Ordering::Acquire) && !cond() {
+                    return cond();
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            true
+        };
+        if !wait(&|| targets.iter().all(|(r, head)| r.tail() >= *head)) {
+            return Err(timed_out(s));
+        }
+        // The pass that drained those entries stores `assigned` before it
+        // bumps `epoch`, so one more completed pass makes `assigned` cover them.
+        let seen = s.epoch.load(Ordering::Acquire);
+        if !wait(&|| s.epoch.load(Ordering::Acquire) > seen) {
+            return Err(timed_out(s));
+        }
+        let target = s.assigned.load(Ordering::Acquire);
+        if !wait(&|| s.acked.load(Ordering::Acquire) >= target) {
+            return Err(timed_out(s));
+        }
+        Ok(())
+    }
+
+    fn enqueue(&self, record: &log::Record<'_>) {
+        let ok = LOCAL.try_with(|cell| {
+            // A log call made while formatting this one (a Display impl that
+            // logs) finds the cell borrowed; it is dropped and counted.
+            let Ok(mut slot) = cell.try_borrow_mut() else { return false };
+            if slot.as_ref().is_none_or(|l| l.handler_id != self.shared.id) {
+                *slot = Some(self.register_thread());
+            }
+            let local = slot.as_mut().expect("just set");
+            self.enqueue_local(local, record);
+            true
+        });
+        if ok != Ok(true) {
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn register_thread(&self) -> Local {
+        let ring = Arc::new(Ring::new(self.shared.settings.queue_capacity));
+        self.shared.rings.lock().unwrap_or_else(|e| e.into_inner()).push(Arc::clone(&ring));
+        Local {
+            handler_id: self.shared.id,
+            ring,
+            message: String::with_capacity(256),
+            kv: Vec::new(),
+            kv_len: 0,
+            thread: os_thread_id(),
+            thread_name: std::thread::current().name().map(str::to_owned),
+        }
+    }
+
+    fn enqueue_local(&self, local: &mut Local, record: &log::Record<'_>) {
+        let created_ns =
+            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
+        let message: &str = match record.args().as_str() {
+            Some(s) if s.len() <= MAX_MESSAGE_BYTES => s,
+            _ => {
+                local.message.clear();
+                let _ = write!(local.message, "{}", record.args());
+                if local.message.len() > MAX_MESSAGE_BYTES {
+                    truncate_message(&mut local.message);
+                    self.shared.truncated.fetch_add(1, Ordering::Relaxed);
+                }
+                &local.message
+            }
+        };
+        collect_kv(record, &mut local.kv, &mut local.kv_len);
+        let extra: Vec<(&str, ValueRef<'_>)> = local.kv[..local.kv_len]
+            .iter()
+            .map(|(k, v)| {
+                let value = match v.value {
+                    Some(KvValue::I64(i)) => ValueRef::I64(i),
+                    Some(KvValue::U64(u)) => ValueRef::U64(u),
+                    Some(KvValue::F64(f)) => ValueRef::F64(f),
+                    Some(KvValue::Bool(b)) => ValueRef::Bool(b),
+                    None => ValueRef::Str(&v.text),
+                };
+                (k.as_str(), value)
+            })
+            .collect();
+        let rec = RecordRef {
+            created_ns,
+            levelno: Level::from_log(record.level() as u8).0,
+            name: record.target(),
+            message,
+            pathname: record.file(),
+            lineno: record.line().unwrap_or(0),
+            func_name: None,
+            module_path: record.module_path(),
+            process: self.shared.pid,
+            process_name: None,
+            thread: local.thread,
+            thread_name: local.thread_name.as_deref(),
+            exc_text: None,
+            extra: &extra,
+        };
+        let mut backoff = Duration::from_micros(10);
+        loop {
+            let pushed =
+                local.ring.try_push(|slot| encode_record_ref(&rec, slot).ok(), || encoded_record_len(&rec));
+            match pushed {
+                Ok(()) => return,
+                Err(PushError::Full)
+                    if self.shared.settings.overflow == Overflow::Block
+                        && !self.shared.stopped.load(Ordering::Relaxed) =>
+                {
+                    // Sleep, never spin: on two cores a spinning producer
+                    // starves the very threads that would make room.
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_millis(1));
+                }
+                Err(_) => {
+                    self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn truncate_message(message: &mut String) {
+    let total = message.len();
+    let mut cut = MAX_MESSAGE_BYTES - 64;
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    message.truncate(cut);
+    let _ = write!(message, " …[truncated {} bytes]", total - cut);
+}
+
+fn collect_kv(record: &log::Record<'_>, kv: &mut Vec<(String, KvScratch)>, len: &mut usize) {
+    struct Visitor<'a> {
+        kv: &'a mut Vec<(String, KvScratch)>,
+        len: &'a mut usize,
+    }
+    impl<'kvs> log::kv::VisitSource<'kvs> for Visitor<'_> {
+        fn visit_pair(
+            &mut self,
+            key: log::kv::Key<'kvs>,
+            value: log::kv::Value<'kvs>,
+        ) -> Result<(), log::kv::Error> {
+            if *self.len == self.kv.len() {
+                self.kv.push(Default::default());
+            }
+            let (k, v) = &mut self.kv[*self.len];
+            *self.len += 1;
+            k.clear();
+            k.push_str(key.as_str());
+            v.text.clear();
+            v.value = if let Some(b) = value.to_bool() {
+                Some(KvValue::Bool(b))
+            } else if let Some(i) = value.to_i64() {
+                Some(KvValue::I64(i))
+            } else if let Some(u) = value.to_u64() {
+                Some(KvValue::U64(u))
+            } else if let Some(f) = value.to_f64() {
+                Some(KvValue::F64(f))
+            } else {
+                let _ = write!(v.text, "{value}");
+                None
+            };
+            Ok(())
+        }
+    }
+    *len = 0;
+    let _ = record.key_values().visit(&mut Visitor { kv, len });
+}
+
+impl log::Log for QueueHandler {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= self.shared.level
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            self.enqueue(record);
+        }
+    }
+
+    fn flush(&self) {
+        let _ = self.flush_timeout(self.shared.settings.flush_timeout);
+    }
+}
+
+/// Flushes and stops the sender when dropped: keep it alive for as long as
+/// the process logs (bind it to a name such as `_guard`, not `_`).
+/// `std::process::exit` skips destructors, so call [`Guard::finish`] first
+/// when exiting that way.
+#[must_use = "dropping the guard at once stops logging; bind it to `_guard`"]
+pub struct Guard {
+    handler: QueueHandler,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard").field("handler", &self.handler).finish()
+    }
+}
+
+impl Guard {
+    /// The handler this guard belongs to.
+    pub fn handler(&self) -> &QueueHandler {
+        &self.handler
+    }
+
+    /// Flushes (waiting up to the configured flush timeout), stops the
+    /// sender and returns the final counters, or the flush error.
+    pub fn finish(mut self) -> Result<ClientStats, FlushError> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<ClientStats, FlushError> {
+        let Some(thread) = self.thread.take() else { return Ok(self.handler.stats()) };
+        let flushed = self.handler.flush_timeout(self.handler.shared.settings.flush_timeout);
+        self.handler.shared.stop.store(true, Ordering::Release);
+        let _ = thread.join();
+        flushed.map(|()| self.handler.stats())
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            // The one place a client may speak for itself: records are being lost.
+            eprintln!("logfunnel client: {e}");
+        }
+    }
+}

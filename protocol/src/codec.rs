@@ -47,10 +47,7 @@ impl Preamble {
         if found != MAGIC {
             return Err(ProtocolError::BadMagic { found });
         }
-        Ok(Preamble {
-            version: u16::from_le_bytes([b[4], b[5]]),
-            status: u16::from_le_bytes([b[6], b[7]]),
-        })
+        Ok(Preamble { version: u16::from_le_bytes([b[4], b[5]]), status: u16::from_le_bytes([b[6], b[7]]) })
     }
 
     /// Reads and parses a preamble.
@@ -66,10 +63,7 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> Result<(), ProtocolError> {
     while got < buf.len() {
         match r.read(&mut buf[got..]) {
             Ok(0) => {
-                return Err(ProtocolError::Truncated {
-                    got,
-                    expected: buf.len(),
-                });
+                return Err(ProtocolError::Truncated { got, expected: buf.len() });
             }
             Ok(n) => got += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -83,10 +77,7 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> Result<(), ProtocolError> {
 pub(crate) fn check_len(len: u32) -> Result<usize, ProtocolError> {
     let len = len as usize;
     if len > MAX_FRAME_BYTES {
-        return Err(ProtocolError::FrameTooLarge {
-            len: len as u64,
-            max: MAX_FRAME_BYTES,
-        });
+        return Err(ProtocolError::FrameTooLarge { len: len as u64, max: MAX_FRAME_BYTES });
     }
     if len == 0 {
         return Err(ProtocolError::EmptyFrame);
@@ -141,10 +132,7 @@ fn encode_frame<T: serde::Serialize>(frame: &T, out: &mut FrameBuf) -> Result<()
     bincode::serde::encode_into_std_write(frame, &mut out.bytes, CONFIG)?;
     let len = out.bytes.len() - 4;
     if len > MAX_FRAME_BYTES {
-        return Err(ProtocolError::FrameTooLarge {
-            len: len as u64,
-            max: MAX_FRAME_BYTES,
-        });
+        return Err(ProtocolError::FrameTooLarge { len: len as u64, max: MAX_FRAME_BYTES });
     }
     out.bytes[..4].copy_from_slice(&(len as u32).to_le_bytes());
     Ok(())
@@ -164,10 +152,7 @@ fn decode_frame<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, Pro
     check_len(u32::try_from(payload.len()).unwrap_or(u32::MAX))?;
     let (frame, used) = bincode::serde::decode_from_slice(payload, CONFIG)?;
     if used != payload.len() {
-        return Err(ProtocolError::TrailingBytes {
-            used,
-            extra: payload.len() - used,
-        });
+        return Err(ProtocolError::TrailingBytes { used, extra: payload.len() - used });
     }
     Ok(frame)
 }
@@ -186,10 +171,7 @@ pub fn decode_hub_frame(payload: &[u8]) -> Result<HubFrame, ProtocolError> {
 /// Encodes one record into `dst`, returning the bytes used; fails with
 /// `UnexpectedEnd` when `dst` is too small. Clients encode straight into
 /// their queue with this.
-pub fn encode_record_ref(
-    rec: &RecordRef<'_>,
-    dst: &mut [u8],
-) -> Result<usize, bincode::error::EncodeError> {
+pub fn encode_record_ref(rec: &RecordRef<'_>, dst: &mut [u8]) -> Result<usize, bincode::error::EncodeError> {
     bincode::serde::encode_into_slice(rec, dst, CONFIG)
 }
 
@@ -222,12 +204,7 @@ impl BatchBuilder {
     pub fn with_capacity(capacity: usize) -> BatchBuilder {
         let mut buf = Vec::with_capacity(HEADER_ROOM + capacity);
         buf.resize(HEADER_ROOM, 0);
-        BatchBuilder {
-            buf,
-            first_seq: 0,
-            count: 0,
-            start: HEADER_ROOM,
-        }
+        BatchBuilder { buf, first_seq: 0, count: 0, start: HEADER_ROOM }
     }
 
     /// Starts a new batch whose first record gets `first_seq`.
@@ -269,10 +246,7 @@ impl BatchBuilder {
         )?;
         let payload = n + self.records_len();
         if payload > MAX_FRAME_BYTES {
-            return Err(ProtocolError::FrameTooLarge {
-                len: payload as u64,
-                max: MAX_FRAME_BYTES,
-            });
+            return Err(ProtocolError::FrameTooLarge { len: payload as u64, max: MAX_FRAME_BYTES });
         }
         self.start = HEADER_ROOM - n - 4;
         self.buf[self.start..self.start + 4].copy_from_slice(&(payload as u32).to_le_bytes());

@@ -6,9 +6,7 @@ use thiserror::Error;
 #[non_exhaustive]
 pub enum ProtocolError {
     /// The connection did not start with `LFNL`.
-    #[error(
-        "not a logfunnel client: connection starts with {found:02x?}, expected the magic \"LFNL\""
-    )]
+    #[error("not a logfunnel client: connection starts with {found:02x?}, expected the magic \"LFNL\"")]
     BadMagic {
         /// The first four bytes received.
         found: [u8; 4],

@@ -64,9 +64,7 @@ pub fn default_socket_path() -> std::path::PathBuf {
 fn current_uid() -> u32 {
     use std::os::unix::fs::MetadataExt;
     // /proc/self is owned by the process's uid; avoids a libc dependency here.
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .unwrap_or(0)
+    std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0)
 }
 
 #[cfg(not(unix))]

@@ -1,0 +1,111 @@
+//! A synchronous one-shot sender, for `logfunnel send` and scripts: connect,
+//! hand over some records, wait for the hub's acknowledgement, close.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use interprocess::local_socket::prelude::*;
+use interprocess::local_socket::{ConnectOptions, GenericFilePath, Stream};
+use logfunnel_protocol::{
+    Batch, ClientFrame, FrameBuf, Hello, HubFrame, PROTOCOL_VERSION, Preamble, ProtocolError, Record,
+    decode_hub_frame, encode_client_frame, read_frame,
+};
+
+use crate::SendError;
+
+/// Connects to the hub at `path`, sends `records` as one batch, and returns
+/// once the hub has acknowledged them.
+pub fn send_records(path: &Path, records: Vec<Record>, timeout: Duration) -> Result<(), SendError> {
+    let p = || path.display().to_string();
+    let stream = connect(path, timeout).map_err(|source| SendError::NoHub { path: p(), error: source })?;
+    let proto = |source| SendError::Protocol { path: p(), error: source };
+    let count = records.len() as u64;
+    let next = handshake(&stream, 1, process_name()).map_err(proto)?;
+    if next > 1 {
+        return Err(proto(ProtocolError::Unexpected("hub claims records of a new session")));
+    }
+    let mut frame = FrameBuf::default();
+    encode_client_frame(&ClientFrame::Batch(Batch { first_seq: 1, records }), &mut frame).map_err(proto)?;
+    (&stream).write_all(frame.as_bytes()).map_err(|e| proto(e.into()))?;
+    let mut buf = Vec::new();
+    loop {
+        match read_hub_frame(&stream, &mut buf).map_err(proto)? {
+            HubFrame::Ack { next_seq } if next_seq > count => break,
+            HubFrame::Ack { .. } => continue,
+            HubFrame::Refuse { reason } => return Err(proto(ProtocolError::Refused(reason))),
+            HubFrame::Welcome { .. } => {
+                return Err(proto(ProtocolError::Unexpected("second Welcome")));
+            }
+        }
+    }
+    encode_client_frame(&ClientFrame::Bye, &mut frame).map_err(proto)?;
+    let _ = (&stream).write_all(frame.as_bytes());
+    Ok(())
+}
+
+pub(crate) fn connect(path: &Path, timeout: Duration) -> std::io::Result<Stream> {
+    let name = path.to_fs_name::<GenericFilePath>()?;
+    let stream = ConnectOptions::new().name(name).connect_sync()?;
+    stream.set_send_timeout(Some(timeout))?;
+    stream.set_recv_timeout(Some(timeout))?;
+    Ok(stream)
+}
+
+pub(crate) fn process_name() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "MainProcess".to_owned())
+}
+
+pub(crate) fn host_name() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
+}
+
+/// Sends the preamble and `Hello`, reads the hub's answer; returns the
+/// sequence number the hub expects next for this session.
+pub(crate) fn handshake(stream: &Stream, first_seq: u64, process_name: String) -> Result<u64, ProtocolError> {
+    handshake_session(stream, first_seq, process_name, crate::new_session_id())
+}
+
+pub(crate) fn handshake_session(
+    stream: &Stream,
+    first_seq: u64,
+    process_name: String,
+    session: u64,
+) -> Result<u64, ProtocolError> {
+    let mut out = Preamble { version: PROTOCOL_VERSION, status: Preamble::OK }.to_bytes().to_vec();
+    let hello = Hello { pid: std::process::id(), process_name, host_name: host_name(), session, first_seq };
+    let mut frame = FrameBuf::default();
+    encode_client_frame(&ClientFrame::Hello(hello), &mut frame)?;
+    out.extend_from_slice(frame.as_bytes());
+    // One write: a full backlog can make connect succeed and this fail.
+    let mut w = stream;
+    w.write_all(&out)?;
+    let mut r = stream;
+    let pre = Preamble::read_from(&mut r)?;
+    let mut buf = Vec::new();
+    if pre.status != Preamble::OK {
+        return match read_hub_frame(stream, &mut buf)? {
+            HubFrame::Refuse { reason } => Err(ProtocolError::Refused(reason)),
+            _ => Err(ProtocolError::Unexpected("refusal without a reason")),
+        };
+    }
+    if pre.version != PROTOCOL_VERSION {
+        return Err(ProtocolError::UnsupportedVersion { found: pre.version, supported: PROTOCOL_VERSION });
+    }
+    match read_hub_frame(stream, &mut buf)? {
+        HubFrame::Welcome { next_seq } => Ok(next_seq),
+        HubFrame::Refuse { reason } => Err(ProtocolError::Refused(reason)),
+        HubFrame::Ack { .. } => Err(ProtocolError::Unexpected("Ack before Welcome")),
+    }
+}
+
+fn read_hub_frame(stream: &Stream, buf: &mut Vec<u8>) -> Result<HubFrame, ProtocolError> {
+    let mut r = stream;
+    if !read_frame(&mut r, buf)? {
+        return Err(ProtocolError::Truncated { got: 0, expected: 4 });
+    }
+    decode_hub_frame(buf)
+}

@@ -1,0 +1,392 @@
+//! The sender thread: polls the rings, batches, writes, reconnects, resends.
+//!
+//! It is never woken by a log call. It polls: after a pass that found work it
+//! polls again at once; after an idle pass it sleeps, 20 µs at first,
+//! doubling to 1 ms. Every batch stays in `pending` until the hub
+//! acknowledges it, so a dead or restarting hub loses nothing that fits in
+//! `max_unacked`; beyond that the sender stops draining the rings, they fill
+//! up, and the overflow policy applies at the log call.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use interprocess::local_socket::Stream;
+use interprocess::local_socket::prelude::*;
+use logfunnel_protocol::{
+    BatchBuilder, HubFrame, Level, MAX_FRAME_BYTES, ProtocolError, RecordRef, decode_hub_frame,
+    encode_record_ref,
+};
+
+use crate::Shared;
+use crate::oneshot::{connect, handshake_session};
+
+const IDLE_SLEEP_MIN: Duration = Duration::from_micros(20);
+const IDLE_SLEEP_MAX: Duration = Duration::from_millis(1);
+const RECONNECT_MIN: Duration = Duration::from_millis(10);
+const RECONNECT_MAX: Duration = Duration::from_millis(500);
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+struct PendingBatch {
+    first_seq: u64,
+    count: u64,
+    frame: Vec<u8>,
+}
+
+struct Conn {
+    stream: Stream,
+    inbox: Vec<u8>,
+}
+
+struct Sender {
+    shared: Arc<Shared>,
+    builder: BatchBuilder,
+    pending: VecDeque<PendingBatch>,
+    pending_bytes: usize,
+    /// Index in `pending` of the first batch not yet written on `conn`.
+    unsent: usize,
+    next_seq: u64,
+    conn: Option<Conn>,
+    next_connect: Instant,
+    reconnect_delay: Duration,
+    reported_drops: u64,
+    last_logged_error: Option<String>,
+}
+
+pub(crate) fn run(shared: Arc<Shared>) {
+    let batch_bytes = shared.settings.batch_bytes;
+    let mut s = Sender {
+        builder: BatchBuilder::with_capacity(batch_bytes * 2),
+        pending: VecDeque::new(),
+        pending_bytes: 0,
+        unsent: 0,
+        next_seq: 1,
+        conn: None,
+        next_connect: Instant::now(),
+        reconnect_delay: RECONNECT_MIN,
+        reported_drops: 0,
+        last_logged_error: None,
+        shared,
+    };
+    s.builder.reset(1);
+    let mut idle = IDLE_SLEEP_MIN;
+    loop {
+        let stopping = s.shared.stop.load(Ordering::Acquire);
+        let mut worked = s.collect();
+        worked |= s.report_drops();
+        s.seal();
+        s.shared.assigned.store(s.next_seq, Ordering::Release);
+        s.shared.epoch.fetch_add(1, Ordering::AcqRel);
+        if s.conn.is_none() && Instant::now() >= s.next_connect {
+            worked |= s.try_connect();
+        }
+        if s.conn.is_some() {
+            worked |= s.write_unsent();
+            worked |= s.read_acks();
+        }
+        if stopping {
+            break;
+        }
+        if worked {
+            idle = IDLE_SLEEP_MIN;
+        } else {
+            std::thread::sleep(idle);
+            idle = (idle * 2).min(IDLE_SLEEP_MAX);
+        }
+    }
+    if let Some(conn) = s.conn.take() {
+        let mut frame = logfunnel_protocol::FrameBuf::default();
+        if logfunnel_protocol::encode_client_frame(&logfunnel_protocol::ClientFrame::Bye, &mut frame).is_ok()
+        {
+            let _ = (&conn.stream).write_all(frame.as_bytes());
+        }
+    }
+    s.shared.connected.store(false, Ordering::Relaxed);
+    s.shared.stopped.store(true, Ordering::Release);
+}
+
+impl Sender {
+    /// Moves records from the rings into batches while there is room for
+    /// unacknowledged data. Returns whether anything was moved.
+    fn collect(&mut self) -> bool {
+        let rings: Vec<_> = {
+            let mut rings = self.shared.rings.lock().unwrap_or_else(|e| e.into_inner());
+            // Forget the rings of threads that exited, once drained.
+            rings.retain(|r| !(r.is_closed() && r.is_empty()));
+            rings.clone()
+        };
+        let limit = self.shared.settings.max_unacked;
+        let batch_bytes = self.shared.settings.batch_bytes;
+        let mut moved = 0;
+        for ring in &rings {
+            loop {
+                if self.pending_bytes + self.builder.records_len() >= limit {
+                    return moved > 0;
+                }
+                let builder = &mut self.builder;
+                let n = ring.drain(|entry| {
+                    if builder.records_len() + entry.len() > MAX_FRAME_BYTES - 64
+                        || builder.records_len() >= batch_bytes
+                    {
+                        return false;
+                    }
+                    builder.push_encoded(entry);
+                    true
+                });
+                moved += n;
+                if self.builder.records_len() >= batch_bytes {
+                    self.seal();
+                } else if n == 0 || ring.is_empty() {
+                    break;
+                }
+            }
+        }
+        moved > 0
+    }
+
+    /// Turns the records collected so far into a pending batch.
+    fn seal(&mut self) {
+        if self.builder.count() == 0 {
+            return;
+        }
+        let count = self.builder.count();
+        let first_seq = self.builder.first_seq();
+        let frame = match self.builder.finish() {
+            Ok(f) => f.to_vec(),
+            Err(e) => {
+                // Cannot happen for records that fit a ring; never panic.
+                self.note_error(format!("dropping a batch that cannot be framed: {e}"));
+                self.shared.dropped.fetch_add(count, Ordering::Relaxed);
+                self.builder.reset(first_seq);
+                return;
+            }
+        };
+        self.pending_bytes += frame.len();
+        self.pending.push_back(PendingBatch { first_seq, count, frame });
+        self.next_seq = first_seq + count;
+        self.builder.reset(self.next_seq);
+    }
+
+    /// Adds a WARNING record saying how many records were dropped since the
+    /// last report, so a drop is never silent at the hub either.
+    fn report_drops(&mut self) -> bool {
+        let dropped = self.shared.dropped.load(Ordering::Relaxed);
+        if dropped == self.reported_drops {
+            return false;
+        }
+        let message = format!(
+            "logfunnel client dropped {} records (overflow policy {:?}; {} dropped in total by this process)",
+            dropped - self.reported_drops,
+            self.shared.settings.overflow,
+            dropped
+        );
+        let rec = RecordRef {
+            created_ns: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos() as i64)
+                .unwrap_or(0),
+            levelno: Level::WARNING.0,
+            name: "logfunnel.client",
+            message: &message,
+            pathname: None,
+            lineno: 0,
+            func_name: None,
+            module_path: None,
+            process: self.shared.pid,
+            process_name: None,
+            thread: 0,
+            thread_name: Some("logfunnel-sender"),
+            exc_text: None,
+            extra: &[],
+        };
+        let mut buf = vec![0u8; 1024];
+        if let Ok(n) = encode_record_ref(&rec, &mut buf) {
+            self.builder.push_encoded(&buf[..n]);
+            self.reported_drops = dropped;
+        }
+        true
+    }
+
+    fn note_error(&mut self, error: String) {
+        *self.shared.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(error);
+    }
+
+    fn try_connect(&mut self) -> bool {
+        let first_seq = self.pending.front().map_or(self.next_seq, |b| b.first_seq);
+        let result =
+            connect(&self.shared.socket, IO_TIMEOUT).map_err(ProtocolError::from).and_then(|stream| {
+                let next = handshake_session(
+                    &stream,
+                    first_seq,
+                    self.shared.process_name.clone(),
+                    self.shared.session,
+                )?;
+                stream.set_recv_timeout(None)?;
+                Ok((stream, next))
+            });
+        match result {
+            Ok((stream, next)) => {
+                self.conn = Some(Conn { stream, inbox: Vec::new() });
+                self.shared.connected.store(true, Ordering::Relaxed);
+                self.shared.connects.fetch_add(1, Ordering::Relaxed);
+                self.reconnect_delay = RECONNECT_MIN;
+                self.last_logged_error = None;
+                self.unsent = 0;
+                self.acknowledge(next);
+                true
+            }
+            Err(e) => {
+                let text = format!("connecting to {}: {e}", self.shared.socket.display());
+                // A refusal is worth telling the operator once; an absent hub
+                // is normal during start-up and just retried.
+                if matches!(e, ProtocolError::Refused(_) | ProtocolError::UnsupportedVersion { .. })
+                    && self.last_logged_error.as_deref() != Some(&text)
+                {
+                    eprintln!("logfunnel client: {text}");
+                    self.last_logged_error = Some(text.clone());
+                }
+                self.note_error(text);
+                self.next_connect = Instant::now() + self.reconnect_delay;
+                self.reconnect_delay = (self.reconnect_delay * 2).min(RECONNECT_MAX);
+                false
+            }
+        }
+    }
+
+    fn disconnect(&mut self, why: String) {
+        self.note_error(why);
+        self.conn = None;
+        self.shared.connected.store(false, Ordering::Relaxed);
+        self.unsent = 0;
+        self.next_connect = Instant::now() + self.reconnect_delay;
+    }
+
+    fn write_unsent(&mut self) -> bool {
+        let Some(conn) = &self.conn else { return false };
+        let mut wrote = false;
+        while self.unsent < self.pending.len() {
+            let batch = &self.pending[self.unsent];
+            if let Err(e) = (&conn.stream).write_all(&batch.frame) {
+                self.disconnect(format!("writing to the hub: {e}"));
+                return wrote;
+            }
+            self.unsent += 1;
+            wrote = true;
+        }
+        wrote
+    }
+
+    fn read_acks(&mut self) -> bool {
+        let Some(conn) = &mut self.conn else { return false };
+        let mut got = false;
+        loop {
+            match readable(&conn.stream) {
+                Ok(false) => break,
+                Ok(true) => {}
+                Err(e) => return self.fail_read(format!("polling the hub connection: {e}")),
+            }
+            let mut chunk = [0u8; 4096];
+            match (&conn.stream).read(&mut chunk) {
+                Ok(0) => return self.fail_read("the hub closed the connection".into()),
+                Ok(n) => conn.inbox.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return self.fail_read(format!("reading from the hub: {e}")),
+            }
+        }
+        // Parse whole frames out of the inbox.
+        let mut acked = None;
+        let mut offset = 0;
+        let mut failure = None;
+        while conn.inbox.len() - offset >= 4 {
+            let len =
+                u32::from_le_bytes(conn.inbox[offset..offset + 4].try_into().expect("4 bytes")) as usize;
+            if len > MAX_FRAME_BYTES {
+                failure = Some(format!("hub sent a frame of {len} bytes"));
+                break;
+            }
+            if conn.inbox.len() - offset - 4 < len {
+                break;
+            }
+            match decode_hub_frame(&conn.inbox[offset + 4..offset + 4 + len]) {
+                Ok(HubFrame::Ack { next_seq }) => acked = Some(next_seq),
+                Ok(HubFrame::Refuse { reason }) => {
+                    failure = Some(format!("the hub closed the connection: {reason}"));
+                    eprintln!("logfunnel client: the hub closed the connection: {reason}");
+                    break;
+                }
+                Ok(HubFrame::Welcome { .. }) => {
+                    failure = Some("hub sent a second Welcome".into());
+                    break;
+                }
+                Err(e) => {
+                    failure = Some(format!("undecodable frame from the hub: {e}"));
+                    break;
+                }
+            }
+            offset += 4 + len;
+        }
+        conn.inbox.drain(..offset);
+        if let Some(next) = acked {
+            self.acknowledge(next);
+            got = true;
+        }
+        if let Some(why) = failure {
+            return self.fail_read(why);
+        }
+        got
+    }
+
+    fn fail_read(&mut self, why: String) -> bool {
+        self.disconnect(why);
+        true
+    }
+
+    /// The hub holds every record below `next`: forget those batches.
+    fn acknowledge(&mut self, next: u64) {
+        while let Some(front) = self.pending.front() {
+            if front.first_seq + front.count > next {
+                break;
+            }
+            self.pending_bytes -= front.frame.len();
+            self.pending.pop_front();
+            self.unsent = self.unsent.saturating_sub(1);
+        }
+        let prev = self.shared.acked.load(Ordering::Acquire);
+        if next > prev {
+            self.shared.acked.store(next, Ordering::Release);
+        }
+    }
+}
+
+/// Whether a read would return at once (data, end of stream or an error).
+#[cfg(unix)]
+fn readable(stream: &Stream) -> io::Result<bool> {
+    use std::os::fd::{AsFd, AsRawFd};
+    let fd = match stream {
+        Stream::UdSocket(s) => s.as_fd().as_raw_fd(),
+    };
+    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd, zero timeout.
+    let r = unsafe { libc::poll(&mut pfd, 1, 0) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::Interrupted { Ok(false) } else { Err(e) };
+    }
+    Ok(r > 0)
+}
+
+#[cfg(not(unix))]
+fn readable(stream: &Stream) -> io::Result<bool> {
+    // Named pipes have no poll; peek by switching to non-blocking briefly.
+    stream.set_nonblocking(true)?;
+    let mut probe = [0u8; 0];
+    let r = (&*stream).read(&mut probe);
+    stream.set_nonblocking(false)?;
+    match r {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+        Err(e) => Err(e),
+    }
+}

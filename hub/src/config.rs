@@ -1,0 +1,771 @@
+//! Configuration: TOML shaped like Python's `logging.config.dictConfig`.
+//!
+//! Parsing is by hand over `toml::Value` rather than serde derives so that
+//! every problem is collected (not just the first) and named by its key path,
+//! which `logfunnel check-config` prints.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use logfunnel_protocol::{Level, parse_level};
+use toml::{Table, Value};
+
+use crate::formatter::{Formatter, Style};
+
+/// The configuration used when none is given: every record to stderr.
+pub const EMBEDDED_DEFAULT: &str = r#"
+# logfunnel's embedded default: everything to stderr.
+[formatters.default]
+format = "%(asctime)s %(levelname)-8s %(name)s [%(process)d] %(message)s"
+
+[handlers.console]
+class = "StreamHandler"
+stream = "ext://sys.stderr"
+formatter = "default"
+
+[root]
+level = "NOTSET"
+handlers = ["console"]
+"#;
+
+/// One problem in a configuration, with the key path it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// Dotted key path, e.g. `handlers.file.filename`.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Every problem found in a configuration.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigError {
+    /// Where the configuration came from (a file name, or "embedded default").
+    pub source_name: String,
+    /// The problems, in key order.
+    pub issues: Vec<ConfigIssue>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.issues.len();
+        write!(f, "{}: {n} problem{}", self.source_name, if n == 1 { "" } else { "s" })?;
+        for issue in &self.issues {
+            write!(f, "\n  {issue}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The `[hub]` section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HubConfig {
+    /// Socket path (`--socket` and `LOGFUNNEL_SOCKET` take precedence).
+    pub socket: Option<PathBuf>,
+    /// Permission bits of the socket file (default 0600).
+    pub socket_mode: u32,
+    /// Capacity of the listener queue, in batches (default 1024).
+    pub queue_capacity: usize,
+}
+
+/// A named formatter.
+#[derive(Debug, Clone)]
+pub struct FormatterConfig {
+    /// The compiled formatter.
+    pub formatter: Formatter,
+}
+
+/// Python's `Filter(name)`: passes records of this logger and its children.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterConfig {
+    /// Logger name prefix ("" passes everything).
+    pub name: String,
+}
+
+impl FilterConfig {
+    /// Python's `Filter.filter` on a record's logger name.
+    pub fn passes(&self, record_name: &str) -> bool {
+        let n = &self.name;
+        n.is_empty()
+            || record_name == n
+            || (record_name.starts_with(n.as_str()) && record_name.as_bytes()[n.len()] == b'.')
+    }
+}
+
+/// What a handler queue does when it is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OverflowPolicy {
+    /// Wait for room (backpressure up to the clients).
+    #[default]
+    Block,
+    /// Drop the records that do not fit, and count them.
+    DropNewest,
+    /// Drop the oldest queued records to make room, and count them.
+    DropOldest,
+}
+
+/// Which standard stream a StreamHandler writes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StdStream {
+    /// `ext://sys.stderr` (Python's default).
+    Stderr,
+    /// `ext://sys.stdout`.
+    Stdout,
+}
+
+/// The class-specific part of a handler.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HandlerKind {
+    /// `logging.StreamHandler`.
+    Stream {
+        /// The stream.
+        stream: StdStream,
+    },
+    /// `logging.FileHandler`.
+    File {
+        /// Absolute path (relative names are resolved against the hub's
+        /// working directory at load time, as Python's `abspath` does).
+        filename: PathBuf,
+        /// `a` (append) or `w` (truncate).
+        append: bool,
+        /// Open on first record rather than at start.
+        delay: bool,
+    },
+    /// `logging.NullHandler`.
+    Null,
+}
+
+impl HandlerKind {
+    /// The Python class name.
+    pub fn class_name(&self) -> &'static str {
+        match self {
+            HandlerKind::Stream { .. } => "StreamHandler",
+            HandlerKind::File { .. } => "FileHandler",
+            HandlerKind::Null => "NullHandler",
+        }
+    }
+}
+
+/// A named handler.
+#[derive(Debug, Clone)]
+pub struct HandlerConfig {
+    /// Class and its options.
+    pub kind: HandlerKind,
+    /// Handler level (records below it are not given to it).
+    pub level: Level,
+    /// Formatter name, if any (Python's default is `%(message)s`).
+    pub formatter: Option<String>,
+    /// Filter names.
+    pub filters: Vec<String>,
+    /// Queue capacity in records (default 65536).
+    pub queue_capacity: usize,
+    /// What happens when the queue is full.
+    pub overflow: OverflowPolicy,
+}
+
+/// The root logger or a named logger.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggerConfig {
+    /// Level; `None` means NOTSET (defer to the parent; root defaults to WARNING).
+    pub level: Option<Level>,
+    /// Handler names.
+    pub handlers: Vec<String>,
+    /// Filter names.
+    pub filters: Vec<String>,
+    /// Whether records continue to the parent's handlers.
+    pub propagate: bool,
+}
+
+/// A whole, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `[hub]`.
+    pub hub: HubConfig,
+    /// `[formatters.*]`.
+    pub formatters: BTreeMap<String, FormatterConfig>,
+    /// `[filters.*]`.
+    pub filters: BTreeMap<String, FilterConfig>,
+    /// `[handlers.*]`.
+    pub handlers: BTreeMap<String, HandlerConfig>,
+    /// `[root]`.
+    pub root: LoggerConfig,
+    /// `[loggers.*]`.
+    pub loggers: BTreeMap<String, LoggerConfig>,
+}
+
+impl Config {
+    /// The embedded default (stderr, the default format).
+    pub fn embedded_default() -> Config {
+        Config::from_toml_str(EMBEDDED_DEFAULT, "embedded default")
+            .expect("the embedded default configuration is valid")
+    }
+
+    /// Reads and validates a TOML file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            source_name: name.clone(),
+            issues: vec![ConfigIssue { path: String::new(), message: format!("cannot read: {e}") }],
+        })?;
+        Config::from_toml_str(&text, &name)
+    }
+
+    /// Parses and validates TOML text; `source_name` names it in errors.
+    pub fn from_toml_str(text: &str, source_name: &str) -> Result<Config, ConfigError> {
+        let fail = |issues| ConfigError { source_name: source_name.to_owned(), issues };
+        let table: Table = text.parse::<Table>().map_err(|e| {
+            fail(vec![ConfigIssue {
+                path: String::new(),
+                message: format!("not valid TOML: {}", e.to_string().trim_end()),
+            }])
+        })?;
+        let mut p = Parser { issues: Vec::new() };
+        let config = p.config(&table);
+        if p.issues.is_empty() { Ok(config) } else { Err(fail(p.issues)) }
+    }
+}
+
+struct Parser {
+    issues: Vec<ConfigIssue>,
+}
+
+/// Accepted spellings of a key: snake_case first, then Python's names.
+type Keys = &'static [&'static str];
+
+fn join(path: &str, key: &str) -> String {
+    let quoted = if key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        key.to_owned()
+    } else {
+        format!("{key:?}")
+    };
+    if path.is_empty() { quoted } else { format!("{path}.{quoted}") }
+}
+
+impl Parser {
+    fn issue(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.issues.push(ConfigIssue { path: path.into(), message: message.into() });
+    }
+
+    /// Reports keys of `table` not in `allowed`.
+    fn unknown_keys(&mut self, path: &str, table: &Table, allowed: &[Keys]) {
+        for key in table.keys() {
+            if !allowed.iter().any(|spellings| spellings.contains(&key.as_str())) {
+                let names: Vec<&str> = allowed.iter().map(|s| s[0]).collect();
+                self.issue(join(path, key), format!("unknown key (expected one of: {})", names.join(", ")));
+            }
+        }
+    }
+
+    fn get<'t>(&mut self, path: &str, table: &'t Table, keys: Keys) -> Option<(String, &'t Value)> {
+        let mut found = None;
+        for k in keys {
+            if let Some(v) = table.get(*k) {
+                if let Some((first, _)) = &found {
+                    self.issue(join(path, k), format!("given twice (also as {first})"));
+                } else {
+                    found = Some((join(path, k), v));
+                }
+            }
+        }
+        found
+    }
+
+    fn string(&mut self, path: &str, table: &Table, keys: Keys) -> Option<String> {
+        let (p, v) = self.get(path, table, keys)?;
+        match v {
+            Value::String(s) => Some(s.clone()),
+            other => {
+                self.issue(p, format!("expected a string, found {}", other.type_str()));
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, path: &str, table: &Table, keys: Keys) -> Option<bool> {
+        let (p, v) = self.get(path, table, keys)?;
+        match v {
+            Value::Boolean(b) => Some(*b),
+            other => {
+                self.issue(p, format!("expected true or false, found {}", other.type_str()));
+                None
+            }
+        }
+    }
+
+    fn positive(&mut self, path: &str, table: &Table, keys: Keys) -> Option<usize> {
+        let (p, v) = self.get(path, table, keys)?;
+        match v {
+            Value::Integer(i) if *i > 0 => Some(*i as usize),
+            other => {
+                self.issue(p, format!("expected a positive integer, found {other}"));
+                None
+            }
+        }
+    }
+
+    fn level(&mut self, path: &str, table: &Table) -> Option<Level> {
+        let (p, v) = self.get(path, table, &["level"])?;
+        let parsed = match v {
+            Value::String(s) => parse_level(s),
+            Value::Integer(i) => u32::try_from(*i).ok().map(Level),
+            _ => None,
+        };
+        if parsed.is_none() {
+            self.issue(
+                p,
+                format!("{v} is not a level (use NOTSET, DEBUG, INFO, WARNING, ERROR, CRITICAL or a number)"),
+            );
+        }
+        parsed
+    }
+
+    fn string_list(&mut self, path: &str, table: &Table, keys: Keys) -> Vec<String> {
+        let Some((p, v)) = self.get(path, table, keys) else { return Vec::new() };
+        match v {
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, item)| match item {
+                    Value::String(s) => Some(s.clone()),
+                    other => {
+                        self.issue(format!("{p}[{i}]"), format!("expected a name, found {other}"));
+                        None
+                    }
+                })
+                .collect(),
+            other => {
+                self.issue(p, format!("expected a list of names, found {}", other.type_str()));
+                Vec::new()
+            }
+        }
+    }
+
+    fn section<'t>(&mut self, table: &'t Table, key: &str) -> Option<&'t Table> {
+        match table.get(key)? {
+            Value::Table(t) => Some(t),
+            other => {
+                self.issue(key, format!("expected a table, found {}", other.type_str()));
+                None
+            }
+        }
+    }
+
+    /// The named sub-tables of a section (`[handlers.NAME]`).
+    fn named<'t>(&mut self, table: &'t Table, key: &str) -> Vec<(String, &'t Table)> {
+        let Some(section) = self.section(table, key) else { return Vec::new() };
+        section
+            .iter()
+            .filter_map(|(name, v)| match v {
+                Value::Table(t) => Some((name.clone(), t)),
+                other => {
+                    self.issue(join(key, name), format!("expected a table, found {}", other.type_str()));
+                    None
+                }
+            })
+            .collect()
+    }
+
+    fn config(&mut self, table: &Table) -> Config {
+        self.unknown_keys(
+            "",
+            table,
+            &[
+                &["hub"],
+                &["formatters"],
+                &["filters"],
+                &["handlers"],
+                &["root"],
+                &["loggers"],
+                &["version"],
+                &["disable_existing_loggers"],
+                &["incremental"],
+            ],
+        );
+        if let Some(v) = table.get("version")
+            && v.as_integer() != Some(1)
+        {
+            self.issue("version", format!("dictConfig version must be 1, found {v}"));
+        }
+        if let Some(v) = table.get("incremental")
+            && v.as_bool() != Some(false)
+        {
+            self.issue(
+                "incremental",
+                "incremental configuration is not supported (a hub config is always complete)",
+            );
+        }
+        let hub = self.hub(table);
+        let formatters = self.formatters(table);
+        let filters = self.filters(table);
+        let handlers = self.handlers(table, &formatters, &filters);
+        let root = match self.section(table, "root") {
+            Some(t) => self.logger("root", t, true, &handlers, &filters),
+            None => LoggerConfig { level: None, handlers: Vec::new(), filters: Vec::new(), propagate: false },
+        };
+        let mut loggers = BTreeMap::new();
+        for (name, t) in self.named(table, "loggers") {
+            let path = join("loggers", &name);
+            let logger = self.logger(&path, t, false, &handlers, &filters);
+            loggers.insert(name, logger);
+        }
+        Config { hub, formatters, filters, handlers, root, loggers }
+    }
+
+    fn hub(&mut self, table: &Table) -> HubConfig {
+        let mut hub = HubConfig { socket: None, socket_mode: 0o600, queue_capacity: 1024 };
+        let Some(t) = self.section(table, "hub") else { return hub };
+        self.unknown_keys("hub", t, &[&["socket"], &["socket_mode"], &["queue_capacity"]]);
+        hub.socket = self.string("hub", t, &["socket"]).map(PathBuf::from);
+        if let Some((p, v)) = self.get("hub", t, &["socket_mode"]) {
+            let mode = match v {
+                Value::String(s) => u32::from_str_radix(s.trim_start_matches("0o"), 8).ok(),
+                Value::Integer(i) => u32::try_from(*i).ok(),
+                _ => None,
+            };
+            match mode {
+                Some(m) if m <= 0o777 => hub.socket_mode = m,
+                _ => {
+                    self.issue(p, format!("{v} is not a permission mode (write it in octal, e.g. \"0660\")"))
+                }
+            }
+        }
+        if let Some(n) = self.positive("hub", t, &["queue_capacity"]) {
+            hub.queue_capacity = n;
+        }
+        hub
+    }
+
+    fn formatters(&mut self, table: &Table) -> BTreeMap<String, FormatterConfig> {
+        let mut out = BTreeMap::new();
+        for (name, t) in self.named(table, "formatters") {
+            let path = join("formatters", &name);
+            self.unknown_keys(
+                &path,
+                t,
+                &[&["format", "fmt"], &["datefmt"], &["style"], &["utc"], &["validate"], &["class", "()"]],
+            );
+            if let Some(class) = self.string(&path, t, &["class", "()"])
+                && !matches!(class.as_str(), "logging.Formatter" | "Formatter")
+            {
+                self.issue(
+                    join(&path, "class"),
+                    format!("unknown formatter class {class:?} (only logging.Formatter)"),
+                );
+            }
+            let format = self.string(&path, t, &["format", "fmt"]);
+            let datefmt = self.string(&path, t, &["datefmt"]);
+            let style = match self.string(&path, t, &["style"]) {
+                None => Some(Style::Percent),
+                Some(s) => {
+                    let st = Style::parse(&s);
+                    if st.is_none() {
+                        self.issue(
+                            join(&path, "style"),
+                            format!("{s:?} is not a style (use \"%\", \"{{\" or \"$\")"),
+                        );
+                    }
+                    st
+                }
+            };
+            let utc = self.boolean(&path, t, &["utc"]).unwrap_or(false);
+            let _ = self.boolean(&path, t, &["validate"]);
+            let Some(style) = style else { continue };
+            match Formatter::new(format.as_deref(), datefmt.as_deref(), style) {
+                Ok(f) => {
+                    out.insert(name, FormatterConfig { formatter: f.with_utc(utc) });
+                }
+                Err(e) => self.issue(join(&path, "format"), e.to_string()),
+            }
+        }
+        out
+    }
+
+    fn filters(&mut self, table: &Table) -> BTreeMap<String, FilterConfig> {
+        let mut out = BTreeMap::new();
+        for (name, t) in self.named(table, "filters") {
+            let path = join("filters", &name);
+            self.unknown_keys(&path, t, &[&["name"]]);
+            let prefix = self.string(&path, t, &["name"]).unwrap_or_default();
+            out.insert(name, FilterConfig { name: prefix });
+        }
+        out
+    }
+
+    fn handlers(
+        &mut self,
+        table: &Table,
+        formatters: &BTreeMap<String, FormatterConfig>,
+        filters: &BTreeMap<String, FilterConfig>,
+    ) -> BTreeMap<String, HandlerConfig> {
+        let mut out = BTreeMap::new();
+        for (name, t) in self.named(table, "handlers") {
+            let path = join("handlers", &name);
+            let common: [Keys; 6] =
+                [&["class"], &["level"], &["formatter"], &["filters"], &["queue_capacity"], &["overflow"]];
+            let Some(class) = self.string(&path, t, &["class"]) else {
+                if !t.contains_key("class") {
+                    self.issue(join(&path, "class"), "missing (e.g. class = \"FileHandler\")");
+                }
+                continue;
+            };
+            let short =
+                class.strip_prefix("logging.handlers.").or(class.strip_prefix("logging.")).unwrap_or(&class);
+            let (kind, extra): (Option<HandlerKind>, Vec<Keys>) = match short {
+                "StreamHandler" => {
+                    let stream = match self.string(&path, t, &["stream"]).as_deref() {
+                        None | Some("ext://sys.stderr") | Some("stderr") => Some(StdStream::Stderr),
+                        Some("ext://sys.stdout") | Some("stdout") => Some(StdStream::Stdout),
+                        Some(other) => {
+                            self.issue(
+                                join(&path, "stream"),
+                                format!("{other:?} is not a stream (use \"ext://sys.stderr\" or \"ext://sys.stdout\")"),
+                            );
+                            None
+                        }
+                    };
+                    (stream.map(|stream| HandlerKind::Stream { stream }), vec![&["stream"]])
+                }
+                "FileHandler" => (
+                    self.file_handler(&path, t),
+                    vec![&["filename"], &["mode"], &["encoding"], &["delay"], &["errors"]],
+                ),
+                "NullHandler" => (Some(HandlerKind::Null), vec![]),
+                _ => {
+                    self.issue(
+                        join(&path, "class"),
+                        format!("unknown handler class {class:?} (supported: StreamHandler, FileHandler, NullHandler)"),
+                    );
+                    continue;
+                }
+            };
+            let mut allowed: Vec<Keys> = common.to_vec();
+            allowed.extend(extra);
+            self.unknown_keys(&path, t, &allowed);
+            let level = self.level(&path, t).unwrap_or(Level::NOTSET);
+            let formatter = self.string(&path, t, &["formatter"]);
+            if let Some(f) = &formatter
+                && !formatters.contains_key(f)
+            {
+                self.issue(join(&path, "formatter"), format!("unknown formatter {f:?}"));
+            }
+            let handler_filters = self.string_list(&path, t, &["filters"]);
+            self.check_refs(&join(&path, "filters"), &handler_filters, filters, "filter");
+            let queue_capacity = self.positive(&path, t, &["queue_capacity"]).unwrap_or(65536);
+            let overflow = match self.string(&path, t, &["overflow"]).as_deref() {
+                None | Some("block") => OverflowPolicy::Block,
+                Some("drop_newest") => OverflowPolicy::DropNewest,
+                Some("drop_oldest") => OverflowPolicy::DropOldest,
+                Some(other) => {
+                    self.issue(
+                        join(&path, "overflow"),
+                        format!(
+                            "{other:?} is not a policy (use \"block\", \"drop_newest\" or \"drop_oldest\")"
+                        ),
+                    );
+                    OverflowPolicy::Block
+                }
+            };
+            if let Some(kind) = kind {
+                out.insert(
+                    name,
+                    HandlerConfig {
+                        kind,
+                        level,
+                        formatter,
+                        filters: handler_filters,
+                        queue_capacity,
+                        overflow,
+                    },
+                );
+            }
+        }
+        out
+    }
+
+    fn file_handler(&mut self, path: &str, t: &Table) -> Option<HandlerKind> {
+        let filename = self.string(path, t, &["filename"]);
+        if filename.is_none() && !t.contains_key("filename") {
+            self.issue(join(path, "filename"), "missing (FileHandler needs a file name)");
+        }
+        let append = match self.string(path, t, &["mode"]).as_deref() {
+            None | Some("a") => true,
+            Some("w") => false,
+            Some(other) => {
+                self.issue(join(path, "mode"), format!("{other:?} is not supported (use \"a\" or \"w\")"));
+                true
+            }
+        };
+        if let Some(enc) = self.string(path, t, &["encoding"])
+            && !matches!(enc.to_ascii_lowercase().replace('_', "-").as_str(), "utf-8" | "utf8" | "locale")
+        {
+            self.issue(join(path, "encoding"), format!("{enc:?} is not supported: logfunnel writes UTF-8"));
+        }
+        if let Some(errors) = self.string(path, t, &["errors"])
+            && errors != "strict"
+        {
+            self.issue(
+                join(path, "errors"),
+                format!("{errors:?} is not supported (records are valid UTF-8 already)"),
+            );
+        }
+        let delay = self.boolean(path, t, &["delay"]).unwrap_or(false);
+        let filename = filename?;
+        if filename.is_empty() {
+            self.issue(join(path, "filename"), "empty file name");
+            return None;
+        }
+        Some(HandlerKind::File { filename: absolute(Path::new(&filename)), append, delay })
+    }
+
+    fn check_refs<T>(&mut self, path: &str, names: &[String], known: &BTreeMap<String, T>, what: &str) {
+        for (i, n) in names.iter().enumerate() {
+            if !known.contains_key(n) {
+                self.issue(format!("{path}[{i}]"), format!("unknown {what} {n:?}"));
+            }
+        }
+    }
+
+    fn logger(
+        &mut self,
+        path: &str,
+        t: &Table,
+        is_root: bool,
+        handlers: &BTreeMap<String, HandlerConfig>,
+        filters: &BTreeMap<String, FilterConfig>,
+    ) -> LoggerConfig {
+        let mut allowed: Vec<Keys> = vec![&["level"], &["handlers"], &["filters"]];
+        if !is_root {
+            allowed.push(&["propagate"]);
+        }
+        self.unknown_keys(path, t, &allowed);
+        let level = self.level(path, t);
+        let hs = self.string_list(path, t, &["handlers"]);
+        // A handler that failed to parse was already reported; only names
+        // that appear nowhere in [handlers] are unknown.
+        for (i, h) in hs.iter().enumerate() {
+            if !handlers.contains_key(h)
+                && !self.issues.iter().any(|x| x.path.starts_with(&join("handlers", h)))
+            {
+                self.issue(format!("{}[{i}]", join(path, "handlers")), format!("unknown handler {h:?}"));
+            }
+        }
+        let fs = self.string_list(path, t, &["filters"]);
+        self.check_refs(&join(path, "filters"), &fs, filters, "filter");
+        let propagate = if is_root { false } else { self.boolean(path, t, &["propagate"]).unwrap_or(true) };
+        LoggerConfig { level, handlers: hs, filters: fs, propagate }
+    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issues(text: &str) -> Vec<String> {
+        match Config::from_toml_str(text, "test") {
+            Ok(_) => Vec::new(),
+            Err(e) => e.issues.iter().map(|i| i.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_embedded_default_and_the_design_example_are_valid() {
+        let c = Config::embedded_default();
+        assert_eq!(c.root.handlers, ["console"]);
+        let design = r#"
+[hub]
+socket = "/run/app/logfunnel.sock"
+socket_mode = "0600"
+[formatters.plain]
+format = "%(asctime)s %(levelname)-8s %(name)s [%(process)d] %(message)s"
+datefmt = "%Y-%m-%d %H:%M:%S"
+[filters.db_only]
+name = "app.db"
+[handlers.file]
+class = "logging.FileHandler"
+filename = "logs/app.log"
+level = "INFO"
+formatter = "plain"
+filters = ["db_only"]
+[root]
+level = "DEBUG"
+handlers = ["file"]
+[loggers."app.db"]
+level = "WARNING"
+handlers = ["file"]
+propagate = false
+"#;
+        let c = Config::from_toml_str(design, "design").unwrap();
+        assert_eq!(c.hub.socket_mode, 0o600);
+        assert_eq!(c.loggers["app.db"].level, Some(Level::WARNING));
+        assert!(!c.loggers["app.db"].propagate);
+        assert!(
+            matches!(&c.handlers["file"].kind, HandlerKind::File { filename, append: true, .. } if filename.is_absolute())
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key_path() {
+        let got = issues(
+            r#"
+[handlers.a]
+class = "RotatingFileHandlerX"
+[handlers.b]
+class = "FileHandler"
+formatter = "nope"
+level = "LOUD"
+filenme = "x.log"
+[root]
+handlers = ["a", "b", "c"]
+level = "INFO"
+"#,
+        );
+        let expect = [
+            "handlers.a.class: unknown handler class",
+            "handlers.b.filename: missing",
+            "handlers.b.filenme: unknown key",
+            "handlers.b.level: \"LOUD\" is not a level",
+            "handlers.b.formatter: unknown formatter \"nope\"",
+            "root.handlers[2]: unknown handler \"c\"",
+        ];
+        for e in expect {
+            assert!(got.iter().any(|g| g.starts_with(e)), "missing {e:?} in {got:#?}");
+        }
+        assert_eq!(got.len(), expect.len(), "{got:#?}");
+    }
+
+    #[test]
+    fn bad_toml_and_bad_values_are_errors_not_panics() {
+        assert!(issues("[handlers")[0].starts_with("not valid TOML"));
+        assert!(issues("[hub]\nsocket_mode = \"9999\"")[0].starts_with("hub.socket_mode:"));
+        assert!(
+            issues("[handlers.x]\nclass = \"NullHandler\"\noverflow = \"maybe\"")[0]
+                .starts_with("handlers.x.overflow:")
+        );
+        assert!(issues("version = 2")[0].starts_with("version:"));
+    }
+
+    #[test]
+    fn python_filter_semantics() {
+        let f = FilterConfig { name: "A.B".into() };
+        assert!(f.passes("A.B"));
+        assert!(f.passes("A.B.C"));
+        assert!(!f.passes("A.BB"));
+        assert!(!f.passes("A"));
+        assert!(FilterConfig { name: String::new() }.passes("anything"));
+    }
+}

@@ -1,0 +1,269 @@
+//! The QueueListener: takes batches from the listener queue and routes each
+//! record through the logger tree to its handlers' queues.
+//!
+//! Routing follows Python's `Logger.handle`/`callHandlers`: a record is
+//! dropped unless its level reaches the effective level of its own logger
+//! (the nearest configured level up the dotted name; root's default is
+//! WARNING); then it goes to the handlers of its logger and of each
+//! ancestor, until a logger with `propagate = false`, skipping handlers whose
+//! level is above the record's or whose filters reject its name. Ancestor
+//! levels are not consulted, as in Python. A record that finds no handler at
+//! all goes to the last resort: its message on the hub's stderr if it is
+//! WARNING or above.
+//!
+//! Routes depend only on the logger name, so they are computed once per
+//! name and cached.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crossbeam_channel::Receiver;
+use logfunnel_protocol::{Level, Record};
+
+use crate::config::Config;
+use crate::stats::add;
+use crate::worker::{HandlerQueue, Work};
+
+/// Who sent a batch.
+#[derive(Debug)]
+pub(crate) struct Peer {
+    pub(crate) process_name: String,
+    pub(crate) host_name: String,
+}
+
+/// A decoded batch on its way to the handlers.
+pub(crate) struct InBatch {
+    pub(crate) peer: Arc<Peer>,
+    pub(crate) records: Vec<Record>,
+}
+
+/// Where records of one logger name go.
+#[derive(Debug, Clone, PartialEq)]
+struct Route {
+    /// The origin logger's effective level.
+    level: u32,
+    /// Whether the origin logger's own filters pass the name.
+    passes: bool,
+    /// (handler index, handler level), in Python's call order.
+    handlers: Vec<(usize, u32)>,
+}
+
+/// The logger tree, compiled from the configuration.
+pub(crate) struct Router {
+    /// Configured loggers by name: (level, handlers, filters, propagate).
+    loggers: HashMap<String, LoggerNode>,
+    root: LoggerNode,
+    handler_levels: Vec<u32>,
+    handler_filters: Vec<Vec<crate::config::FilterConfig>>,
+    cache: HashMap<String, Arc<Route>>,
+}
+
+struct LoggerNode {
+    level: Option<Level>,
+    handlers: Vec<usize>,
+    filters: Vec<crate::config::FilterConfig>,
+    propagate: bool,
+}
+
+const ROUTE_CACHE_MAX: usize = 16_384;
+
+impl Router {
+    /// `handler_names` gives each handler's index.
+    pub(crate) fn new(config: &Config, handler_names: &[String]) -> Router {
+        let index = |name: &String| handler_names.iter().position(|n| n == name);
+        let filters =
+            |names: &[String]| names.iter().filter_map(|f| config.filters.get(f).cloned()).collect();
+        let node = |l: &crate::config::LoggerConfig| LoggerNode {
+            level: l.level,
+            handlers: l.handlers.iter().filter_map(index).collect(),
+            filters: filters(&l.filters),
+            propagate: l.propagate,
+        };
+        Router {
+            loggers: config.loggers.iter().map(|(n, l)| (n.clone(), node(l))).collect(),
+            root: LoggerNode {
+                level: Some(config.root.level.unwrap_or(Level::WARNING)),
+                ..node(&config.root)
+            },
+            handler_levels: handler_names.iter().map(|n| config.handlers[n].level.0).collect(),
+            handler_filters: handler_names.iter().map(|n| filters(&config.handlers[n].filters)).collect(),
+            cache: HashMap::new(),
+        }
+    }
+
+    /// Loggers from `name` up to the root, nearest first.
+    fn chain<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a LoggerNode> + 'a {
+        let mut cur = Some(name);
+        std::iter::from_fn(move || {
+            while let Some(n) = cur {
+                cur = n.rfind('.').map(|i| &n[..i]).or(if n.is_empty() { None } else { Some("") });
+                if n.is_empty() || n == "root" {
+                    cur = None;
+                    return Some(&self.root);
+                }
+                if let Some(node) = self.loggers.get(n) {
+                    return Some(node);
+                }
+            }
+            None
+        })
+    }
+
+    fn compute(&self, name: &str) -> Route {
+        let level = self.chain(name).find_map(|l| l.level.filter(|l| *l != Level::NOTSET)).map_or(0, |l| l.0);
+        let origin_filters = match name {
+            "" | "root" => &self.root.filters,
+            n => self.loggers.get(n).map_or(&[][..], |l| &l.filters[..]),
+        };
+        let passes = origin_filters.iter().all(|f| f.passes(name));
+        let mut handlers = Vec::new();
+        for logger in self.chain(name) {
+            for &h in &logger.handlers {
+                if self.handler_filters[h].iter().all(|f| f.passes(name)) {
+                    handlers.push((h, self.handler_levels[h]));
+                }
+            }
+            if !logger.propagate {
+                break;
+            }
+        }
+        Route { level, passes, handlers }
+    }
+
+    fn route(&mut self, name: &str) -> Arc<Route> {
+        if let Some(r) = self.cache.get(name) {
+            return Arc::clone(r);
+        }
+        // Names come from clients; bound the cache against endless new names.
+        if self.cache.len() >= ROUTE_CACHE_MAX {
+            self.cache.clear();
+        }
+        let r = Arc::new(self.compute(name));
+        self.cache.insert(name.to_owned(), Arc::clone(&r));
+        r
+    }
+}
+
+/// Runs until every sender of `rx` is gone, then closes the handler queues.
+pub(crate) fn run(
+    rx: Receiver<InBatch>,
+    mut router: Router,
+    queues: Vec<Arc<HandlerQueue>>,
+    filtered: Arc<std::sync::atomic::AtomicU64>,
+) {
+    let n = queues.len();
+    let mut per_handler: Vec<Vec<u32>> = vec![Vec::new(); n];
+    for batch in rx {
+        for v in &mut per_handler {
+            v.clear();
+        }
+        let mut dropped_by_level = 0;
+        let mut last: Option<(&str, Arc<Route>)> = None;
+        for (i, rec) in batch.records.iter().enumerate() {
+            // Consecutive records usually share a logger name: reuse its route.
+            let route = match &last {
+                Some((name, r)) if *name == rec.name => Arc::clone(r),
+                _ => {
+                    let r = router.route(&rec.name);
+                    last = Some((&rec.name, Arc::clone(&r)));
+                    r
+                }
+            };
+            if rec.levelno < route.level || !route.passes {
+                dropped_by_level += 1;
+                continue;
+            }
+            let mut found = false;
+            for &(h, level) in &route.handlers {
+                found = true;
+                if rec.levelno >= level {
+                    per_handler[h].push(i as u32);
+                }
+            }
+            if !found && rec.levelno >= Level::WARNING.0 {
+                // Python's lastResort: the bare message on stderr.
+                eprintln!("{}", rec.message);
+            }
+        }
+        add(&filtered, dropped_by_level);
+        let total = batch.records.len();
+        let batch = Arc::new(batch);
+        for (h, idx) in per_handler.iter_mut().enumerate() {
+            if idx.is_empty() {
+                continue;
+            }
+            let indices = if idx.len() == total && idx.windows(2).all(|w| w[0] < w[1]) {
+                None
+            } else {
+                Some(std::mem::take(idx))
+            };
+            queues[h].push(Work { batch: Arc::clone(&batch), indices });
+        }
+    }
+    for q in &queues {
+        q.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn router(toml: &str) -> (Router, Vec<String>) {
+        let config = Config::from_toml_str(toml, "test").unwrap();
+        let names: Vec<String> = config.handlers.keys().cloned().collect();
+        (Router::new(&config, &names), names)
+    }
+
+    fn handlers_for(r: &mut Router, names: &[String], logger: &str, level: u32) -> Option<Vec<String>> {
+        let route = r.route(logger);
+        if level < route.level || !route.passes {
+            return None;
+        }
+        Some(route.handlers.iter().filter(|(_, l)| level >= *l).map(|(h, _)| names[*h].clone()).collect())
+    }
+
+    #[test]
+    fn python_logger_tree_semantics() {
+        let (mut r, n) = router(
+            r#"
+[filters.db] 
+name = "app.db"
+[handlers.all]
+class = "NullHandler"
+[handlers.errors]
+class = "NullHandler"
+level = "ERROR"
+[handlers.dbonly]
+class = "NullHandler"
+filters = ["db"]
+[root]
+level = "INFO"
+handlers = ["all", "errors"]
+[loggers.app]
+handlers = ["dbonly"]
+[loggers."app.db"]
+level = "WARNING"
+[loggers.quiet]
+level = "DEBUG"
+handlers = ["all"]
+propagate = false
+"#,
+        );
+        // Root level INFO applies to loggers without their own level.
+        assert_eq!(handlers_for(&mut r, &n, "other", 10), None);
+        assert_eq!(handlers_for(&mut r, &n, "other", 20).unwrap(), ["all"]);
+        assert_eq!(handlers_for(&mut r, &n, "other", 40).unwrap(), ["all", "errors"]);
+        // app.db's own level; its ancestors' handlers still get it; the
+        // dbonly filter passes app.db.* but not app.web.
+        assert_eq!(handlers_for(&mut r, &n, "app.db.pool", 20), None);
+        assert_eq!(handlers_for(&mut r, &n, "app.db.pool", 30).unwrap(), ["dbonly", "all"]);
+        assert_eq!(handlers_for(&mut r, &n, "app.web", 20).unwrap(), ["all"]);
+        // propagate = false stops at the logger; its own level lets DEBUG in.
+        assert_eq!(handlers_for(&mut r, &n, "quiet.x", 10).unwrap(), ["all"]);
+        // Root with no level set defaults to WARNING.
+        let (mut r2, n2) = router("[handlers.h]\nclass = \"NullHandler\"\n[root]\nhandlers = [\"h\"]");
+        assert_eq!(handlers_for(&mut r2, &n2, "x", 20), None);
+        assert_eq!(handlers_for(&mut r2, &n2, "x", 30).unwrap(), ["h"]);
+    }
+}

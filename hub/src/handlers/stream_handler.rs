@@ -1,0 +1,51 @@
+//! `logging.StreamHandler`: formatted records to the hub's stderr or stdout.
+
+use std::io::Write;
+
+use super::{Handler, HandlerError};
+use crate::config::StdStream;
+use crate::formatter::{Formatter, RecordContext};
+
+/// Python's StreamHandler: `format(record) + "\n"` per record. Output is
+/// gathered in a buffer and written when the handler's queue runs dry or
+/// the buffer passes 64 KiB (Python flushes per record; the hub flushes per
+/// burst, a few milliseconds at most later).
+#[derive(Debug)]
+pub struct StreamHandler {
+    stream: StdStream,
+    formatter: Formatter,
+    buf: Vec<u8>,
+}
+
+impl StreamHandler {
+    /// A handler writing to `stream`.
+    pub fn new(stream: StdStream, formatter: Formatter) -> StreamHandler {
+        StreamHandler { stream, formatter, buf: Vec::with_capacity(64 << 10) }
+    }
+}
+
+impl Handler for StreamHandler {
+    fn emit(&mut self, ctx: &RecordContext<'_>) -> Result<(), HandlerError> {
+        self.formatter.format(ctx, &mut self.buf)?;
+        self.buf.push(b'\n');
+        if self.buf.len() >= 64 << 10 {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), HandlerError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let result = match self.stream {
+            StdStream::Stderr => std::io::stderr().lock().write_all(&self.buf),
+            StdStream::Stdout => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(&self.buf).and_then(|()| out.flush())
+            }
+        };
+        self.buf.clear();
+        result.map_err(|e| HandlerError::io(format!("writing to {:?}", self.stream), e))
+    }
+}

@@ -1,0 +1,144 @@
+//! The hub's socket: binding (stale-socket recovery, permissions) and the
+//! accept loop that gives each client its own reader thread.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use interprocess::local_socket::prelude::*;
+use interprocess::local_socket::{GenericFilePath, Listener, ListenerOptions, Stream};
+
+use crate::connection;
+use crate::{HubError, HubShared};
+
+/// Binds the socket at `path` with permission bits `mode`.
+///
+/// A socket file nobody listens on (a hub that was killed) is replaced; a
+/// live hub is left alone and reported. The parent directory is created
+/// (mode 0700) if missing.
+pub(crate) fn bind(path: &Path, mode: u32) -> Result<Listener, HubError> {
+    let err = |what: &str, source: io::Error| HubError::Socket {
+        path: path.to_path_buf(),
+        what: what.to_owned(),
+        error: source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.exists()
+    {
+        create_private_dir(dir).map_err(|e| err("creating its directory", e))?;
+    }
+    let listener = match create(path) {
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+            // Probe before removing: try_overwrite would evict a live hub.
+            match path.to_fs_name::<GenericFilePath>().and_then(Stream::connect) {
+                Ok(_) => return Err(HubError::AlreadyRunning(path.to_path_buf())),
+                Err(probe)
+                    if matches!(probe.kind(), io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound) =>
+                {
+                    eprintln!("logfunnel hub: replacing stale socket {} (nobody listening)", path.display());
+                    let _ = std::fs::remove_file(path);
+                    create(path).map_err(|e| err("binding", e))?
+                }
+                Err(probe) => return Err(err("probing the existing socket", probe)),
+            }
+        }
+        Err(e) => return Err(err("binding", e)),
+        Ok(l) => l,
+    };
+    set_mode(path, mode).map_err(|e| err("setting its permissions", e))?;
+    Ok(listener)
+}
+
+fn create(path: &Path) -> io::Result<Listener> {
+    let name = path.to_fs_name::<GenericFilePath>()?;
+    // Bind under a restrictive umask so the socket is never briefly open to
+    // others before the chmod below sets the configured mode.
+    let _umask = Umask::set(0o177);
+    ListenerOptions::new().name(name).create_sync()
+}
+
+#[cfg(unix)]
+fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+#[cfg(not(unix))]
+fn set_mode(_path: &Path, _mode: u32) -> io::Result<()> {
+    Ok(())
+}
+
+#[cfg(unix)]
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+#[cfg(not(unix))]
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(dir)
+}
+
+struct Umask(#[cfg(unix)] libc::mode_t);
+
+impl Umask {
+    #[cfg(unix)]
+    fn set(mask: u32) -> Umask {
+        // SAFETY: umask has no preconditions.
+        Umask(unsafe { libc::umask(mask as libc::mode_t) })
+    }
+    #[cfg(not(unix))]
+    fn set(_mask: u32) -> Umask {
+        Umask()
+    }
+}
+
+impl Drop for Umask {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        // SAFETY: restores the previous mask.
+        unsafe {
+            libc::umask(self.0);
+        }
+    }
+}
+
+/// Accepts clients until the hub stops; each gets a reader thread.
+pub(crate) fn accept_loop(
+    listener: Listener,
+    shared: Arc<HubShared>,
+    tx: crossbeam_channel::Sender<crate::dispatcher::InBatch>,
+    socket: PathBuf,
+) {
+    let mut readers: Vec<std::thread::JoinHandle<()>> = Vec::new();
+    loop {
+        let accepted = listener.accept();
+        if shared.stopping.load(Ordering::Acquire) {
+            break;
+        }
+        match accepted {
+            Ok(stream) => {
+                readers.retain(|h| !h.is_finished());
+                let id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
+                let (s, t) = (Arc::clone(&shared), tx.clone());
+                let spawned = std::thread::Builder::new()
+                    .name(format!("logfunnel-conn-{id}"))
+                    .stack_size(256 << 10)
+                    .spawn(move || connection::serve(stream, id, s, t));
+                match spawned {
+                    Ok(h) => readers.push(h),
+                    Err(e) => eprintln!("logfunnel hub: cannot start a reader for connection {id}: {e}"),
+                }
+            }
+            Err(e) => {
+                eprintln!("logfunnel hub: accept on {} failed: {e}", socket.display());
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+    }
+    drop(listener); // unlinks the socket file
+    for h in readers {
+        let _ = h.join();
+    }
+}

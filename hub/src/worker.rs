@@ -1,0 +1,285 @@
+//! A handler's worker: its bounded queue, its overflow policy, its thread.
+//!
+//! The dispatcher pushes routed batches; the worker pops them, calls the
+//! handler for each record, and flushes the handler whenever the queue runs
+//! dry. Capacity is counted in records. Every record dropped by the policy is
+//! counted, and the worker writes a WARNING record through the handler
+//! itself saying how many were dropped, as soon as it can.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use logfunnel_protocol::{Level, Record};
+
+use crate::config::OverflowPolicy;
+use crate::dispatcher::InBatch;
+use crate::formatter::RecordContext;
+use crate::handlers::Handler;
+use crate::stats::{HandlerCounters, add, load};
+
+/// The records of one batch that go to one handler.
+pub(crate) struct Work {
+    pub(crate) batch: Arc<InBatch>,
+    /// Indices into `batch.records`; `None` means all of them.
+    pub(crate) indices: Option<Vec<u32>>,
+}
+
+impl Work {
+    fn len(&self) -> usize {
+        self.indices.as_ref().map_or(self.batch.records.len(), Vec::len)
+    }
+}
+
+enum Job {
+    Records(Work),
+    Reopen,
+}
+
+struct State {
+    jobs: VecDeque<Job>,
+    records: usize,
+    closed: bool,
+}
+
+/// A bounded queue of jobs for one handler.
+pub(crate) struct HandlerQueue {
+    state: Mutex<State>,
+    not_empty: Condvar,
+    not_full: Condvar,
+    capacity: usize,
+    policy: OverflowPolicy,
+    pub(crate) counters: HandlerCounters,
+}
+
+impl HandlerQueue {
+    pub(crate) fn new(capacity: usize, policy: OverflowPolicy) -> HandlerQueue {
+        HandlerQueue {
+            state: Mutex::new(State { jobs: VecDeque::new(), records: 0, closed: false }),
+            not_empty: Condvar::new(),
+            not_full: Condvar::new(),
+            capacity,
+            policy,
+            counters: HandlerCounters::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues `work` under the overflow policy.
+    pub(crate) fn push(&self, work: Work) {
+        let n = work.len();
+        let mut st = self.lock();
+        // A batch larger than the whole queue is taken when the queue is
+        // empty, so nothing is ever too big to deliver.
+        let fits = |st: &State| st.records == 0 || st.records + n <= self.capacity;
+        match self.policy {
+            OverflowPolicy::Block => {
+                while !fits(&st) && !st.closed {
+                    st = self.not_full.wait(st).unwrap_or_else(|e| e.into_inner());
+                }
+            }
+            OverflowPolicy::DropNewest => {
+                if !fits(&st) {
+                    add(&self.counters.dropped, n as u64);
+                    return;
+                }
+            }
+            OverflowPolicy::DropOldest => {
+                while !fits(&st) {
+                    match st.jobs.iter().position(|j| matches!(j, Job::Records(_))) {
+                        Some(i) => {
+                            if let Some(Job::Records(old)) = st.jobs.remove(i) {
+                                st.records -= old.len();
+                                add(&self.counters.dropped, old.len() as u64);
+                            }
+                        }
+                        None => break,
+                    }
+                }
+            }
+        }
+        st.records += n;
+        st.jobs.push_back(Job::Records(work));
+        add(&self.counters.received, n as u64);
+        drop(st);
+        self.not_empty.notify_one();
+    }
+
+    pub(crate) fn push_reopen(&self) {
+        self.lock().jobs.push_back(Job::Reopen);
+        self.not_empty.notify_one();
+    }
+
+    /// No more pushes; the worker drains what is queued and stops.
+    pub(crate) fn close(&self) {
+        self.lock().closed = true;
+        self.not_empty.notify_all();
+        self.not_full.notify_all();
+    }
+
+    pub(crate) fn depth(&self) -> u64 {
+        self.lock().records as u64
+    }
+
+    /// Next job; `Ok(None)` when the queue is momentarily empty (time to
+    /// flush), `Err(())` when closed and drained.
+    fn pop(&self, wait: bool) -> Result<Option<Job>, ()> {
+        let mut st = self.lock();
+        loop {
+            if let Some(job) = st.jobs.pop_front() {
+                if let Job::Records(w) = &job {
+                    st.records -= w.len();
+                    self.not_full.notify_all();
+                }
+                return Ok(Some(job));
+            }
+            if st.closed {
+                return Err(());
+            }
+            if !wait {
+                return Ok(None);
+            }
+            st = self
+                .not_empty
+                .wait_timeout(st, Duration::from_millis(500))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+}
+
+/// Runs a handler until its queue is closed and drained.
+pub(crate) fn run(name: String, queue: Arc<HandlerQueue>, mut handler: Box<dyn Handler>, start_ns: i64) {
+    let mut errors = ErrorReporter::new(name.clone());
+    let mut reported_drops = 0u64;
+    let mut dirty = false;
+    loop {
+        // Block only when everything written so far has been flushed.
+        let job = match queue.pop(!dirty) {
+            Ok(Some(job)) => job,
+            Ok(None) => {
+                if let Err(e) = handler.flush() {
+                    errors.report(&e.to_string());
+                }
+                dirty = false;
+                continue;
+            }
+            Err(()) => break,
+        };
+        match job {
+            Job::Reopen => {
+                if let Err(e) = handler.reopen() {
+                    errors.report(&e.to_string());
+                }
+            }
+            Job::Records(work) => {
+                emit_work(&work, handler.as_mut(), &queue.counters, &mut errors, start_ns);
+                dirty = true;
+            }
+        }
+        let dropped = load(&queue.counters.dropped);
+        if dropped > reported_drops {
+            let rec = Record {
+                created_ns: now_ns(),
+                levelno: Level::WARNING.0,
+                process: std::process::id(),
+                ..Record::new(
+                    Level::WARNING.0,
+                    "logfunnel.hub",
+                    format!(
+                        "handler {name:?} dropped {} records (queue full; {} dropped in total)",
+                        dropped - reported_drops,
+                        dropped
+                    ),
+                )
+            };
+            let ctx = RecordContext { record: &rec, process_name: "logfunnel-hub", host_name: "", start_ns };
+            if handler.emit(&ctx).is_ok() {
+                reported_drops = dropped;
+            }
+        }
+    }
+    if let Err(e) = handler.close() {
+        errors.report(&e.to_string());
+    }
+    errors.summary();
+}
+
+fn emit_work(
+    work: &Work,
+    handler: &mut dyn Handler,
+    counters: &HandlerCounters,
+    errors: &mut ErrorReporter,
+    start_ns: i64,
+) {
+    let batch = &work.batch;
+    let mut emit = |rec: &Record| {
+        let ctx = RecordContext {
+            record: rec,
+            process_name: &batch.peer.process_name,
+            host_name: &batch.peer.host_name,
+            start_ns,
+        };
+        match handler.emit(&ctx) {
+            Ok(()) => add(&counters.emitted, 1),
+            Err(e) => {
+                add(&counters.failed, 1);
+                errors.report(&e.to_string());
+            }
+        }
+    };
+    match &work.indices {
+        None => batch.records.iter().for_each(&mut emit),
+        Some(ix) => ix.iter().for_each(|&i| emit(&batch.records[i as usize])),
+    }
+}
+
+pub(crate) fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// Reports handler errors on the hub's stderr without flooding it: the
+/// first of each kind at once, then a count every 10 s.
+struct ErrorReporter {
+    handler: String,
+    last: Option<String>,
+    suppressed: u64,
+    since: std::time::Instant,
+}
+
+static REPORT_INTERVAL_MS: AtomicU64 = AtomicU64::new(10_000);
+
+impl ErrorReporter {
+    fn new(handler: String) -> Self {
+        ErrorReporter { handler, last: None, suppressed: 0, since: std::time::Instant::now() }
+    }
+
+    fn report(&mut self, error: &str) {
+        let interval = Duration::from_millis(REPORT_INTERVAL_MS.load(Ordering::Relaxed));
+        if self.last.as_deref() != Some(error) || self.since.elapsed() >= interval {
+            self.summary();
+            eprintln!("logfunnel hub: handler {:?}: {error}", self.handler);
+            self.last = Some(error.to_owned());
+            self.since = std::time::Instant::now();
+        } else {
+            self.suppressed += 1;
+        }
+    }
+
+    fn summary(&mut self) {
+        if self.suppressed > 0 {
+            eprintln!(
+                "logfunnel hub: handler {:?}: the same error {} more times",
+                self.handler, self.suppressed
+            );
+            self.suppressed = 0;
+        }
+    }
+}

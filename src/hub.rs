@@ -1,0 +1,54 @@
+//! `logfunnel hub`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use logfunnel_hub::{Config, Hub};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// Configuration file (TOML); without it, the embedded default (stderr).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Socket path [env: LOGFUNNEL_SOCKET; default: the config's, else $XDG_RUNTIME_DIR/logfunnel.sock].
+    #[arg(long, env = logfunnel_protocol::SOCKET_ENV, hide_env = true)]
+    socket: Option<PathBuf>,
+}
+
+pub(crate) fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
+    match path {
+        Some(p) => Ok(Config::load(p)?),
+        None => Ok(Config::embedded_default()),
+    }
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+    let config = load_config(args.config.as_ref())?;
+    let socket = crate::resolve_socket(args.socket, config.hub.socket.clone());
+    // Register before the socket exists, so a signal sent as soon as the
+    // hub is reachable is never missed.
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP]).context("installing signal handlers")?;
+    let handlers = config.handlers.len();
+    let hub = Hub::start(config, &socket).context("starting the hub")?;
+    eprintln!("logfunnel hub: listening on {} ({handlers} handlers)", socket.display());
+    for signal in signals.forever() {
+        if signal == SIGHUP {
+            eprintln!("logfunnel hub: SIGHUP: reopening files");
+            hub.reopen();
+        } else {
+            break;
+        }
+    }
+    eprintln!("logfunnel hub: draining");
+    let stats = hub.shutdown();
+    let emitted: u64 = stats.handlers.iter().map(|h| h.emitted).sum();
+    let dropped: u64 = stats.handlers.iter().map(|h| h.dropped).sum();
+    let failed: u64 = stats.handlers.iter().map(|h| h.failed).sum();
+    eprintln!(
+        "logfunnel hub: stopped: {} records received from {} connections, {emitted} emitted, {dropped} dropped, {failed} failed, {} refused connections",
+        stats.received, stats.connections, stats.refused
+    );
+    Ok(())
+}

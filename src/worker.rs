@@ -1,0 +1,73 @@
+//! `logfunnel worker` (hidden): one worker process of the benchmark and the
+//! end-to-end tests. Each thread logs records whose message starts
+//! `w<id> t<thread> s<seq>`, so the output can be checked for loss,
+//! duplication and order.
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use anyhow::Context;
+use logfunnel_client::{Builder, Overflow};
+
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// Worker number (appears in every message).
+    #[arg(long, default_value_t = 0)]
+    id: u32,
+    /// Records to log in total (split over the threads).
+    #[arg(long, default_value_t = 1000)]
+    records: u64,
+    /// Logging threads.
+    #[arg(long, default_value_t = 1)]
+    threads: u32,
+    /// Message length in bytes.
+    #[arg(long, default_value_t = 100)]
+    message_bytes: usize,
+    /// Print "ready", then wait for one byte on stdin before logging.
+    #[arg(long)]
+    wait_go: bool,
+    /// Sleep this many microseconds between records (to make long runs).
+    #[arg(long, default_value_t = 0)]
+    interval_us: u64,
+    /// Drop records instead of waiting when the queue is full.
+    #[arg(long)]
+    drop_newest: bool,
+    /// Logger name.
+    #[arg(long, default_value = "bench.worker")]
+    logger: String,
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<()> {
+    let overflow = if args.drop_newest { Overflow::DropNewest } else { Overflow::Block };
+    let guard = Builder::new()
+        .process_name(format!("worker-{}", args.id))
+        .overflow(overflow)
+        .flush_timeout(Duration::from_secs(60))
+        .init()
+        .context("starting the logfunnel client")?;
+    if args.wait_go {
+        println!("ready");
+        std::io::stdout().flush()?;
+        let mut go = [0u8; 1];
+        std::io::stdin().read_exact(&mut go).context("waiting for the go byte")?;
+    }
+    let threads = args.threads.max(1) as u64;
+    let pad = "x".repeat(args.message_bytes.saturating_sub(24));
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let n = args.records / threads + u64::from(t < args.records % threads);
+            let (pad, logger, id) = (&pad, &args.logger, args.id);
+            s.spawn(move || {
+                for seq in 0..n {
+                    log::info!(target: logger, "w{id} t{t} s{seq} {pad}");
+                    if args.interval_us > 0 {
+                        std::thread::sleep(Duration::from_micros(args.interval_us));
+                    }
+                }
+            });
+        }
+    });
+    let stats = guard.finish().context("flushing to the hub")?;
+    println!("{{\"sent\":{},\"acked\":{},\"dropped\":{}}}", stats.sent, stats.acked, stats.dropped);
+    Ok(())
+}
