@@ -98,6 +98,9 @@ impl Ring {
             // SAFETY: [pos, pos + here) is free space owned by the producer.
             let slot = unsafe { std::slice::from_raw_parts_mut(self.ptr(pos + 4), here - 4) };
             if let Some(n) = encode(slot) {
+                if n + 4 > self.max_entry {
+                    return Err(PushError::TooLarge);
+                }
                 self.publish(head, pos, n, 0);
                 return Ok(());
             }
@@ -109,6 +112,9 @@ impl Ring {
                 // SAFETY: [0, at_start) is free space owned by the producer.
                 let slot = unsafe { std::slice::from_raw_parts_mut(self.ptr(4), at_start - 4) };
                 if let Some(n) = encode(slot) {
+                    if n + 4 > self.max_entry {
+                        return Err(PushError::TooLarge);
+                    }
                     // SAFETY: the wrap marker goes at pos, still free space.
                     unsafe { (self.ptr(pos) as *mut [u8; 4]).write_unaligned(WRAP.to_le_bytes()) };
                     self.publish(head, 0, n, contig);

@@ -76,7 +76,11 @@ pub(crate) fn run(shared: Arc<Shared>) {
         let stopping = s.shared.stop.load(Ordering::Acquire);
         let mut worked = s.collect();
         worked |= s.report_drops();
-        s.seal();
+        // While disconnected, keep filling the open batch instead of
+        // sealing small ones: fewer, fuller frames to resend later.
+        if s.conn.is_some() || stopping {
+            s.seal();
+        }
         s.shared.assigned.store(s.next_seq, Ordering::Release);
         s.shared.epoch.fetch_add(1, Ordering::AcqRel);
         if s.conn.is_none() && Instant::now() >= s.next_connect {
@@ -264,9 +268,9 @@ impl Sender {
     }
 
     fn write_unsent(&mut self) -> bool {
-        let Some(conn) = &self.conn else { return false };
         let mut wrote = false;
         while self.unsent < self.pending.len() {
+            let Some(conn) = &self.conn else { return wrote };
             let batch = &self.pending[self.unsent];
             if let Err(e) = (&conn.stream).write_all(&batch.frame) {
                 self.disconnect(format!("writing to the hub: {e}"));
@@ -274,6 +278,12 @@ impl Sender {
             }
             self.unsent += 1;
             wrote = true;
+            // Read acknowledgements between batches: a hub blocked writing
+            // acks we never read would stop reading our batches (deadlock).
+            self.read_acks();
+            if self.conn.is_none() {
+                return wrote;
+            }
         }
         wrote
     }

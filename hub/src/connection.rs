@@ -209,6 +209,7 @@ fn session(conn: &mut Conn, shared: &HubShared, tx: &Sender<InBatch>, who: &str)
     };
     conn.send(&HubFrame::Welcome { next_seq })
         .map_err(|e| Ended::Lost(format!("cannot answer the hello: {e}")))?;
+    let mut unacked = false;
     loop {
         while let Some((at, len)) = conn.next_frame().map_err(|e| conn.refuse(e.to_string(), false))? {
             let frame = match decode_client_frame(&conn.buf[at..at + len]) {
@@ -246,12 +247,18 @@ fn session(conn: &mut Conn, shared: &HubShared, tx: &Sender<InBatch>, who: &str)
                             .unwrap_or_else(|e| e.into_inner())
                             .insert(hello.session, next_seq);
                     }
-                    conn.send(&HubFrame::Ack { next_seq })
-                        .map_err(|e| Ended::Lost(format!("cannot acknowledge: {e}")))?;
+                    unacked = true;
                 }
                 ClientFrame::Bye => return Ok(()),
                 ClientFrame::Hello(_) => return Err(conn.refuse("a second Hello".into(), false)),
             }
+        }
+        // One acknowledgement per burst of frames, not per frame: fewer
+        // writes, and a client busy writing never faces a wall of acks.
+        if unacked {
+            conn.send(&HubFrame::Ack { next_seq })
+                .map_err(|e| Ended::Lost(format!("cannot acknowledge: {e}")))?;
+            unacked = false;
         }
         if shared.stopping.load(Ordering::Acquire) {
             return Err(Ended::Stopping);

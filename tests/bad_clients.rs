@@ -1,0 +1,117 @@
+//! Bad input is refused with a reason and costs no other client anything.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use logfunnel_protocol::{
+    ClientFrame, FrameBuf, Hello, HubFrame, PROTOCOL_VERSION, Preamble, decode_hub_frame, encode_client_frame,
+};
+
+use crate::util::*;
+
+fn connect(socket: &std::path::Path) -> UnixStream {
+    let s = UnixStream::connect(socket).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+fn read_preamble(s: &mut UnixStream) -> Preamble {
+    let mut b = [0u8; 8];
+    s.read_exact(&mut b).expect("preamble");
+    Preamble::parse(b).expect("hub preamble")
+}
+
+fn read_hub_frame(s: &mut UnixStream) -> HubFrame {
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).expect("frame length");
+    let mut buf = vec![0u8; u32::from_le_bytes(len) as usize];
+    s.read_exact(&mut buf).expect("frame");
+    decode_hub_frame(&buf).expect("hub frame")
+}
+
+fn refusal(s: &mut UnixStream) -> String {
+    match read_hub_frame(s) {
+        HubFrame::Refuse { reason } => reason,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+fn handshake(s: &mut UnixStream) {
+    let mut out = Preamble { version: PROTOCOL_VERSION, status: 0 }.to_bytes().to_vec();
+    let mut f = FrameBuf::default();
+    let hello = Hello { pid: 1, process_name: "t".into(), host_name: "h".into(), session: 7, first_seq: 1 };
+    encode_client_frame(&ClientFrame::Hello(hello), &mut f).unwrap();
+    out.extend_from_slice(f.as_bytes());
+    s.write_all(&out).unwrap();
+    assert_eq!(read_preamble(s).status, Preamble::OK);
+    assert_eq!(read_hub_frame(s), HubFrame::Welcome { next_seq: 1 });
+}
+
+#[test]
+fn garbage_wrong_versions_and_bad_frames_are_refused_while_others_are_served() {
+    let dir = Dir::new();
+    let hub = HubProc::start(&dir, &dir.file_config());
+    // A well-behaved pool runs throughout.
+    let good: Vec<_> = (0..3).map(|i| worker(&hub.socket, i, 40_000, &[])).collect();
+
+    let mut s = connect(&hub.socket);
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    assert_eq!(read_preamble(&mut s).status, Preamble::REFUSED);
+    let reason = refusal(&mut s);
+    assert!(reason.contains("not a logfunnel client"), "{reason}");
+
+    let mut s = connect(&hub.socket);
+    s.write_all(&Preamble { version: 99, status: 0 }.to_bytes()).unwrap();
+    assert_eq!(read_preamble(&mut s).status, Preamble::REFUSED);
+    let reason = refusal(&mut s);
+    assert!(reason.contains("unsupported protocol version 99"), "{reason}");
+
+    // A length prefix of 4 GiB - 1 after a valid handshake.
+    let mut s = connect(&hub.socket);
+    handshake(&mut s);
+    s.write_all(&u32::MAX.to_le_bytes()).unwrap();
+    let reason = refusal(&mut s);
+    assert!(reason.contains("exceeds the limit"), "{reason}");
+
+    // A frame whose payload is random bytes.
+    let mut s = connect(&hub.socket);
+    handshake(&mut s);
+    let junk: Vec<u8> = (0..200u32).map(|i| (i.wrapping_mul(2654435761) >> 7) as u8).collect();
+    s.write_all(&(junk.len() as u32).to_le_bytes()).unwrap();
+    s.write_all(&junk).unwrap();
+    let reason = refusal(&mut s);
+    assert!(reason.contains("malformed frame"), "{reason}");
+
+    // A batch claiming 2^60 records in a 16-byte frame.
+    let mut s = connect(&hub.socket);
+    handshake(&mut s);
+    let mut payload = vec![1u8, 1]; // variant Batch, first_seq 1
+    payload.push(253); // varint: u64 follows
+    payload.extend_from_slice(&(1u64 << 60).to_le_bytes());
+    s.write_all(&(payload.len() as u32).to_le_bytes()).unwrap();
+    s.write_all(&payload).unwrap();
+    let reason = refusal(&mut s);
+    assert!(reason.contains("malformed frame"), "{reason}");
+
+    // A client that vanishes mid-frame.
+    let mut s = connect(&hub.socket);
+    handshake(&mut s);
+    s.write_all(&1000u32.to_le_bytes()).unwrap();
+    s.write_all(&[0u8; 10]).unwrap();
+    drop(s);
+
+    good.into_iter().for_each(finish_worker);
+    let err = hub.stop();
+    for needle in
+        ["not a logfunnel client", "unsupported protocol version 99", "exceeds the limit", "ended mid-frame"]
+    {
+        assert!(err.contains(needle), "{needle:?} not reported by the hub:\n{err}");
+    }
+    assert!(err.contains("4 refused connections") || err.contains("refused connections"), "{err}");
+    let (seqs, other) = sequences(&dir.path("out.log"));
+    assert!(other.is_empty(), "{other:?}");
+    for w in 0..3 {
+        assert_complete(&seqs, w, 0, 40_000);
+    }
+}

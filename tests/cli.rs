@@ -1,0 +1,106 @@
+//! The command line contracts: check-config, send, socket handling.
+
+use std::os::unix::fs::PermissionsExt;
+
+use crate::util::*;
+
+#[test]
+fn check_config_accepts_a_good_file_and_names_every_problem_in_a_bad_one() {
+    let dir = Dir::new();
+    let good = dir.file_config();
+    let out = run(&["check-config", good.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let bad = dir.write(
+        "bad.toml",
+        "[handlers.f]\nclass = \"FileHandler\"\nformatter = \"missing\"\n[root]\nlevel = \"LOUD\"\nhandlers = [\"f\", \"ghost\"]\n",
+    );
+    let out = run(&["check-config", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "handlers.f.filename: missing",
+        "handlers.f.formatter: unknown formatter \"missing\"",
+        "root.level:",
+        "root.handlers[1]: unknown handler \"ghost\"",
+    ] {
+        assert!(err.contains(needle), "{needle:?} not in:\n{err}");
+    }
+    let broken = dir.write("broken.toml", "[handlers\n");
+    let out = run(&["check-config", broken.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not valid TOML"));
+}
+
+#[test]
+fn send_without_a_hub_fails_clearly() {
+    let dir = Dir::new();
+    let out = run(&["send", "--socket", dir.socket().to_str().unwrap(), "hello"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no hub answers on"), "{err}");
+}
+
+#[test]
+fn send_delivers_with_level_and_logger_through_the_default_format() {
+    let dir = Dir::new();
+    let cfg = dir.write(
+        "hub.toml",
+        &format!(
+            "[formatters.f]\nformat = \"%(levelname)s:%(name)s:%(message)s\"\n[handlers.file]\nclass = \"logging.FileHandler\"\nfilename = {:?}\nformatter = \"f\"\n[root]\nlevel = \"INFO\"\nhandlers = [\"file\"]\n",
+            dir.path("out.log")
+        ),
+    );
+    let hub = HubProc::start(&dir, &cfg);
+    let s = hub.socket.to_str().unwrap().to_owned();
+    for (level, msg) in [("DEBUG", "filtered by root level"), ("WARNING", "kept"), ("ERROR", "also kept")] {
+        let out = run(&["send", "--socket", &s, "--level", level, "--logger", "app.db", msg]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    hub.stop();
+    let text = std::fs::read_to_string(dir.path("out.log")).unwrap();
+    assert_eq!(text, "WARNING:app.db:kept\nERROR:app.db:also kept\n");
+}
+
+#[test]
+fn a_second_hub_is_refused_and_a_stale_socket_is_replaced() {
+    let dir = Dir::new();
+    let cfg = dir.file_config();
+    // A stale socket file: bound, then abandoned without unlinking.
+    drop(std::os::unix::net::UnixListener::bind(dir.socket()).unwrap());
+    assert!(dir.socket().exists());
+    let hub = HubProc::start(&dir, &cfg);
+    let mode = std::fs::metadata(dir.socket()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "socket mode {mode:o}");
+    let second = run(&["hub", "--config", cfg.to_str().unwrap(), "--socket", dir.socket().to_str().unwrap()]);
+    assert!(!second.status.success());
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("another hub is already listening"), "{err}");
+    let err = hub.stop();
+    assert!(err.contains("replacing stale socket"), "{err}");
+    assert!(!dir.socket().exists(), "the socket file is removed on exit");
+}
+
+#[test]
+fn a_hub_with_a_broken_config_does_not_start() {
+    let dir = Dir::new();
+    let cfg = dir.write("bad.toml", "[handlers.x]\nclass = \"NoSuchHandler\"\n");
+    let out = run(&["hub", "--config", cfg.to_str().unwrap(), "--socket", dir.socket().to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("handlers.x.class: unknown handler class"), "{err}");
+    assert!(!dir.socket().exists());
+}
+
+#[test]
+fn bench_reports_zero_lost_as_json() {
+    let out = run(&["bench", "--processes", "3", "--threads", "2", "--records", "60000", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().expect("a JSON line");
+    let v: serde_json::Value = serde_json::from_str(last).expect("valid JSON");
+    assert_eq!(v["records"], 60000);
+    assert_eq!(v["lost"], 0);
+    assert_eq!(v["duplicates"], 0);
+    assert_eq!(v["output_lines"], 60000);
+    assert!(v["records_per_sec"].as_f64().unwrap() > 0.0);
+}

@@ -1,0 +1,180 @@
+//! Helpers for the end-to-end tests: a temporary directory, the real
+//! `logfunnel hub` as a child process, real worker processes, and the
+//! checks every test ends with.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_logfunnel");
+
+pub struct Dir {
+    pub tmp: tempfile::TempDir,
+}
+
+impl Dir {
+    pub fn new() -> Dir {
+        Dir { tmp: tempfile::Builder::new().prefix("lf-e2e-").tempdir().expect("temp dir") }
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+    pub fn socket(&self) -> PathBuf {
+        self.path("hub.sock")
+    }
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, text).expect("write file");
+        p
+    }
+    /// A config with one FileHandler writing `%(message)s` to `out.log`.
+    pub fn file_config(&self) -> PathBuf {
+        let text = format!(
+            "[handlers.file]\nclass = \"FileHandler\"\nfilename = {:?}\n\n[root]\nlevel = \"NOTSET\"\nhandlers = [\"file\"]\n",
+            self.path("out.log")
+        );
+        self.write("hub.toml", &text)
+    }
+}
+
+pub struct HubProc {
+    pub child: Child,
+    pub socket: PathBuf,
+    stderr_path: PathBuf,
+}
+
+impl HubProc {
+    /// Starts `logfunnel hub` and waits until its socket accepts connections.
+    pub fn start(dir: &Dir, config: &Path) -> HubProc {
+        let hub = HubProc::spawn(dir, config);
+        hub.wait_ready();
+        hub
+    }
+
+    pub fn spawn(dir: &Dir, config: &Path) -> HubProc {
+        let stderr_path = dir.path("hub.stderr");
+        let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
+        let child = Command::new(BIN)
+            .args(["hub", "--config"])
+            .arg(config)
+            .arg("--socket")
+            .arg(dir.socket())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn hub");
+        HubProc { child, socket: dir.socket(), stderr_path }
+    }
+
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while UnixStream::connect(&self.socket).is_err() {
+            assert!(Instant::now() < deadline, "hub did not start: {}", self.stderr());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: sending a signal to our own child.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
+    }
+
+    /// SIGTERM, then waits for a clean exit; returns the hub's stderr.
+    pub fn stop(mut self) -> String {
+        self.signal(libc::SIGTERM);
+        let status =
+            wait_timeout(&mut self.child, Duration::from_secs(30)).expect("hub did not exit after SIGTERM");
+        let err = self.stderr();
+        assert!(status.success(), "hub exited with {status}: {err}");
+        err
+    }
+}
+
+impl Drop for HubProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn wait_timeout(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            return Some(s);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Starts `logfunnel worker` (a real process using the client crate).
+pub fn worker(socket: &Path, id: u32, records: u64, extra: &[&str]) -> Child {
+    Command::new(BIN)
+        .args(["worker", "--id", &id.to_string(), "--records", &records.to_string()])
+        .args(extra)
+        .env("LOGFUNNEL_SOCKET", socket)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn worker")
+}
+
+/// Waits for a worker and asserts it succeeded with nothing dropped.
+pub fn finish_worker(child: Child) {
+    let out: Output = child.wait_with_output().expect("worker output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "worker failed ({}): {stdout} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("\"dropped\":0"), "worker dropped records: {stdout}");
+}
+
+pub fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).stdin(Stdio::null()).output().expect("run logfunnel")
+}
+
+/// Per (worker, thread): the sequence numbers in file order.
+pub fn sequences(path: &Path) -> (BTreeMap<(u32, u32), Vec<u64>>, Vec<String>) {
+    let mut text = String::new();
+    std::fs::File::open(path).expect("output file").read_to_string(&mut text).expect("utf-8 output");
+    let mut seqs: BTreeMap<(u32, u32), Vec<u64>> = BTreeMap::new();
+    let mut other = Vec::new();
+    for line in text.lines() {
+        let mut it = line.split(' ');
+        let parsed = (|| {
+            let w = it.next()?.strip_prefix('w')?.parse().ok()?;
+            let t = it.next()?.strip_prefix('t')?.parse().ok()?;
+            let s = it.next()?.strip_prefix('s')?.parse().ok()?;
+            Some((w, t, s))
+        })();
+        match parsed {
+            Some((w, t, s)) => seqs.entry((w, t)).or_default().push(s),
+            None => other.push(line.to_owned()),
+        }
+    }
+    (seqs, other)
+}
+
+/// Asserts that worker `w` thread `t` delivered exactly 0..n, in order.
+pub fn assert_complete(seqs: &BTreeMap<(u32, u32), Vec<u64>>, w: u32, t: u32, n: u64) {
+    let got = seqs.get(&(w, t)).map(Vec::as_slice).unwrap_or(&[]);
+    assert_eq!(got.len() as u64, n, "worker {w} thread {t}: {} records, expected {n}", got.len());
+    if let Some(i) = got.iter().enumerate().position(|(i, &s)| s != i as u64) {
+        panic!("worker {w} thread {t}: position {i} holds seq {} (gap, duplicate or reorder)", got[i]);
+    }
+}
