@@ -149,10 +149,13 @@ pub fn run(args: &[&str]) -> Output {
 }
 
 /// Per (worker, thread): the sequence numbers in file order.
-pub fn sequences(path: &Path) -> (BTreeMap<(u32, u32), Vec<u64>>, Vec<String>) {
+pub type Seqs = BTreeMap<(u32, u32), Vec<u64>>;
+
+/// The sequences found in an output file, and the lines that carry none.
+pub fn sequences(path: &Path) -> (Seqs, Vec<String>) {
     let mut text = String::new();
     std::fs::File::open(path).expect("output file").read_to_string(&mut text).expect("utf-8 output");
-    let mut seqs: BTreeMap<(u32, u32), Vec<u64>> = BTreeMap::new();
+    let mut seqs = Seqs::new();
     let mut other = Vec::new();
     for line in text.lines() {
         let mut it = line.split(' ');
@@ -171,7 +174,7 @@ pub fn sequences(path: &Path) -> (BTreeMap<(u32, u32), Vec<u64>>, Vec<String>) {
 }
 
 /// Asserts that worker `w` thread `t` delivered exactly 0..n, in order.
-pub fn assert_complete(seqs: &BTreeMap<(u32, u32), Vec<u64>>, w: u32, t: u32, n: u64) {
+pub fn assert_complete(seqs: &Seqs, w: u32, t: u32, n: u64) {
     let got = seqs.get(&(w, t)).map(Vec::as_slice).unwrap_or(&[]);
     assert_eq!(got.len() as u64, n, "worker {w} thread {t}: {} records, expected {n}", got.len());
     if let Some(i) = got.iter().enumerate().position(|(i, &s)| s != i as u64) {
