@@ -4,7 +4,9 @@
 mod bench;
 mod check_config;
 mod hub;
+mod run;
 mod send;
+mod stats;
 mod worker;
 
 use std::path::PathBuf;
@@ -27,8 +29,12 @@ enum Command {
     Send(send::Args),
     /// Measure: N worker processes × T threads log M records through a hub.
     Bench(bench::Args),
+    /// Run COMMAND with a hub on a private socket (LOGFUNNEL_SOCKET set), drain when it exits, exit with its status.
+    Run(run::Args),
     /// Validate a configuration file (exit 0, or 2 listing every problem).
     CheckConfig(check_config::Args),
+    /// Show the hub's counters: per handler and per connection.
+    Stats(stats::Args),
     /// A worker process of `bench` (and of the tests).
     #[command(hide = true)]
     Worker(worker::Args),
@@ -46,7 +52,12 @@ fn main() -> ExitCode {
         Command::Send(a) => send::run(a),
         Command::Bench(a) => bench::run(a),
         Command::CheckConfig(a) => return check_config::run(a),
+        Command::Run(a) => match run::run(a) {
+            Ok(code) => return ExitCode::from(code.clamp(0, 255) as u8),
+            Err(e) => Err(e),
+        },
         Command::Worker(a) => worker::run(a),
+        Command::Stats(a) => stats::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

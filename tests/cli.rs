@@ -104,3 +104,55 @@ fn bench_reports_zero_lost_as_json() {
     assert_eq!(v["output_lines"], 60000);
     assert!(v["records_per_sec"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn run_gives_the_command_a_private_hub_drains_it_and_returns_the_exit_status() {
+    let dir = Dir::new();
+    let cfg = dir.file_config();
+    let out = run(&[
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--",
+        BIN,
+        "worker",
+        "--id",
+        "3",
+        "--records",
+        "5000",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (seqs, other) = sequences(&dir.path("out.log"));
+    assert!(other.is_empty(), "{other:?}");
+    assert_complete(&seqs, 3, 0, 5000);
+    let out = run(&[
+        "run",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "test -S \"$LOGFUNNEL_SOCKET\" && exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn stats_shows_per_handler_and_per_connection_counters() {
+    let dir = Dir::new();
+    let hub = HubProc::start(&dir, &dir.file_config());
+    finish_worker(worker(&hub.socket, 4, 2500, &[]));
+    let out = run(&["stats", "--json", "--socket", hub.socket.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["received"], 2500);
+    assert_eq!(v["handlers"][0]["name"], "file");
+    assert_eq!(v["handlers"][0]["received"], 2500);
+    assert_eq!(v["clients"][0]["process_name"], "worker-4");
+    assert_eq!(v["clients"][0]["received"], 2500);
+    assert_eq!(v["clients"][0]["open"], false);
+    let table = run(&["stats", "--socket", hub.socket.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("FileHandler") && text.contains("worker-4"), "{text}");
+    hub.stop();
+}

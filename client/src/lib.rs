@@ -37,7 +37,7 @@ pub use error::{FlushError, InitError, SendError};
 use logfunnel_protocol::{
     Level, MAX_MESSAGE_BYTES, RecordRef, ValueRef, encode_record_ref, encoded_record_len,
 };
-pub use oneshot::send_records;
+pub use oneshot::{fetch_stats, send_records};
 use ring::{PushError, Ring};
 
 /// What a log call does when its thread's queue is full (the hub is slow or

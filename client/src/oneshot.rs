@@ -8,8 +8,8 @@ use std::time::Duration;
 use interprocess::local_socket::prelude::*;
 use interprocess::local_socket::{ConnectOptions, GenericFilePath, Stream};
 use logfunnel_protocol::{
-    Batch, ClientFrame, FrameBuf, Hello, HubFrame, PROTOCOL_VERSION, Preamble, ProtocolError, Record,
-    decode_hub_frame, encode_client_frame, read_frame,
+    Batch, ClientFrame, FrameBuf, Hello, HubFrame, HubStats, PROTOCOL_VERSION, Preamble, ProtocolError,
+    Record, decode_hub_frame, encode_client_frame, read_frame,
 };
 
 use crate::SendError;
@@ -34,14 +34,34 @@ pub fn send_records(path: &Path, records: Vec<Record>, timeout: Duration) -> Res
             HubFrame::Ack { next_seq } if next_seq > count => break,
             HubFrame::Ack { .. } => continue,
             HubFrame::Refuse { reason } => return Err(proto(ProtocolError::Refused(reason))),
-            HubFrame::Welcome { .. } => {
-                return Err(proto(ProtocolError::Unexpected("second Welcome")));
+            HubFrame::Welcome { .. } | HubFrame::Stats(_) => {
+                return Err(proto(ProtocolError::Unexpected("a Welcome or Stats frame after the handshake")));
             }
         }
     }
     encode_client_frame(&ClientFrame::Bye, &mut frame).map_err(proto)?;
     let _ = (&stream).write_all(frame.as_bytes());
     Ok(())
+}
+
+/// Asks the hub at `path` for its counters (`logfunnel stats`).
+pub fn fetch_stats(path: &Path, timeout: Duration) -> Result<HubStats, SendError> {
+    let p = || path.display().to_string();
+    let stream = connect(path, timeout).map_err(|source| SendError::NoHub { path: p(), error: source })?;
+    let proto = |source| SendError::Protocol { path: p(), error: source };
+    let mut out = Preamble { version: PROTOCOL_VERSION, status: Preamble::OK }.to_bytes().to_vec();
+    let mut frame = FrameBuf::default();
+    encode_client_frame(&ClientFrame::Stats, &mut frame).map_err(proto)?;
+    out.extend_from_slice(frame.as_bytes());
+    (&stream).write_all(&out).map_err(|e| proto(e.into()))?;
+    let mut r = &stream;
+    let pre = Preamble::read_from(&mut r).map_err(proto)?;
+    let mut buf = Vec::new();
+    match read_hub_frame(&stream, &mut buf).map_err(proto)? {
+        HubFrame::Stats(s) if pre.status == Preamble::OK => Ok(s),
+        HubFrame::Refuse { reason } => Err(proto(ProtocolError::Refused(reason))),
+        _ => Err(proto(ProtocolError::Unexpected("expected a Stats frame"))),
+    }
 }
 
 pub(crate) fn connect(path: &Path, timeout: Duration) -> std::io::Result<Stream> {
@@ -98,7 +118,9 @@ pub(crate) fn handshake_session(
     match read_hub_frame(stream, &mut buf)? {
         HubFrame::Welcome { next_seq } => Ok(next_seq),
         HubFrame::Refuse { reason } => Err(ProtocolError::Refused(reason)),
-        HubFrame::Ack { .. } => Err(ProtocolError::Unexpected("Ack before Welcome")),
+        HubFrame::Ack { .. } | HubFrame::Stats(_) => {
+            Err(ProtocolError::Unexpected("Ack or Stats before Welcome"))
+        }
     }
 }
 

@@ -326,7 +326,7 @@ impl Sender {
                     eprintln!("logfunnel client: the hub closed the connection: {reason}");
                     break;
                 }
-                Ok(HubFrame::Welcome { .. }) => {
+                Ok(HubFrame::Welcome { .. } | HubFrame::Stats(_)) => {
                     failure = Some("hub sent a second Welcome".into());
                     break;
                 }

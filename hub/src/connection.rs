@@ -23,7 +23,7 @@ use crossbeam_channel::Sender;
 
 use crate::HubShared;
 use crate::dispatcher::{InBatch, Peer};
-use crate::stats::add;
+use crate::stats::{ConnCounters, add};
 
 const POLL: Duration = Duration::from_millis(200);
 const PROBE: &str = "closed before the handshake";
@@ -38,7 +38,7 @@ pub(crate) fn serve(stream: Stream, id: u64, shared: Arc<HubShared>, tx: Sender<
         Some(pid) => format!("connection {id} (pid {pid})"),
         None => format!("connection {id}"),
     };
-    match session(&mut conn, &shared, &tx, &who) {
+    match session(&mut conn, &shared, &tx, &who, peer_pid, id) {
         Ok(()) => {}
         Err(Ended::Refused(reason)) => {
             add(&shared.refused, 1);
@@ -170,7 +170,14 @@ impl Conn {
     }
 }
 
-fn session(conn: &mut Conn, shared: &HubShared, tx: &Sender<InBatch>, who: &str) -> Result<(), Ended> {
+fn session(
+    conn: &mut Conn,
+    shared: &HubShared,
+    tx: &Sender<InBatch>,
+    who: &str,
+    peer_pid: Option<u32>,
+    id: u64,
+) -> Result<(), Ended> {
     let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
     conn.wait_for(8, shared, deadline)?;
     let pre: [u8; 8] = conn.available()[..8].try_into().expect("8 bytes");
@@ -190,6 +197,11 @@ fn session(conn: &mut Conn, shared: &HubShared, tx: &Sender<InBatch>, who: &str)
         match conn.next_frame() {
             Ok(Some((at, len))) => match decode_client_frame(&conn.buf[at..at + len]) {
                 Ok(ClientFrame::Hello(h)) => break h,
+                Ok(ClientFrame::Stats) => {
+                    return conn
+                        .send(&HubFrame::Stats(shared.snapshot()))
+                        .map_err(|e| Ended::Lost(format!("cannot send stats: {e}")));
+                }
                 Ok(_) => return Err(conn.refuse("expected a Hello frame first".into(), false)),
                 Err(e) => return Err(conn.refuse(e.to_string(), false)),
             },
@@ -200,6 +212,17 @@ fn session(conn: &mut Conn, shared: &HubShared, tx: &Sender<InBatch>, who: &str)
             Err(e) => return Err(conn.refuse(e.to_string(), false)),
         }
     };
+    let counters = Arc::new(ConnCounters::new(id, peer_pid.or(Some(hello.pid))));
+    *counters.process_name.lock().unwrap_or_else(|e| e.into_inner()) = hello.process_name.clone();
+    shared.register_conn(Arc::clone(&counters));
+    // Marks the connection closed however the session ends.
+    struct Closed<'a>(&'a ConnCounters);
+    impl Drop for Closed<'_> {
+        fn drop(&mut self) {
+            self.0.open.store(false, Ordering::Relaxed);
+        }
+    }
+    let _closed = Closed(&counters);
     let peer =
         Arc::new(Peer { process_name: hello.process_name.clone(), host_name: hello.host_name.clone() });
     // Resume where this session left off if it was here before.
@@ -222,6 +245,7 @@ fn session(conn: &mut Conn, shared: &HubShared, tx: &Sender<InBatch>, who: &str)
                     let end = batch.first_seq + count;
                     if end <= next_seq {
                         add(&shared.duplicates, count);
+                        add(&counters.duplicates, count);
                     } else {
                         if batch.first_seq > next_seq {
                             eprintln!(
@@ -233,9 +257,11 @@ fn session(conn: &mut Conn, shared: &HubShared, tx: &Sender<InBatch>, who: &str)
                         let mut records = batch.records;
                         if skip > 0 {
                             add(&shared.duplicates, skip as u64);
+                            add(&counters.duplicates, skip as u64);
                             records.drain(..skip);
                         }
                         add(&shared.received, records.len() as u64);
+                        add(&counters.received, records.len() as u64);
                         // Blocks when the hub is saturated: backpressure.
                         if tx.send(InBatch { peer: Arc::clone(&peer), records }).is_err() {
                             return Err(Ended::Stopping);
@@ -250,7 +276,9 @@ fn session(conn: &mut Conn, shared: &HubShared, tx: &Sender<InBatch>, who: &str)
                     unacked = true;
                 }
                 ClientFrame::Bye => return Ok(()),
-                ClientFrame::Hello(_) => return Err(conn.refuse("a second Hello".into(), false)),
+                ClientFrame::Hello(_) | ClientFrame::Stats => {
+                    return Err(conn.refuse("a Hello or Stats frame mid-session".into(), false));
+                }
             }
         }
         // One acknowledgement per burst of frames, not per frame: fewer

@@ -25,6 +25,7 @@ pub use config::{Config, ConfigError};
 pub use handlers::{Handler, HandlerError};
 use interprocess::local_socket::prelude::*;
 use interprocess::local_socket::{GenericFilePath, Stream};
+pub use logfunnel_protocol::ConnectionStats;
 use stats::{HandlerStats, HubStats, load};
 use worker::HandlerQueue;
 
@@ -62,6 +63,65 @@ pub(crate) struct HubShared {
     pub(crate) received: AtomicU64,
     pub(crate) duplicates: AtomicU64,
     pub(crate) refused: AtomicU64,
+    pub(crate) filtered: Arc<AtomicU64>,
+    pub(crate) started: std::time::Instant,
+    /// Open connections, and the most recent closed ones.
+    pub(crate) conns: Mutex<std::collections::VecDeque<Arc<stats::ConnCounters>>>,
+    handler_names: Vec<String>,
+    handler_classes: Vec<String>,
+    queues: Vec<Arc<HandlerQueue>>,
+    /// Only for its length: the listener queue's depth.
+    listener_rx: crossbeam_channel::Receiver<dispatcher::InBatch>,
+}
+
+const CLOSED_CONNECTIONS_KEPT: usize = 32;
+
+impl HubShared {
+    pub(crate) fn register_conn(&self, c: Arc<stats::ConnCounters>) {
+        let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        let closed = conns.iter().filter(|c| !c.open.load(Ordering::Relaxed)).count();
+        if closed >= CLOSED_CONNECTIONS_KEPT
+            && let Some(i) = conns.iter().position(|c| !c.open.load(Ordering::Relaxed))
+        {
+            conns.remove(i);
+        }
+        conns.push_back(c);
+    }
+
+    /// The counters now.
+    pub(crate) fn snapshot(&self) -> HubStats {
+        HubStats {
+            uptime_ms: self.started.elapsed().as_millis() as u64,
+            connections: self.next_conn_id.load(Ordering::Relaxed) - 1,
+            refused: load(&self.refused),
+            received: load(&self.received),
+            duplicates: load(&self.duplicates),
+            filtered: load(&self.filtered),
+            listener_queue_depth: self.listener_rx.len() as u64,
+            handlers: self
+                .handler_names
+                .iter()
+                .zip(&self.handler_classes)
+                .zip(&self.queues)
+                .map(|((name, class), q)| HandlerStats {
+                    name: name.clone(),
+                    class: class.clone(),
+                    received: load(&q.counters.received),
+                    emitted: load(&q.counters.emitted),
+                    failed: load(&q.counters.failed),
+                    dropped: load(&q.counters.dropped),
+                    queue_depth: q.depth(),
+                })
+                .collect(),
+            clients: self
+                .conns
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|c| c.snapshot())
+                .collect(),
+        }
+    }
 }
 
 /// Starts hubs. Extra handlers can be attached to the root logger (the
@@ -125,6 +185,7 @@ impl HubBuilder {
         let listener = listener::bind(&socket, config.hub.socket_mode)?;
 
         let (tx, rx) = crossbeam_channel::bounded(config.hub.queue_capacity);
+        let filtered = Arc::new(AtomicU64::new(0));
         let shared = Arc::new(HubShared {
             stopping: AtomicBool::new(false),
             next_conn_id: AtomicU64::new(1),
@@ -132,6 +193,13 @@ impl HubBuilder {
             received: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            filtered: Arc::clone(&filtered),
+            started: std::time::Instant::now(),
+            conns: Mutex::new(std::collections::VecDeque::new()),
+            handler_names: names.clone(),
+            handler_classes: classes,
+            queues: queues.clone(),
+            listener_rx: rx.clone(),
         });
         let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new().name(name).spawn(f).map_err(HubError::Thread)
@@ -144,7 +212,6 @@ impl HubBuilder {
                 Box::new(move || worker::run(n, q, handler, start_ns)),
             )?);
         }
-        let filtered = Arc::new(AtomicU64::new(0));
         let dispatcher = {
             let (q, f) = (queues.clone(), Arc::clone(&filtered));
             spawn("logfunnel-dispatch".into(), Box::new(move || dispatcher::run(rx, router, q, f)))?
@@ -157,9 +224,7 @@ impl HubBuilder {
             shared,
             socket,
             names,
-            classes,
             queues,
-            filtered,
             acceptor: Some(acceptor),
             dispatcher: Some(dispatcher),
             workers,
@@ -172,9 +237,7 @@ pub struct Hub {
     shared: Arc<HubShared>,
     socket: PathBuf,
     names: Vec<String>,
-    classes: Vec<String>,
     queues: Vec<Arc<HandlerQueue>>,
-    filtered: Arc<AtomicU64>,
     acceptor: Option<JoinHandle<()>>,
     dispatcher: Option<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
@@ -206,30 +269,7 @@ impl Hub {
 
     /// Current counters.
     pub fn stats(&self) -> HubStats {
-        let s = &self.shared;
-        HubStats {
-            connections: s.next_conn_id.load(Ordering::Relaxed) - 1,
-            refused: load(&s.refused),
-            received: load(&s.received),
-            duplicates: load(&s.duplicates),
-            filtered: load(&self.filtered),
-            handlers: self
-                .names
-                .iter()
-                .zip(&self.classes)
-                .zip(&self.queues)
-                .map(|((name, class), q)| HandlerStats {
-                    name: name.clone(),
-                    class: class.clone(),
-                    received: load(&q.counters.received),
-                    emitted: load(&q.counters.emitted),
-                    failed: load(&q.counters.failed),
-                    dropped: load(&q.counters.dropped),
-                    queue_depth: q.depth(),
-                })
-                .collect(),
-            clients: Vec::new(),
-        }
+        self.shared.snapshot()
     }
 
     /// Stops accepting, finishes the frames already received, drains every

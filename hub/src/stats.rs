@@ -15,59 +15,41 @@ pub struct HandlerCounters {
     pub dropped: AtomicU64,
 }
 
-/// A snapshot of one handler's counters.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HandlerStats {
-    /// The handler's name in the configuration.
-    pub name: String,
-    /// Its class.
-    pub class: String,
-    /// Records accepted into its queue.
-    pub received: u64,
-    /// Records written.
-    pub emitted: u64,
-    /// Records that failed.
-    pub failed: u64,
-    /// Records dropped by the overflow policy.
-    pub dropped: u64,
-    /// Records queued now.
-    pub queue_depth: u64,
+pub use logfunnel_protocol::{ConnectionStats, HandlerStats, HubStats};
+
+/// One connection's live counters.
+#[derive(Debug)]
+pub(crate) struct ConnCounters {
+    pub(crate) id: u64,
+    pub(crate) pid: AtomicU64,
+    pub(crate) process_name: std::sync::Mutex<String>,
+    pub(crate) received: AtomicU64,
+    pub(crate) duplicates: AtomicU64,
+    pub(crate) open: std::sync::atomic::AtomicBool,
 }
 
-/// A snapshot of one client connection.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectionStats {
-    /// Connection number (in accept order).
-    pub id: u64,
-    /// The client's pid (as the kernel reports it where possible).
-    pub pid: u32,
-    /// The client's process name.
-    pub process_name: String,
-    /// Records received and queued.
-    pub received: u64,
-    /// Records received again after a reconnect and dropped as duplicates.
-    pub duplicates: u64,
-    /// Whether the connection is still open.
-    pub open: bool,
-}
+impl ConnCounters {
+    pub(crate) fn new(id: u64, pid: Option<u32>) -> ConnCounters {
+        ConnCounters {
+            id,
+            pid: AtomicU64::new(pid.unwrap_or(0) as u64),
+            process_name: std::sync::Mutex::new(String::new()),
+            received: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            open: std::sync::atomic::AtomicBool::new(true),
+        }
+    }
 
-/// A snapshot of the whole hub.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct HubStats {
-    /// Connections accepted so far.
-    pub connections: u64,
-    /// Connections refused (bad magic, wrong version, malformed frames).
-    pub refused: u64,
-    /// Records received from all clients.
-    pub received: u64,
-    /// Records dropped as duplicates of already-received ones.
-    pub duplicates: u64,
-    /// Records below their logger's effective level (not a loss: filtered by config).
-    pub filtered: u64,
-    /// Per-handler counters.
-    pub handlers: Vec<HandlerStats>,
-    /// Per-connection counters (open connections, and closed ones while recent).
-    pub clients: Vec<ConnectionStats>,
+    pub(crate) fn snapshot(&self) -> ConnectionStats {
+        ConnectionStats {
+            id: self.id,
+            pid: load(&self.pid) as u32,
+            process_name: self.process_name.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            received: load(&self.received),
+            duplicates: load(&self.duplicates),
+            open: self.open.load(Ordering::Relaxed),
+        }
+    }
 }
 
 pub(crate) fn load(a: &AtomicU64) -> u64 {

@@ -19,6 +19,7 @@ mod codec;
 mod error;
 mod level;
 mod record;
+mod stats;
 
 pub use codec::{
     BatchBuilder, FrameBuf, Preamble, decode_client_frame, decode_hub_frame, encode_client_frame,
@@ -27,6 +28,7 @@ pub use codec::{
 pub use error::ProtocolError;
 pub use level::{Level, level_name, parse_level};
 pub use record::{Batch, ClientFrame, Hello, HubFrame, Record, RecordRef, Value, ValueRef};
+pub use stats::{ConnectionStats, HandlerStats, HubStats};
 
 /// The four bytes every logfunnel connection starts with, in both directions.
 pub const MAGIC: [u8; 4] = *b"LFNL";

@@ -162,6 +162,9 @@ pub enum ClientFrame {
     Batch(Batch),
     /// The client is closing cleanly.
     Bye,
+    /// Instead of `Hello`: ask for the hub's counters (`logfunnel stats`).
+    /// The hub answers with `HubFrame::Stats` and closes.
+    Stats,
 }
 
 /// Frames the hub sends.
@@ -183,4 +186,6 @@ pub enum HubFrame {
         /// A human-readable reason.
         reason: String,
     },
+    /// Answer to `ClientFrame::Stats`.
+    Stats(crate::HubStats),
 }
