@@ -81,7 +81,8 @@ pub(crate) fn run(shared: Arc<Shared>) {
         if s.conn.is_some() || stopping {
             s.seal();
         }
-        s.shared.assigned.store(s.next_seq, Ordering::Release);
+        // Records in the open batch are taken too (flush waits for them).
+        s.shared.assigned.store(s.builder.first_seq() + s.builder.count(), Ordering::Release);
         s.shared.epoch.fetch_add(1, Ordering::AcqRel);
         if s.conn.is_none() && Instant::now() >= s.next_connect {
             worked |= s.try_connect();

@@ -1,0 +1,108 @@
+//! The log call's promises that are cheap to check without timing:
+//! no heap allocation in steady state, and a flush that cannot hang.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::time::{Duration, Instant};
+
+use log::Log;
+use logfunnel_client::{Builder, FlushError, Overflow};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+// SAFETY: forwards to the system allocator; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
+fn log_one(h: &dyn Log, i: u64) {
+    h.log(
+        &log::Record::builder()
+            .level(log::Level::Info)
+            .target("app.worker")
+            .file(Some("src/worker.rs"))
+            .line(Some(7))
+            .args(format_args!("worker {} processed item {}", 3, i))
+            .build(),
+    );
+}
+
+#[test]
+fn a_log_call_does_not_allocate_in_steady_state() {
+    let dir = tempfile::tempdir().unwrap();
+    // No hub: records stay queued, which is the common steady state too.
+    let (handler, guard) = Builder::new()
+        .socket(dir.path().join("absent.sock"))
+        .overflow(Overflow::DropNewest)
+        .flush_timeout(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    log_one(&handler, 0); // first call on this thread: registers its queue
+    let before = allocations();
+    for i in 1..=2000 {
+        log_one(&handler, i);
+    }
+    let during = allocations() - before;
+    assert_eq!(during, 0, "{during} allocations in 2000 log calls");
+    drop(guard);
+}
+
+#[test]
+fn flush_without_a_hub_times_out_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let (handler, guard) = Builder::new().socket(dir.path().join("absent.sock")).build().unwrap();
+    log_one(&handler, 1);
+    let start = Instant::now();
+    let err = handler.flush_timeout(Duration::from_millis(300)).unwrap_err();
+    assert!(start.elapsed() < Duration::from_secs(5));
+    let FlushError::Timeout { unacked, last_error, .. } = &err else { panic!("{err}") };
+    assert_eq!(*unacked, 1, "{err}");
+    assert!(last_error.contains("absent.sock"), "{err}");
+    assert_eq!(handler.stats().dropped, 0);
+    drop(guard);
+}
+
+#[test]
+fn drop_newest_counts_every_record_it_drops() {
+    let dir = tempfile::tempdir().unwrap();
+    let (handler, guard) = Builder::new()
+        .socket(dir.path().join("absent.sock"))
+        .queue_capacity(4096)
+        .max_unacked(64 << 10)
+        .overflow(Overflow::DropNewest)
+        .flush_timeout(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    for i in 0..20_000 {
+        log_one(&handler, i);
+    }
+    // Let the sender take what fits. `sent` also counts the WARNING records
+    // that report the drops (one per sender pass that saw new drops).
+    std::thread::sleep(Duration::from_millis(100));
+    let s = handler.stats();
+    assert!(s.dropped > 0, "{s:?}");
+    assert!(s.dropped < 20_000, "{s:?}");
+    assert!(s.sent + s.dropped <= 20_000 + 100, "{s:?}");
+    drop(guard);
+}
