@@ -150,7 +150,9 @@ pub fn encode_hub_frame(frame: &HubFrame, out: &mut FrameBuf) -> Result<(), Prot
 
 fn decode_frame<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, ProtocolError> {
     check_len(u32::try_from(payload.len()).unwrap_or(u32::MAX))?;
-    let (frame, used) = bincode::serde::decode_from_slice(payload, CONFIG)?;
+    // The borrowing decoder, so that types which borrow from `payload`
+    // (zero-copy decoding) can use this path too; owned types decode alike.
+    let (frame, used) = bincode::serde::borrow_decode_from_slice(payload, CONFIG)?;
     if used != payload.len() {
         return Err(ProtocolError::TrailingBytes { used, extra: payload.len() - used });
     }
