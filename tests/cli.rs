@@ -142,9 +142,17 @@ fn stats_shows_per_handler_and_per_connection_counters() {
     let dir = Dir::new();
     let hub = HubProc::start(&dir, &dir.file_config());
     finish_worker(worker(&hub.socket, 4, 2500, &[]));
-    let out = run(&["stats", "--json", "--socket", hub.socket.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    // The worker has exited; its reader notices the Bye a moment later.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let v = loop {
+        let out = run(&["stats", "--json", "--socket", hub.socket.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        if v["clients"][0]["open"] == false || std::time::Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
     assert_eq!(v["received"], 2500);
     assert_eq!(v["handlers"][0]["name"], "file");
     assert_eq!(v["handlers"][0]["received"], 2500);

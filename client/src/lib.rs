@@ -161,6 +161,7 @@ impl Builder {
             settings: self,
             rings: Mutex::new(Vec::new()),
             dropped: AtomicU64::new(0),
+            report_drops_now: AtomicBool::new(false),
             truncated: AtomicU64::new(0),
             assigned: AtomicU64::new(1),
             acked: AtomicU64::new(1),
@@ -223,6 +224,8 @@ pub(crate) struct Shared {
     /// Every thread's ring; the sender walks this list.
     rings: Mutex<Vec<Arc<Ring>>>,
     dropped: AtomicU64,
+    /// Set by a flush so that pending drops are reported before it returns.
+    report_drops_now: AtomicBool,
     truncated: AtomicU64,
     /// Next sequence number the sender will give a record.
     assigned: AtomicU64,
@@ -336,6 +339,7 @@ impl QueueHandler {
     pub fn flush_timeout(&self, timeout: Duration) -> Result<(), FlushError> {
         let s = &self.shared;
         let start = Instant::now();
+        s.report_drops_now.store(true, Ordering::Release);
         let targets: Vec<(Arc<Ring>, u64)> = s
             .rings
             .lock()

@@ -28,6 +28,7 @@ const IDLE_SLEEP_MAX: Duration = Duration::from_millis(1);
 const RECONNECT_MIN: Duration = Duration::from_millis(10);
 const RECONNECT_MAX: Duration = Duration::from_millis(500);
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
+const DROP_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
 struct PendingBatch {
     first_seq: u64,
@@ -52,6 +53,7 @@ struct Sender {
     next_connect: Instant,
     reconnect_delay: Duration,
     reported_drops: u64,
+    last_drop_report: Instant,
     last_logged_error: Option<String>,
 }
 
@@ -67,6 +69,7 @@ pub(crate) fn run(shared: Arc<Shared>) {
         next_connect: Instant::now(),
         reconnect_delay: RECONNECT_MIN,
         reported_drops: 0,
+        last_drop_report: Instant::now(),
         last_logged_error: None,
         shared,
     };
@@ -175,12 +178,16 @@ impl Sender {
     }
 
     /// Adds a WARNING record saying how many records were dropped since the
-    /// last report, so a drop is never silent at the hub either.
+    /// last report, so a drop is never silent at the hub either. At most one
+    /// report a second, and one at once when a flush asks for it.
     fn report_drops(&mut self) -> bool {
         let dropped = self.shared.dropped.load(Ordering::Relaxed);
-        if dropped == self.reported_drops {
+        let forced = self.shared.report_drops_now.swap(false, Ordering::AcqRel);
+        if dropped == self.reported_drops || !forced && self.last_drop_report.elapsed() < DROP_REPORT_INTERVAL
+        {
             return false;
         }
+        self.last_drop_report = Instant::now();
         let message = format!(
             "logfunnel client dropped {} records (overflow policy {:?}; {} dropped in total by this process)",
             dropped - self.reported_drops,

@@ -97,12 +97,12 @@ fn drop_newest_counts_every_record_it_drops() {
     for i in 0..20_000 {
         log_one(&handler, i);
     }
-    // Let the sender take what fits. `sent` also counts the WARNING records
-    // that report the drops (one per sender pass that saw new drops).
+    // Let the sender take what fits. `sent` also counts the WARNING record
+    // that reports the drops (at most one a second, or one per flush).
     std::thread::sleep(Duration::from_millis(100));
     let s = handler.stats();
     assert!(s.dropped > 0, "{s:?}");
     assert!(s.dropped < 20_000, "{s:?}");
-    assert!(s.sent + s.dropped <= 20_000 + 100, "{s:?}");
+    assert!(s.sent + s.dropped <= 20_001, "{s:?}");
     drop(guard);
 }
