@@ -71,6 +71,9 @@ struct Verify {
 }
 
 struct Verifier {
+    /// Checked in the handler's own thread; published when its queue runs dry.
+    local: Verify,
+    last: Option<((u32, u32), u64)>,
     state: Arc<Mutex<Verify>>,
     seen: Arc<AtomicU64>,
 }
@@ -83,30 +86,54 @@ fn parse_tag(message: &str) -> Option<(u32, u32, u64)> {
     Some((w, t, s))
 }
 
+impl Verify {
+    fn check(&mut self, s: u64, expected: &mut u64) {
+        if s == *expected {
+            *expected += 1;
+            self.unique += 1;
+        } else if s < *expected {
+            self.duplicates += 1;
+        } else {
+            // A gap: count what arrived; the missing ones show as lost.
+            *expected = s + 1;
+            self.unique += 1;
+            self.out_of_order += 1;
+        }
+    }
+}
+
 impl Handler for Verifier {
     fn emit(&mut self, ctx: &RecordContext<'_>) -> Result<(), HandlerError> {
-        let mut v = self.state.lock().unwrap_or_else(|e| e.into_inner());
         match parse_tag(&ctx.record.message) {
             Some((w, t, s)) => {
-                let next = v.next.entry((w, t)).or_insert(0);
-                if s == *next {
-                    *next += 1;
-                    v.unique += 1;
-                } else if s < *next {
-                    v.duplicates += 1;
-                } else {
-                    // A gap: count what arrived; the missing ones show as lost.
-                    *next = s + 1;
-                    v.unique += 1;
-                    v.out_of_order += 1;
-                }
+                // Consecutive records mostly come from the same thread.
+                let mut expected = match self.last {
+                    Some((k, e)) if k == (w, t) => e,
+                    last => {
+                        if let Some((k, e)) = last {
+                            self.local.next.insert(k, e);
+                        }
+                        self.local.next.get(&(w, t)).copied().unwrap_or(0)
+                    }
+                };
+                self.local.check(s, &mut expected);
+                self.last = Some(((w, t), expected));
             }
-            None => v.foreign += 1,
+            None => self.local.foreign += 1,
         }
-        self.seen.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
+
     fn flush(&mut self) -> Result<(), HandlerError> {
+        if let Some((k, e)) = self.last {
+            self.local.next.insert(k, e);
+        }
+        let mut shared = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        shared.unique = self.local.unique;
+        shared.duplicates = self.local.duplicates;
+        shared.out_of_order = self.local.out_of_order;
+        shared.foreign = self.local.foreign;
+        self.seen.store(self.local.unique + self.local.duplicates + self.local.foreign, Ordering::Relaxed);
         Ok(())
     }
 }
@@ -151,7 +178,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
                 Config::from_toml_str(&text, "bench default")?
             }
         };
-        let verifier = Verifier { state: Arc::clone(&state), seen: Arc::clone(&seen) };
+        let verifier = Verifier {
+            local: Verify::default(),
+            last: None,
+            state: Arc::clone(&state),
+            seen: Arc::clone(&seen),
+        };
         Some(HubBuilder::new(config, &socket).root_handler("bench-verifier", Box::new(verifier)).start()?)
     } else {
         None
@@ -273,8 +305,17 @@ fn print_table(r: &Report, stats: Option<&logfunnel_hub::stats::HubStats>) {
 }
 
 fn count_lines(path: &std::path::Path) -> anyhow::Result<u64> {
-    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(data.iter().filter(|&&b| b == b'\n').count() as u64)
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut lines = 0u64;
+    loop {
+        let n = file.read(&mut buf).with_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            return Ok(lines);
+        }
+        lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+    }
 }
 
 fn tempdir() -> anyhow::Result<PathBuf> {
