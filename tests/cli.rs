@@ -164,3 +164,31 @@ fn stats_shows_per_handler_and_per_connection_counters() {
     assert!(text.contains("FileHandler") && text.contains("worker-4"), "{text}");
     hub.stop();
 }
+
+#[test]
+fn sighup_reopens_files_for_external_rotation() {
+    let dir = Dir::new();
+    let hub = HubProc::start(&dir, &dir.file_config());
+    let s = hub.socket.to_str().unwrap().to_owned();
+    assert!(run(&["send", "--socket", &s, "w1 t0 s0 before rotation"]).status.success());
+    // Wait until the first record is on disk, then rotate like logrotate.
+    let log = dir.path("out.log");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::read_to_string(&log).unwrap_or_default().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "first record never written");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    std::fs::rename(&log, dir.path("out.log.1")).unwrap();
+    hub.signal(libc::SIGHUP);
+    // The reopen is queued behind nothing; give the handler a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !log.exists() {
+        assert!(std::time::Instant::now() < deadline, "file not reopened after SIGHUP:\n{}", hub.stderr());
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(run(&["send", "--socket", &s, "w1 t0 s1 after rotation"]).status.success());
+    let err = hub.stop();
+    assert!(err.contains("SIGHUP"), "{err}");
+    assert_eq!(std::fs::read_to_string(dir.path("out.log.1")).unwrap(), "w1 t0 s0 before rotation\n");
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "w1 t0 s1 after rotation\n");
+}

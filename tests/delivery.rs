@@ -40,7 +40,10 @@ fn threads_of_one_process_each_keep_their_order() {
 fn workers_started_before_the_hub_lose_nothing() {
     let dir = Dir::new();
     let config = dir.file_config();
-    let workers: Vec<_> = (0..4).map(|i| worker(&dir.socket(), i, 30_000, &[])).collect();
+    // 100,000 records of ~100 bytes are more than a worker can hold (1 MiB
+    // queue + 8 MiB unacknowledged): with the default Block policy the
+    // workers wait for the hub instead of dropping.
+    let workers: Vec<_> = (0..4).map(|i| worker(&dir.socket(), i, 100_000, &[])).collect();
     std::thread::sleep(Duration::from_secs(1));
     let hub = HubProc::start(&dir, &config);
     workers.into_iter().for_each(finish_worker);
@@ -48,7 +51,7 @@ fn workers_started_before_the_hub_lose_nothing() {
     let (seqs, other) = sequences(&dir.path("out.log"));
     assert!(other.is_empty(), "unexpected lines: {other:?}");
     for w in 0..4 {
-        assert_complete(&seqs, w, 0, 30_000);
+        assert_complete(&seqs, w, 0, 100_000);
     }
 }
 

@@ -104,6 +104,22 @@ impl Drop for Umask {
     }
 }
 
+#[cfg(unix)]
+fn wait_readable(listener: &Listener, timeout_ms: i32) -> bool {
+    use std::os::fd::{AsFd, AsRawFd};
+    let fd = match listener {
+        Listener::UdSocket(l) => l.as_fd().as_raw_fd(),
+    };
+    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut pfd, 1, timeout_ms) > 0 }
+}
+
+#[cfg(not(unix))]
+fn wait_readable(_listener: &Listener, _timeout_ms: i32) -> bool {
+    true // blocking accept; shutdown relies on the wake-up connection
+}
+
 /// Accepts clients until the hub stops; each gets a reader thread.
 pub(crate) fn accept_loop(
     listener: Listener,
@@ -113,11 +129,16 @@ pub(crate) fn accept_loop(
 ) {
     let mut readers: Vec<std::thread::JoinHandle<()>> = Vec::new();
     loop {
-        let accepted = listener.accept();
+        // Wait for a client with a timeout, so shutdown never depends on
+        // the wake-up connection getting through (the socket file may be gone).
+        let ready = wait_readable(&listener, 100);
         if shared.stopping.load(Ordering::Acquire) {
             break;
         }
-        match accepted {
+        if !ready {
+            continue;
+        }
+        match listener.accept() {
             Ok(stream) => {
                 readers.retain(|h| !h.is_finished());
                 let id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
