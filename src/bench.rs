@@ -104,7 +104,7 @@ impl Verify {
 
 impl Handler for Verifier {
     fn emit(&mut self, ctx: &RecordContext<'_>) -> Result<(), HandlerError> {
-        match parse_tag(&ctx.record.message) {
+        match parse_tag(ctx.record.message) {
             Some((w, t, s)) => {
                 // Consecutive records mostly come from the same thread.
                 let mut expected = match self.last {

@@ -15,14 +15,14 @@ use std::time::{Duration, Instant};
 use interprocess::local_socket::Stream;
 use interprocess::local_socket::prelude::*;
 use logfunnel_protocol::{
-    ClientFrame, FrameBuf, HubFrame, MAX_FRAME_BYTES, PROTOCOL_VERSION, Preamble, ProtocolError,
-    decode_client_frame, encode_hub_frame,
+    ClientFrame, ClientFrameView, FrameBuf, HubFrame, MAX_FRAME_BYTES, PROTOCOL_VERSION, Preamble,
+    ProtocolError, decode_client_frame, decode_client_frame_view, encode_hub_frame,
 };
 
 use crossbeam_channel::Sender;
 
 use crate::HubShared;
-use crate::dispatcher::{InBatch, Peer};
+use crate::dispatcher::{Frame, InBatch, Peer};
 use crate::stats::{ConnCounters, add};
 
 const POLL: Duration = Duration::from_millis(200);
@@ -50,6 +50,13 @@ pub(crate) fn serve(stream: Stream, id: u64, shared: Arc<HubShared>, tx: Sender<
         Err(Ended::Lost(reason)) if reason == PROBE => {}
         Err(Ended::Lost(reason)) => eprintln!("logfunnel hub: {who}: {reason}"),
     }
+}
+
+/// What a frame after the handshake turned out to be.
+enum Kind {
+    Batch(u64),
+    Bye,
+    OutOfPlace,
 }
 
 enum Ended {
@@ -235,35 +242,54 @@ fn session(
     let mut unacked = false;
     loop {
         while let Some((at, len)) = conn.next_frame().map_err(|e| conn.refuse(e.to_string(), false))? {
-            let frame = match decode_client_frame(&conn.buf[at..at + len]) {
+            // The records keep pointing into their frame's bytes, which
+            // travel with them to the handlers (see `dispatcher::Frame`).
+            let bytes: Box<[u8]> = conn.buf[at..at + len].into();
+            let mut kind = Kind::Batch(0);
+            let decoded = Frame::try_new(bytes, |b| match decode_client_frame_view(b)? {
+                ClientFrameView::Batch(first_seq, records) => {
+                    kind = Kind::Batch(first_seq);
+                    Ok::<_, ProtocolError>(records)
+                }
+                ClientFrameView::Bye => {
+                    kind = Kind::Bye;
+                    Ok(Vec::new())
+                }
+                ClientFrameView::Hello(_) | ClientFrameView::Stats => {
+                    kind = Kind::OutOfPlace;
+                    Ok(Vec::new())
+                }
+            });
+            let mut frame = match decoded {
                 Ok(f) => f,
                 Err(e) => return Err(conn.refuse(e.to_string(), false)),
             };
-            match frame {
-                ClientFrame::Batch(batch) => {
-                    let count = batch.records.len() as u64;
-                    let end = batch.first_seq + count;
+            match kind {
+                Kind::Batch(first_seq) => {
+                    let count = frame.borrow_dependent().len() as u64;
+                    let end = first_seq + count;
                     if end <= next_seq {
                         add(&shared.duplicates, count);
                         add(&counters.duplicates, count);
                     } else {
-                        if batch.first_seq > next_seq {
+                        if first_seq > next_seq {
                             eprintln!(
-                                "logfunnel hub: {who}: records {next_seq}..{} never arrived (the client dropped them)",
-                                batch.first_seq
+                                "logfunnel hub: {who}: records {next_seq}..{first_seq} never arrived (the client dropped them)"
                             );
                         }
-                        let skip = next_seq.saturating_sub(batch.first_seq) as usize;
-                        let mut records = batch.records;
+                        let skip = next_seq.saturating_sub(first_seq) as usize;
                         if skip > 0 {
                             add(&shared.duplicates, skip as u64);
                             add(&counters.duplicates, skip as u64);
-                            records.drain(..skip);
+                            frame.with_dependent_mut(|_, records| {
+                                records.drain(..skip);
+                            });
                         }
-                        add(&shared.received, records.len() as u64);
-                        add(&counters.received, records.len() as u64);
+                        let taken = count - skip as u64;
+                        add(&shared.received, taken);
+                        add(&counters.received, taken);
                         // Blocks when the hub is saturated: backpressure.
-                        if tx.send(InBatch { peer: Arc::clone(&peer), records }).is_err() {
+                        if tx.send(InBatch { peer: Arc::clone(&peer), frame }).is_err() {
                             return Err(Ended::Stopping);
                         }
                         next_seq = end;
@@ -275,8 +301,8 @@ fn session(
                     }
                     unacked = true;
                 }
-                ClientFrame::Bye => return Ok(()),
-                ClientFrame::Hello(_) | ClientFrame::Stats => {
+                Kind::Bye => return Ok(()),
+                Kind::OutOfPlace => {
                     return Err(conn.refuse("a Hello or Stats frame mid-session".into(), false));
                 }
             }

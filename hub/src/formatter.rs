@@ -61,13 +61,13 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::io::Write as _;
 
-use logfunnel_protocol::{Record, Value, level_name};
+use logfunnel_protocol::{RecordView, ValueRef, level_name};
 
 /// Everything a format string can reference besides the record itself.
 #[derive(Debug, Clone, Copy)]
 pub struct RecordContext<'a> {
     /// The record being formatted.
-    pub record: &'a Record,
+    pub record: &'a RecordView<'a>,
     /// The connection's `processName`, used when `record.process_name` is None.
     pub process_name: &'a str,
     /// The connection's host name, exposed as `%(hostname)s`.
@@ -262,7 +262,7 @@ impl Formatter {
                 }
             }
         }
-        if let Some(exc) = ctx.record.exc_text.as_deref().filter(|e| !e.is_empty()) {
+        if let Some(exc) = ctx.record.exc_text.filter(|e| !e.is_empty()) {
             if out[start..].last() != Some(&b'\n') {
                 out.push(b'\n');
             }
@@ -1048,7 +1048,7 @@ const UNKNOWN_FUNCTION: &str = "(unknown function)";
 
 /// `record.created`: the float nearest the nanosecond time, as Python 3.13's
 /// `time_ns() / 1e9` (3.11's `time.time()` has no better precision).
-fn created(record: &Record) -> f64 {
+fn created(record: &RecordView<'_>) -> f64 {
     record.created_ns as f64 / 1e9
 }
 
@@ -1072,13 +1072,13 @@ fn strip_extension(filename: &str) -> &str {
     }
 }
 
-fn value_of_extra(value: &Value) -> Val<'_> {
-    match value {
-        Value::Str(s) => Val::Str(s),
-        Value::I64(i) => Val::Int(i128::from(*i)),
-        Value::U64(u) => Val::Int(i128::from(*u)),
-        Value::F64(f) => Val::Float(*f),
-        Value::Bool(b) => Val::Bool(*b),
+fn value_of_extra<'v>(value: &ValueRef<'v>) -> Val<'v> {
+    match *value {
+        ValueRef::Str(s) => Val::Str(s),
+        ValueRef::I64(i) => Val::Int(i128::from(i)),
+        ValueRef::U64(u) => Val::Int(i128::from(u)),
+        ValueRef::F64(f) => Val::Float(f),
+        ValueRef::Bool(b) => Val::Bool(b),
     }
 }
 
@@ -1089,10 +1089,10 @@ fn lookup<'v>(
     clock: &mut Clock,
     slot: &'v mut String,
 ) -> Result<Val<'v>, FormatError> {
-    let r: &'v Record = ctx.record;
+    let r: &'v RecordView<'_> = ctx.record;
     Ok(match attr {
-        Attr::Name => Val::Str(&r.name),
-        Attr::Msg | Attr::Message => Val::Str(&r.message),
+        Attr::Name => Val::Str(r.name),
+        Attr::Msg | Attr::Message => Val::Str(r.message),
         Attr::Args | Attr::ExcInfo | Attr::StackInfo => Val::None,
         Attr::Levelname => match level_name(r.levelno) {
             Cow::Borrowed(name) => Val::Str(name),
@@ -1103,14 +1103,12 @@ fn lookup<'v>(
             }
         },
         Attr::Levelno => Val::Int(r.levelno.into()),
-        Attr::Pathname => Val::Str(r.pathname.as_deref().unwrap_or(UNKNOWN_FILE)),
-        Attr::Filename => Val::Str(r.pathname.as_deref().map_or(UNKNOWN_FILE, basename)),
-        Attr::Module => {
-            Val::Str(r.pathname.as_deref().map_or(UNKNOWN_FILE, |p| strip_extension(basename(p))))
-        }
-        Attr::ExcText => r.exc_text.as_deref().map_or(Val::None, Val::Str),
+        Attr::Pathname => Val::Str(r.pathname.unwrap_or(UNKNOWN_FILE)),
+        Attr::Filename => Val::Str(r.pathname.map_or(UNKNOWN_FILE, basename)),
+        Attr::Module => Val::Str(r.pathname.map_or(UNKNOWN_FILE, |p| strip_extension(basename(p)))),
+        Attr::ExcText => r.exc_text.map_or(Val::None, Val::Str),
         Attr::Lineno => Val::Int(r.lineno.into()),
-        Attr::FuncName => Val::Str(r.func_name.as_deref().unwrap_or(UNKNOWN_FUNCTION)),
+        Attr::FuncName => Val::Str(r.func_name.unwrap_or(UNKNOWN_FUNCTION)),
         Attr::Created => Val::Float(created(r)),
         Attr::Msecs => Val::Float(msecs(created(r))),
         Attr::RelativeCreated => {
@@ -1118,7 +1116,7 @@ fn lookup<'v>(
             Val::Float(ns as f64 / 1e6)
         }
         Attr::Thread => Val::Int(r.thread.into()),
-        Attr::ThreadName => match r.thread_name.as_deref() {
+        Attr::ThreadName => match r.thread_name {
             Some(name) => Val::Str(name),
             None => {
                 slot.clear();
@@ -1126,14 +1124,14 @@ fn lookup<'v>(
                 Val::Str(slot)
             }
         },
-        Attr::ProcessName => Val::Str(r.process_name.as_deref().unwrap_or(ctx.process_name)),
+        Attr::ProcessName => Val::Str(r.process_name.unwrap_or(ctx.process_name)),
         Attr::Process => Val::Int(r.process.into()),
         Attr::Asctime => {
             slot.clear();
             clock.asctime(created(r), slot)?;
             Val::Str(slot)
         }
-        Attr::Other(name) => match r.extra.iter().find(|(k, _)| k == name) {
+        Attr::Other(name) => match r.extra.iter().find(|(k, _)| *k == name.as_str()) {
             Some((_, value)) => value_of_extra(value),
             None if name == "hostname" => Val::Str(ctx.host_name),
             None => return Err(FormatError::MissingField(name.clone())),
@@ -2163,6 +2161,7 @@ static NON_PRINTABLE: &[u32] = &[
 mod tests {
     use super::*;
     use chrono::TimeZone;
+    use logfunnel_protocol::{Record, Value};
     use std::process::{Command, Stdio};
 
     /// 2023-11-14 22:13:20.123456789 UTC.
@@ -2188,14 +2187,14 @@ mod tests {
         r
     }
 
-    fn ctx(record: &Record) -> RecordContext<'_> {
+    fn ctx<'a>(record: &'a RecordView<'a>) -> RecordContext<'a> {
         RecordContext { record, process_name: "MainProcess", host_name: "box-1", start_ns: START }
     }
 
     fn try_fmt(fmt: &str, style: Style, r: &Record) -> Result<String, FormatError> {
         let mut f = Formatter::new(Some(fmt), None, style)?.with_utc(true);
         let mut out = Vec::new();
-        f.format(&ctx(r), &mut out)?;
+        f.format(&ctx(&r.view()), &mut out)?;
         Ok(String::from_utf8(out).unwrap())
     }
 
@@ -2223,7 +2222,7 @@ mod tests {
                 assert_eq!(f.fmt(), style.default_format());
                 assert!(!f.uses_time());
                 let mut out = Vec::new();
-                f.format(&ctx(&r), &mut out).unwrap();
+                f.format(&ctx(&r.view()), &mut out).unwrap();
                 assert_eq!(out, b"hello");
             }
         }
@@ -2372,7 +2371,7 @@ mod tests {
         r.exc_text = Some("tb".into());
         let mut f = Formatter::new(Some("%(message)s"), None, Style::Percent).unwrap();
         let mut out = b"previous\n".to_vec();
-        f.format(&ctx(&r), &mut out).unwrap();
+        f.format(&ctx(&r.view()), &mut out).unwrap();
         assert_eq!(out, b"previous\n\ntb");
     }
 
@@ -2387,7 +2386,7 @@ mod tests {
         ] {
             let mut f = Formatter::new(Some(fmt), None, style).unwrap();
             let mut out = b"keep".to_vec();
-            let err = f.format(&ctx(&r), &mut out).unwrap_err();
+            let err = f.format(&ctx(&r.view()), &mut out).unwrap_err();
             assert!(matches!(&err, FormatError::MissingField(name) if name == "taskName"), "{err:?}");
             assert_eq!(err.to_string(), "Formatting field not found in record: 'taskName'");
             assert_eq!(out, b"keep");
@@ -2395,7 +2394,7 @@ mod tests {
         // A type mismatch on an extra is found per record, and also rolls back.
         let mut f = Formatter::new(Some("%(message)s %(user)d"), None, Style::Percent).unwrap();
         let mut out = b"keep".to_vec();
-        let err = f.format(&ctx(&r), &mut out).unwrap_err();
+        let err = f.format(&ctx(&r.view()), &mut out).unwrap_err();
         assert_eq!(err.to_string(), "%d format: a real number is required, not str");
         assert_eq!(out, b"keep");
     }
@@ -2472,19 +2471,19 @@ mod tests {
                 .with_utc(true);
         assert_eq!(f.datefmt(), Some("%Y-%m-%dT%H:%M:%S"));
         let mut out = Vec::new();
-        f.format(&ctx(&r), &mut out).unwrap();
+        f.format(&ctx(&r.view()), &mut out).unwrap();
         assert_eq!(out, b"2023-11-14T22:13:20.123");
         // %f is not a C strftime directive: it stays literal, as in Python.
         let mut f = Formatter::new(Some("{asctime}"), Some("%H:%M:%S.%f %Z %%"), Style::Brace)
             .unwrap()
             .with_utc(true);
         out.clear();
-        f.format(&ctx(&r), &mut out).unwrap();
+        f.format(&ctx(&r.view()), &mut out).unwrap();
         assert_eq!(out, b"22:13:20.%f GMT %");
         // An empty datefmt is falsy in Python: the default applies.
         let mut f = Formatter::new(Some("$asctime"), Some(""), Style::Dollar).unwrap().with_utc(true);
         out.clear();
-        f.format(&ctx(&r), &mut out).unwrap();
+        f.format(&ctx(&r.view()), &mut out).unwrap();
         assert_eq!(out, b"2023-11-14 22:13:20,123");
         // Before 1970 msecs is negative under 3.11's formula.
         let mut old = record();
@@ -2499,7 +2498,7 @@ mod tests {
         let mut at = |ns: i64| {
             r.created_ns = ns;
             let mut out = Vec::new();
-            f.format(&ctx(&r), &mut out).unwrap();
+            f.format(&ctx(&r.view()), &mut out).unwrap();
             String::from_utf8(out).unwrap()
         };
         let second = 1_700_000_000_000_000_000;
@@ -2518,7 +2517,7 @@ mod tests {
         let mut f =
             Formatter::new(Some("%(asctime)s"), Some("%Y-%m-%d %H:%M:%S %z"), Style::Percent).unwrap();
         let mut out = Vec::new();
-        f.format(&ctx(&r), &mut out).unwrap();
+        f.format(&ctx(&r.view()), &mut out).unwrap();
         let local = String::from_utf8(out).unwrap();
         let offset =
             chrono::Local.timestamp_opt(1_700_000_000, 0).unwrap().format("%Y-%m-%d %H:%M:%S %z").to_string();
@@ -2599,12 +2598,12 @@ mod tests {
     /// A Python dict literal for the LogRecord this hub record stands for.
     /// Values Python derives itself (filename, module, created, msecs,
     /// relativeCreated) are computed by Python from the raw inputs.
-    fn py_record(r: &Record, c: &RecordContext<'_>) -> String {
-        let path = r.pathname.as_deref();
-        let thread_name = r.thread_name.clone().unwrap_or_else(|| format!("Thread-{}", r.thread));
+    fn py_record(r: &RecordView<'_>, c: &RecordContext<'_>) -> String {
+        let path = r.pathname;
+        let thread_name = r.thread_name.map_or_else(|| format!("Thread-{}", r.thread), str::to_owned);
         let mut d = vec![
-            format!("'name': {}", py_str(&r.name)),
-            format!("'msg': {}", py_str(&r.message)),
+            format!("'name': {}", py_str(r.name)),
+            format!("'msg': {}", py_str(r.message)),
             "'args': None".into(),
             format!("'levelname': {}", py_str(&level_name(r.levelno))),
             format!("'levelno': {}", r.levelno),
@@ -2618,26 +2617,26 @@ mod tests {
                 None => format!("'module': {}", py_str(UNKNOWN_FILE)),
             },
             "'exc_info': None".into(),
-            format!("'exc_text': {}", py_opt(r.exc_text.as_deref())),
+            format!("'exc_text': {}", py_opt(r.exc_text)),
             "'stack_info': None".into(),
             format!("'lineno': {}", r.lineno),
-            format!("'funcName': {}", py_str(r.func_name.as_deref().unwrap_or(UNKNOWN_FUNCTION))),
+            format!("'funcName': {}", py_str(r.func_name.unwrap_or(UNKNOWN_FUNCTION))),
             format!("'created': {} / 1e9", r.created_ns),
             format!("'msecs': msecs({} / 1e9)", r.created_ns),
             format!("'relativeCreated': ({} - {}) / 1e6", r.created_ns, c.start_ns),
             format!("'thread': {}", r.thread),
             format!("'threadName': {}", py_str(&thread_name)),
-            format!("'processName': {}", py_str(r.process_name.as_deref().unwrap_or(c.process_name))),
+            format!("'processName': {}", py_str(r.process_name.unwrap_or(c.process_name))),
             format!("'process': {}", r.process),
             format!("'hostname': {}", py_str(c.host_name)),
         ];
         for (k, v) in &r.extra {
-            let v = match v {
-                Value::Str(s) => py_str(s),
-                Value::I64(i) => i.to_string(),
-                Value::U64(u) => u.to_string(),
-                Value::F64(f) => py_float(*f),
-                Value::Bool(b) => if *b { "True" } else { "False" }.into(),
+            let v = match *v {
+                ValueRef::Str(s) => py_str(s),
+                ValueRef::I64(i) => i.to_string(),
+                ValueRef::U64(u) => u.to_string(),
+                ValueRef::F64(f) => py_float(f),
+                ValueRef::Bool(b) => if b { "True" } else { "False" }.into(),
             };
             d.push(format!("{}: {v}", py_str(k)));
         }
@@ -2680,8 +2679,8 @@ print('\n'.join(out))
         let mut data = String::new();
         data.push_str(if utc { "UTC = True\n" } else { "UTC = False\n" });
         data.push_str("RECS = [\n");
-        for (r, c) in records.iter().zip(c) {
-            data.push_str(&py_record(r, c));
+        for c in c {
+            data.push_str(&py_record(c.record, c));
             data.push_str(",\n");
         }
         data.push_str("]\nFMTS = [\n");
@@ -2726,7 +2725,8 @@ print('\n'.join(out))
 
     /// Formats in Rust and compares with python3, collecting every mismatch.
     fn compare_with_python(records: &[Record], formats: &[(Option<&str>, Option<&str>, Style)], utc: bool) {
-        let contexts: Vec<RecordContext<'_>> = records
+        let views: Vec<RecordView<'_>> = records.iter().map(Record::view).collect();
+        let contexts: Vec<RecordContext<'_>> = views
             .iter()
             .map(|r| RecordContext {
                 record: r,

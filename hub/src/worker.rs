@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use logfunnel_protocol::{Level, Record};
+use logfunnel_protocol::{Level, Record, RecordView};
 
 use crate::config::OverflowPolicy;
 use crate::dispatcher::InBatch;
@@ -28,7 +28,7 @@ pub(crate) struct Work {
 
 impl Work {
     fn len(&self) -> usize {
-        self.indices.as_ref().map_or(self.batch.records.len(), Vec::len)
+        self.indices.as_ref().map_or(self.batch.records().len(), Vec::len)
     }
 }
 
@@ -197,7 +197,8 @@ pub(crate) fn run(name: String, queue: Arc<HandlerQueue>, mut handler: Box<dyn H
                     ),
                 )
             };
-            let ctx = RecordContext { record: &rec, process_name: "logfunnel-hub", host_name: "", start_ns };
+            let view = rec.view();
+            let ctx = RecordContext { record: &view, process_name: "logfunnel-hub", host_name: "", start_ns };
             if handler.emit(&ctx).is_ok() {
                 reported_drops = dropped;
             }
@@ -217,7 +218,7 @@ fn emit_work(
     start_ns: i64,
 ) {
     let batch = &work.batch;
-    let mut emit = |rec: &Record| {
+    let mut emit = |rec: &RecordView<'_>| {
         let ctx = RecordContext {
             record: rec,
             process_name: &batch.peer.process_name,
@@ -233,8 +234,8 @@ fn emit_work(
         }
     };
     match &work.indices {
-        None => batch.records.iter().for_each(&mut emit),
-        Some(ix) => ix.iter().for_each(|&i| emit(&batch.records[i as usize])),
+        None => batch.records().iter().for_each(&mut emit),
+        Some(ix) => ix.iter().for_each(|&i| emit(&batch.records()[i as usize])),
     }
 }
 

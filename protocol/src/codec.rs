@@ -5,7 +5,7 @@ use std::io::{self, Read, Write};
 use bincode::config::{Configuration, LittleEndian, Varint};
 use bincode::enc::write::SizeWriter;
 
-use crate::record::{ClientFrame, HubFrame, RecordRef};
+use crate::record::{ClientFrame, ClientFrameView, HubFrame, RecordRef};
 use crate::{MAGIC, MAX_FRAME_BYTES, ProtocolError};
 
 // Decoding claims at most 8 bytes of memory per byte of input (a u64 varint
@@ -163,6 +163,16 @@ fn decode_frame<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, Pro
 /// its length prefix).
 pub fn decode_client_frame(payload: &[u8]) -> Result<ClientFrame, ProtocolError> {
     decode_frame(payload)
+}
+
+/// Decodes a client frame whose records borrow their strings from `payload`.
+pub fn decode_client_frame_view(payload: &[u8]) -> Result<ClientFrameView<'_>, ProtocolError> {
+    check_len(u32::try_from(payload.len()).unwrap_or(u32::MAX))?;
+    let (frame, used) = bincode::serde::borrow_decode_from_slice(payload, CONFIG)?;
+    if used != payload.len() {
+        return Err(ProtocolError::TrailingBytes { used, extra: payload.len() - used });
+    }
+    Ok(frame)
 }
 
 /// Decodes a hub frame from a payload (without its length prefix).

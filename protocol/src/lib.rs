@@ -22,12 +22,14 @@ mod record;
 mod stats;
 
 pub use codec::{
-    BatchBuilder, FrameBuf, Preamble, decode_client_frame, decode_hub_frame, encode_client_frame,
-    encode_hub_frame, encode_record_ref, encoded_record_len, read_frame, write_frame,
+    BatchBuilder, FrameBuf, Preamble, decode_client_frame, decode_client_frame_view, decode_hub_frame,
+    encode_client_frame, encode_hub_frame, encode_record_ref, encoded_record_len, read_frame, write_frame,
 };
 pub use error::ProtocolError;
 pub use level::{Level, level_name, parse_level};
-pub use record::{Batch, ClientFrame, Hello, HubFrame, Record, RecordRef, Value, ValueRef};
+pub use record::{
+    Batch, ClientFrame, ClientFrameView, Hello, HubFrame, Record, RecordRef, RecordView, Value, ValueRef,
+};
 pub use stats::{ConnectionStats, HandlerStats, HubStats};
 
 /// The four bytes every logfunnel connection starts with, in both directions.

@@ -69,10 +69,10 @@ pub enum Value {
 }
 
 /// The borrowed twin of [`Value`]: same bytes on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum ValueRef<'a> {
     /// Text.
-    Str(&'a str),
+    Str(#[serde(borrow)] &'a str),
     /// A signed integer.
     I64(i64),
     /// An unsigned integer.
@@ -162,7 +162,82 @@ pub struct RecordRef<'a> {
     pub extra: &'a [(&'a str, ValueRef<'a>)],
 }
 
+/// A decoded record whose strings point into the frame it came from: what
+/// the hub routes and formats, so that decoding allocates nothing per
+/// string. Same wire layout as [`Record`].
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct RecordView<'a> {
+    /// See [`Record::created_ns`].
+    pub created_ns: i64,
+    /// See [`Record::levelno`].
+    pub levelno: u32,
+    /// See [`Record::name`].
+    pub name: &'a str,
+    /// See [`Record::message`].
+    pub message: &'a str,
+    /// See [`Record::pathname`].
+    #[serde(borrow)]
+    pub pathname: Option<&'a str>,
+    /// See [`Record::lineno`].
+    pub lineno: u32,
+    /// See [`Record::func_name`].
+    #[serde(borrow)]
+    pub func_name: Option<&'a str>,
+    /// See [`Record::module_path`].
+    #[serde(borrow)]
+    pub module_path: Option<&'a str>,
+    /// See [`Record::process`].
+    pub process: u32,
+    /// See [`Record::process_name`].
+    #[serde(borrow)]
+    pub process_name: Option<&'a str>,
+    /// See [`Record::thread`].
+    pub thread: u64,
+    /// See [`Record::thread_name`].
+    #[serde(borrow)]
+    pub thread_name: Option<&'a str>,
+    /// See [`Record::exc_text`].
+    #[serde(borrow)]
+    pub exc_text: Option<&'a str>,
+    /// See [`Record::extra`] (an empty `Vec` does not allocate).
+    #[serde(borrow)]
+    pub extra: Vec<(&'a str, ValueRef<'a>)>,
+}
+
+impl Value {
+    /// The borrowed form.
+    pub fn as_ref(&self) -> ValueRef<'_> {
+        match self {
+            Value::Str(s) => ValueRef::Str(s),
+            Value::I64(i) => ValueRef::I64(*i),
+            Value::U64(u) => ValueRef::U64(*u),
+            Value::F64(f) => ValueRef::F64(*f),
+            Value::Bool(b) => ValueRef::Bool(*b),
+        }
+    }
+}
+
 impl Record {
+    /// A view of this record, as the hub sees decoded records.
+    pub fn view(&self) -> RecordView<'_> {
+        RecordView {
+            created_ns: self.created_ns,
+            levelno: self.levelno,
+            name: &self.name,
+            message: &self.message,
+            pathname: self.pathname.as_deref(),
+            lineno: self.lineno,
+            func_name: self.func_name.as_deref(),
+            module_path: self.module_path.as_deref(),
+            process: self.process,
+            process_name: self.process_name.as_deref(),
+            thread: self.thread,
+            thread_name: self.thread_name.as_deref(),
+            exc_text: self.exc_text.as_deref(),
+            extra: self.extra.iter().map(|(k, v)| (k.as_str(), v.as_ref())).collect(),
+        }
+    }
+
     /// A record with just a level, logger name and message; everything else
     /// empty. Handy for `logfunnel send` and for tests.
     pub fn new(levelno: u32, name: impl Into<String>, message: impl Into<String>) -> Record {
@@ -208,6 +283,19 @@ pub struct Batch {
     pub first_seq: u64,
     /// The records.
     pub records: Vec<Record>,
+}
+
+/// [`ClientFrame`] decoded without copying strings (see [`RecordView`]).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub enum ClientFrameView<'a> {
+    /// See [`ClientFrame::Hello`].
+    Hello(Hello),
+    /// See [`ClientFrame::Batch`]: first sequence number and records.
+    Batch(u64, #[serde(borrow)] Vec<RecordView<'a>>),
+    /// See [`ClientFrame::Bye`].
+    Bye,
+    /// See [`ClientFrame::Stats`].
+    Stats,
 }
 
 /// Frames a client sends.

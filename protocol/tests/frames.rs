@@ -207,3 +207,39 @@ fn wire_bytes_of_a_hello_are_stable() {
     encode_client_frame(&ClientFrame::Hello(hello), &mut buf).unwrap();
     assert_eq!(buf.as_bytes(), &[10, 0, 0, 0, 0, 251, 44, 1, 1, b'w', 1, b'h', 1, 1]);
 }
+
+proptest! {
+    /// The hub's zero-copy decoding sees exactly what the owned decoding sees.
+    #[test]
+    fn views_decode_like_owned_records(first_seq in any::<u64>(), records in proptest::collection::vec(arb_record(), 0..20)) {
+        let mut buf = FrameBuf::default();
+        encode_client_frame(&ClientFrame::Batch(Batch { first_seq, records: records.clone() }), &mut buf).unwrap();
+        match decode_client_frame_view(payload(&buf)).unwrap() {
+            ClientFrameView::Batch(seq, views) => {
+                prop_assert_eq!(seq, first_seq);
+                let expected: Vec<RecordView<'_>> = records.iter().map(Record::view).collect();
+                prop_assert_eq!(views, expected);
+            }
+            other => prop_assert!(false, "{:?}", other),
+        }
+    }
+
+    #[test]
+    fn random_bytes_are_errors_not_panics_for_views_too(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = decode_client_frame_view(&bytes);
+    }
+}
+
+#[test]
+fn views_refuse_what_owned_decoding_refuses() {
+    let mut p = vec![1u8, 1, 253];
+    p.extend_from_slice(&(1u64 << 60).to_le_bytes());
+    assert!(matches!(decode_client_frame_view(&p).unwrap_err(), ProtocolError::Malformed(_)));
+    let rec = Record::new(20, "a", "hi");
+    let mut buf = FrameBuf::default();
+    encode_client_frame(&ClientFrame::Batch(Batch { first_seq: 1, records: vec![rec] }), &mut buf).unwrap();
+    let mut bad = payload(&buf).to_vec();
+    let at = bad.windows(2).position(|w| w == b"hi").unwrap();
+    bad[at] = 0xFF;
+    assert!(decode_client_frame_view(&bad).unwrap_err().to_string().contains("malformed frame"));
+}

@@ -1,24 +1,26 @@
 //! `logging.FileHandler`: formatted records appended to one file.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::{Handler, HandlerError};
 use crate::formatter::{Formatter, RecordContext};
 
+/// Output is written once this much is buffered (and whenever the queue runs dry).
 const BUFFER: usize = 256 << 10;
 
 /// Python's FileHandler: `format(record) + "\n"` in UTF-8, mode `a` or `w`,
-/// optionally opened on the first record (`delay`). Writes go through a
-/// 256 KiB buffer that is flushed whenever the handler's queue runs dry.
+/// optionally opened on the first record (`delay`). Records are formatted
+/// straight into one output buffer, written in chunks of 256 KiB and
+/// whenever the handler's queue runs dry.
 #[derive(Debug)]
 pub struct FileHandler {
     path: PathBuf,
     append: bool,
     formatter: Formatter,
-    file: Option<BufWriter<File>>,
-    line: Vec<u8>,
+    file: Option<File>,
+    buf: Vec<u8>,
 }
 
 impl FileHandler {
@@ -34,7 +36,7 @@ impl FileHandler {
             append,
             formatter,
             file: None,
-            line: Vec::with_capacity(512),
+            buf: Vec::with_capacity(BUFFER + (16 << 10)),
         };
         if !delay {
             h.ensure_open()?;
@@ -42,7 +44,7 @@ impl FileHandler {
         Ok(h)
     }
 
-    fn ensure_open(&mut self) -> Result<&mut BufWriter<File>, HandlerError> {
+    fn ensure_open(&mut self) -> Result<&mut File, HandlerError> {
         if self.file.is_none() {
             let file = OpenOptions::new()
                 .create(true)
@@ -54,30 +56,34 @@ impl FileHandler {
             // Mode "w" truncates once, at open; a reopen appends (as Python's
             // reopen after close does in mode "a").
             self.append = true;
-            self.file = Some(BufWriter::with_capacity(BUFFER, file));
+            self.file = Some(file);
         }
         Ok(self.file.as_mut().expect("just opened"))
+    }
+
+    fn write_out(&mut self) -> Result<(), HandlerError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.ensure_open()?;
+        let file = self.file.as_mut().expect("opened above");
+        let result = file.write_all(&self.buf);
+        // On failure the buffered records are lost (and reported): keeping
+        // them would grow memory without bound while the disk stays full.
+        self.buf.clear();
+        result.map_err(|e| HandlerError::io(format!("writing {}", self.path.display()), e))
     }
 }
 
 impl Handler for FileHandler {
     fn emit(&mut self, ctx: &RecordContext<'_>) -> Result<(), HandlerError> {
-        self.line.clear();
-        self.formatter.format(ctx, &mut self.line)?;
-        self.line.push(b'\n');
-        if self.file.is_none() {
-            self.ensure_open()?;
-        }
-        let file = self.file.as_mut().expect("opened above");
-        file.write_all(&self.line)
-            .map_err(|e| HandlerError::io(format!("writing {}", self.path.display()), e))
+        self.formatter.format(ctx, &mut self.buf)?;
+        self.buf.push(b'\n');
+        if self.buf.len() >= BUFFER { self.write_out() } else { Ok(()) }
     }
 
     fn flush(&mut self) -> Result<(), HandlerError> {
-        match self.file.as_mut() {
-            Some(f) => f.flush().map_err(|e| HandlerError::io(format!("writing {}", self.path.display()), e)),
-            None => Ok(()),
-        }
+        self.write_out()
     }
 
     fn reopen(&mut self) -> Result<(), HandlerError> {
@@ -86,7 +92,7 @@ impl Handler for FileHandler {
     }
 
     fn close(&mut self) -> Result<(), HandlerError> {
-        let result = self.flush();
+        let result = self.write_out();
         self.file = None;
         result
     }
