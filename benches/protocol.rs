@@ -1,10 +1,13 @@
 //! Protocol costs: encoding one record into a queue slot, and decoding a
-//! 64 KiB batch frame as the hub does. Run: `cargo bench --bench protocol`.
+//! 64 KiB batch frame into owned records and into borrowed views (what the
+//! hub does). Run: `cargo bench --bench protocol`.
 
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use logfunnel_protocol::{BatchBuilder, RecordRef, decode_client_frame, encode_record_ref};
+use logfunnel_protocol::{
+    BatchBuilder, RecordRef, decode_client_frame, decode_client_frame_view, encode_record_ref,
+};
 
 fn record(seq: u64, message: &str) -> RecordRef<'_> {
     RecordRef {
@@ -45,6 +48,9 @@ fn bench(c: &mut Criterion) {
     let frame = builder.finish().unwrap().to_vec();
     g.throughput(Throughput::Elements(n));
     g.bench_function("decode_64k_batch", |b| b.iter(|| decode_client_frame(black_box(&frame[4..])).unwrap()));
+    g.bench_function("decode_64k_batch_view", |b| {
+        b.iter(|| decode_client_frame_view(black_box(&frame[4..])).unwrap())
+    });
     g.finish();
 }
 
