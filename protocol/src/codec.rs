@@ -148,7 +148,7 @@ pub fn encode_hub_frame(frame: &HubFrame, out: &mut FrameBuf) -> Result<(), Prot
     encode_frame(frame, out)
 }
 
-fn decode_frame<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, ProtocolError> {
+fn decode_frame<'de, T: serde::Deserialize<'de>>(payload: &'de [u8]) -> Result<T, ProtocolError> {
     check_len(u32::try_from(payload.len()).unwrap_or(u32::MAX))?;
     // The borrowing decoder, so that types which borrow from `payload`
     // (zero-copy decoding) can use this path too; owned types decode alike.
@@ -167,12 +167,7 @@ pub fn decode_client_frame(payload: &[u8]) -> Result<ClientFrame, ProtocolError>
 
 /// Decodes a client frame whose records borrow their strings from `payload`.
 pub fn decode_client_frame_view(payload: &[u8]) -> Result<ClientFrameView<'_>, ProtocolError> {
-    check_len(u32::try_from(payload.len()).unwrap_or(u32::MAX))?;
-    let (frame, used) = bincode::serde::borrow_decode_from_slice(payload, CONFIG)?;
-    if used != payload.len() {
-        return Err(ProtocolError::TrailingBytes { used, extra: payload.len() - used });
-    }
-    Ok(frame)
+    decode_frame(payload)
 }
 
 /// Decodes a hub frame from a payload (without its length prefix).
