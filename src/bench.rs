@@ -155,6 +155,7 @@ struct Report {
     lost: u64,
     duplicates: u64,
     out_of_order: u64,
+    filtered: u64,
     client_dropped: u64,
     verified: bool,
     output_lines: Option<u64>,
@@ -250,7 +251,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         eprintln!("logfunnel bench: {f}");
     }
     let v = state.lock().unwrap_or_else(|e| e.into_inner());
-    let lost = if own_hub { args.records.saturating_sub(v.unique) } else { client_dropped };
+    // Records below a logger's level (with --config) are filtered, not lost.
+    let filtered = stats.as_ref().map_or(0, |s| s.filtered);
+    let lost = if own_hub { args.records.saturating_sub(v.unique + filtered) } else { client_dropped };
     let output_lines = (own_hub && args.config.is_none()).then(|| count_lines(&out_file)).transpose()?;
     let report = Report {
         records: args.records,
@@ -263,6 +266,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         lost,
         duplicates: v.duplicates,
         out_of_order: v.out_of_order,
+        filtered,
         client_dropped,
         verified: own_hub,
         output_lines,
@@ -291,6 +295,9 @@ fn print_table(r: &Report, stats: Option<&logfunnel_hub::stats::HubStats>) {
     println!("  {:<22} {:>14}{verified}", "lost", r.lost);
     println!("  {:<22} {:>14}", "duplicates", r.duplicates);
     println!("  {:<22} {:>14}", "dropped by clients", r.client_dropped);
+    if r.filtered > 0 {
+        println!("  {:<22} {:>14} (below a logger's level in the config)", "filtered", r.filtered);
+    }
     if let Some(lines) = r.output_lines {
         println!("  {:<22} {:>14}", "lines in output file", lines);
     }
