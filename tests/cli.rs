@@ -192,3 +192,36 @@ fn sighup_reopens_files_for_external_rotation() {
     assert_eq!(std::fs::read_to_string(dir.path("out.log.1")).unwrap(), "w1 t0 s0 before rotation\n");
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "w1 t0 s1 after rotation\n");
 }
+
+#[test]
+fn a_record_the_format_cannot_render_is_counted_as_failed_and_reported() {
+    let dir = Dir::new();
+    let cfg = dir.write(
+        "hub.toml",
+        &format!(
+            "[formatters.f]\nformat = \"%(user)s %(message)s\"\n[handlers.file]\nclass = \"FileHandler\"\nfilename = {:?}\nformatter = \"f\"\n[handlers.plain]\nclass = \"NullHandler\"\n[root]\nlevel = \"NOTSET\"\nhandlers = [\"file\", \"plain\"]\n",
+            dir.path("out.log")
+        ),
+    );
+    let hub = HubProc::start(&dir, &cfg);
+    let s = hub.socket.to_str().unwrap().to_owned();
+    assert!(run(&["send", "--socket", &s, "no user field here"]).status.success());
+    let out = run(&["stats", "--json", "--socket", &s]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let handler =
+        |name: &str| v["handlers"].as_array().unwrap().iter().find(|h| h["name"] == name).unwrap().clone();
+    // The failing handler counts the failure; the other handler is unaffected.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut file = handler("file");
+    while file["failed"] != 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let out = run(&["stats", "--json", "--socket", &s]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        file = v["handlers"].as_array().unwrap().iter().find(|h| h["name"] == "file").unwrap().clone();
+    }
+    assert_eq!(file["failed"], 1, "{file}");
+    assert_eq!(file["emitted"], 0, "{file}");
+    let err = hub.stop();
+    assert!(err.contains("handler \"file\": Formatting field not found in record: 'user'"), "{err}");
+    assert!(err.contains("1 emitted") && err.contains("1 failed"), "{err}");
+}

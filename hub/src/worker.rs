@@ -7,7 +7,6 @@
 //! itself saying how many were dropped, as soon as it can.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -255,7 +254,7 @@ struct ErrorReporter {
     since: std::time::Instant,
 }
 
-static REPORT_INTERVAL_MS: AtomicU64 = AtomicU64::new(10_000);
+const REPORT_INTERVAL: Duration = Duration::from_secs(10);
 
 impl ErrorReporter {
     fn new(handler: String) -> Self {
@@ -263,8 +262,7 @@ impl ErrorReporter {
     }
 
     fn report(&mut self, error: &str) {
-        let interval = Duration::from_millis(REPORT_INTERVAL_MS.load(Ordering::Relaxed));
-        if self.last.as_deref() != Some(error) || self.since.elapsed() >= interval {
+        if self.last.as_deref() != Some(error) || self.since.elapsed() >= REPORT_INTERVAL {
             self.summary();
             eprintln!("logfunnel hub: handler {:?}: {error}", self.handler);
             self.last = Some(error.to_owned());
