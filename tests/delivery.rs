@@ -114,3 +114,24 @@ fn drop_newest_counts_what_it_drops_and_reports_it_to_the_hub() {
         .sum();
     assert_eq!(reported, dropped, "drop reports in the output: {other:?}");
 }
+
+#[test]
+fn a_hub_restarted_mid_run_delivers_every_record_exactly_once() {
+    let dir = Dir::new();
+    let config = dir.file_config();
+    let hub = HubProc::start(&dir, &config);
+    // Slow enough to be mid-run at the restart.
+    let workers: Vec<_> =
+        (0..4).map(|i| worker(&dir.socket(), i, 20_000, &["--interval-us", "40"])).collect();
+    std::thread::sleep(Duration::from_millis(500));
+    hub.stop(); // SIGTERM: drains what it acknowledged
+    std::thread::sleep(Duration::from_millis(300));
+    let hub = HubProc::start(&dir, &config); // appends to the same file
+    workers.into_iter().for_each(finish_worker);
+    hub.stop();
+    let (seqs, other) = sequences(&dir.path("out.log"));
+    assert!(other.is_empty(), "unexpected lines: {other:?}");
+    for w in 0..4 {
+        assert_complete(&seqs, w, 0, 20_000);
+    }
+}

@@ -281,7 +281,11 @@ impl Sender {
             let Some(conn) = &self.conn else { return wrote };
             let batch = &self.pending[self.unsent];
             if let Err(e) = (&conn.stream).write_all(&batch.frame) {
-                self.disconnect(format!("writing to the hub: {e}"));
+                // Take the acknowledgements the hub sent before it went away.
+                self.read_acks();
+                if self.conn.is_some() {
+                    self.disconnect(format!("writing to the hub: {e}"));
+                }
                 return wrote;
             }
             self.unsent += 1;
@@ -299,24 +303,36 @@ impl Sender {
     fn read_acks(&mut self) -> bool {
         let Some(conn) = &mut self.conn else { return false };
         let mut got = false;
+        // A hub that stops acknowledges what it took and then closes: read
+        // to the end and apply those acks before treating the close, or the
+        // next hub would be sent records this one already wrote.
+        let mut failure = None;
         loop {
             match readable(&conn.stream) {
                 Ok(false) => break,
                 Ok(true) => {}
-                Err(e) => return self.fail_read(format!("polling the hub connection: {e}")),
+                Err(e) => {
+                    failure = Some(format!("polling the hub connection: {e}"));
+                    break;
+                }
             }
             let mut chunk = [0u8; 4096];
             match (&conn.stream).read(&mut chunk) {
-                Ok(0) => return self.fail_read("the hub closed the connection".into()),
+                Ok(0) => {
+                    failure = Some("the hub closed the connection".into());
+                    break;
+                }
                 Ok(n) => conn.inbox.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return self.fail_read(format!("reading from the hub: {e}")),
+                Err(e) => {
+                    failure = Some(format!("reading from the hub: {e}"));
+                    break;
+                }
             }
         }
         // Parse whole frames out of the inbox.
         let mut acked = None;
         let mut offset = 0;
-        let mut failure = None;
         while conn.inbox.len() - offset >= 4 {
             let len =
                 u32::from_le_bytes(conn.inbox[offset..offset + 4].try_into().expect("4 bytes")) as usize;
