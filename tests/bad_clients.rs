@@ -115,3 +115,57 @@ fn garbage_wrong_versions_and_bad_frames_are_refused_while_others_are_served() {
         assert_complete(&seqs, w, 0, 40_000);
     }
 }
+
+fn hello(s: &mut UnixStream, session: u64, first_seq: u64) -> u64 {
+    let mut out = Preamble { version: PROTOCOL_VERSION, status: 0 }.to_bytes().to_vec();
+    let mut f = FrameBuf::default();
+    let hello = Hello { pid: 1, process_name: "resender".into(), host_name: "h".into(), session, first_seq };
+    encode_client_frame(&ClientFrame::Hello(hello), &mut f).unwrap();
+    out.extend_from_slice(f.as_bytes());
+    s.write_all(&out).unwrap();
+    assert_eq!(read_preamble(s).status, Preamble::OK);
+    match read_hub_frame(s) {
+        HubFrame::Welcome { next_seq } => next_seq,
+        other => panic!("expected Welcome, got {other:?}"),
+    }
+}
+
+fn send_batch(s: &mut UnixStream, first_seq: u64, n: u64) -> u64 {
+    let records = (first_seq..first_seq + n)
+        .map(|seq| logfunnel_protocol::Record::new(20, "resend", format!("w7 t0 s{}", seq - 1)))
+        .collect();
+    let mut f = FrameBuf::default();
+    let batch = logfunnel_protocol::Batch { first_seq, records };
+    encode_client_frame(&ClientFrame::Batch(batch), &mut f).unwrap();
+    s.write_all(f.as_bytes()).unwrap();
+    match read_hub_frame(s) {
+        HubFrame::Ack { next_seq } => next_seq,
+        other => panic!("expected Ack, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_session_that_reconnects_and_resends_is_deduplicated() {
+    let dir = Dir::new();
+    let hub = HubProc::start(&dir, &dir.file_config());
+    let mut s = connect(&hub.socket);
+    assert_eq!(hello(&mut s, 4242, 1), 1);
+    assert_eq!(send_batch(&mut s, 1, 10), 11);
+    drop(s); // the connection breaks
+    // The same session comes back still holding records 1..=15.
+    let mut s = connect(&hub.socket);
+    assert_eq!(hello(&mut s, 4242, 1), 11, "the hub remembers where the session stopped");
+    assert_eq!(send_batch(&mut s, 1, 15), 16);
+    // A different session starts from its own first_seq.
+    let mut other = connect(&hub.socket);
+    assert_eq!(hello(&mut other, 99, 1), 1);
+    drop((s, other));
+    let out = run(&["stats", "--json", "--socket", hub.socket.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["received"], 15);
+    assert_eq!(v["duplicates"], 10);
+    hub.stop();
+    let (seqs, other) = sequences(&dir.path("out.log"));
+    assert!(other.is_empty(), "{other:?}");
+    assert_complete(&seqs, 7, 0, 15);
+}
