@@ -71,7 +71,11 @@ fn a_log_call_does_not_allocate_in_steady_state() {
 #[test]
 fn flush_without_a_hub_times_out_with_a_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let (handler, guard) = Builder::new().socket(dir.path().join("absent.sock")).build().unwrap();
+    let (handler, guard) = Builder::new()
+        .socket(dir.path().join("absent.sock"))
+        .flush_timeout(Duration::from_millis(10))
+        .build()
+        .unwrap();
     log_one(&handler, 1);
     let start = Instant::now();
     let err = handler.flush_timeout(Duration::from_millis(300)).unwrap_err();
@@ -104,5 +108,20 @@ fn drop_newest_counts_every_record_it_drops() {
     assert!(s.dropped > 0, "{s:?}");
     assert!(s.dropped < 20_000, "{s:?}");
     assert!(s.sent + s.dropped <= 20_001, "{s:?}");
+    drop(guard);
+}
+
+#[test]
+fn messages_over_the_limit_are_truncated_and_counted_not_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (handler, guard) = Builder::new()
+        .socket(dir.path().join("absent.sock"))
+        .flush_timeout(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    let big = "é".repeat(200_000); // 400,000 bytes, over the 256 KiB limit
+    handler.log(&log::Record::builder().level(log::Level::Warn).args(format_args!("{big}")).build());
+    let s = handler.stats();
+    assert_eq!((s.truncated, s.dropped), (1, 0), "{s:?}");
     drop(guard);
 }
