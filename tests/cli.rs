@@ -225,3 +225,44 @@ fn a_record_the_format_cannot_render_is_counted_as_failed_and_reported() {
     assert!(err.contains("handler \"file\": Formatting field not found in record: 'user'"), "{err}");
     assert!(err.contains("1 emitted") && err.contains("1 failed"), "{err}");
 }
+
+#[test]
+fn records_lost_to_a_failing_write_are_counted_as_failed_not_emitted() {
+    let dir = Dir::new();
+    let cfg = dir.write(
+        "hub.toml",
+        &format!(
+            "[handlers.full]\nclass = \"FileHandler\"\nfilename = \"/dev/full\"\n[handlers.file]\nclass = \"FileHandler\"\nfilename = {:?}\n[root]\nlevel = \"NOTSET\"\nhandlers = [\"full\", \"file\"]\n",
+            dir.path("out.log")
+        ),
+    );
+    let hub = HubProc::start(&dir, &cfg);
+    let s = hub.socket.to_str().unwrap().to_owned();
+    let mut send = std::process::Command::new(BIN)
+        .args(["send", "--socket", &s])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    send.stdin.take().unwrap().write_all(b"w2 t0 s0\nw2 t0 s1\nw2 t0 s2\n").unwrap();
+    assert!(send.wait().unwrap().success());
+    let stats = |name: &str| {
+        let out = run(&["stats", "--json", "--socket", &s]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        v["handlers"].as_array().unwrap().iter().find(|h| h["name"] == name).unwrap().clone()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while stats("full")["failed"] != 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let full = stats("full");
+    assert_eq!((full["failed"].as_u64(), full["emitted"].as_u64()), (Some(3), Some(0)), "{full}");
+    let err = hub.stop();
+    assert!(
+        err.contains("writing /dev/full: No space left on device") && err.contains("3 buffered records lost"),
+        "{err}"
+    );
+    // The other handler is unaffected.
+    let (seqs, _) = sequences(&dir.path("out.log"));
+    assert_complete(&seqs, 2, 0, 3);
+}

@@ -177,17 +177,13 @@ pub(crate) fn run(
             v.clear();
         }
         let mut dropped_by_level = 0;
-        let mut last: Option<(&str, Arc<Route>)> = None;
+        // Consecutive records usually share a logger name: reuse its route.
+        let mut current: Option<(&str, Arc<Route>)> = None;
         for (i, rec) in batch.records().iter().enumerate() {
-            // Consecutive records usually share a logger name: reuse its route.
-            let route = match &last {
-                Some((name, r)) if *name == rec.name => Arc::clone(r),
-                _ => {
-                    let r = router.route(rec.name);
-                    last = Some((rec.name, Arc::clone(&r)));
-                    r
-                }
-            };
+            if current.as_ref().is_none_or(|(name, _)| *name != rec.name) {
+                current = Some((rec.name, router.route(rec.name)));
+            }
+            let route = &current.as_ref().expect("set above").1;
             if rec.levelno < route.level || !route.passes {
                 dropped_by_level += 1;
                 continue;

@@ -59,3 +59,9 @@ pub(crate) fn load(a: &AtomicU64) -> u64 {
 pub(crate) fn add(a: &AtomicU64, n: u64) {
     a.fetch_add(n, Ordering::Relaxed);
 }
+
+pub(crate) fn sub(a: &AtomicU64, n: u64) {
+    // Saturating: a lost buffer may hold the hub's own drop report, which
+    // was never counted as emitted.
+    let _ = a.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(n)));
+}

@@ -15,8 +15,8 @@ use logfunnel_protocol::{Level, Record, RecordView};
 use crate::config::OverflowPolicy;
 use crate::dispatcher::InBatch;
 use crate::formatter::RecordContext;
-use crate::handlers::Handler;
-use crate::stats::{HandlerCounters, add, load};
+use crate::handlers::{Handler, HandlerError};
+use crate::stats::{HandlerCounters, add, load, sub};
 
 /// The records of one batch that go to one handler.
 pub(crate) struct Work {
@@ -161,20 +161,14 @@ pub(crate) fn run(name: String, queue: Arc<HandlerQueue>, mut handler: Box<dyn H
         let job = match queue.pop(!dirty) {
             Ok(Some(job)) => job,
             Ok(None) => {
-                if let Err(e) = handler.flush() {
-                    errors.report(&e.to_string());
-                }
+                count_write(handler.flush(), &queue.counters, &mut errors);
                 dirty = false;
                 continue;
             }
             Err(()) => break,
         };
         match job {
-            Job::Reopen => {
-                if let Err(e) = handler.reopen() {
-                    errors.report(&e.to_string());
-                }
-            }
+            Job::Reopen => count_write(handler.reopen(), &queue.counters, &mut errors),
             Job::Records(work) => {
                 emit_work(&work, handler.as_mut(), &queue.counters, &mut errors, start_ns);
                 dirty = true;
@@ -198,15 +192,42 @@ pub(crate) fn run(name: String, queue: Arc<HandlerQueue>, mut handler: Box<dyn H
             };
             let view = rec.view();
             let ctx = RecordContext { record: &view, process_name: "logfunnel-hub", host_name: "", start_ns };
-            if handler.emit(&ctx).is_ok() {
-                reported_drops = dropped;
+            // The report itself is not a client's record: it is not counted
+            // as emitted, but a failed write it triggers still counts its losses.
+            match handler.emit(&ctx) {
+                Ok(()) => reported_drops = dropped,
+                Err(e) => count_write(Err(e), &queue.counters, &mut errors),
             }
         }
     }
-    if let Err(e) = handler.close() {
+    count_write(handler.close(), &queue.counters, &mut errors);
+    errors.summary();
+}
+
+/// Counts the outcome of one record's emit. A buffering handler's error
+/// says how many already-accepted records a failed write lost (the current
+/// one among them): those move from "emitted" to "failed".
+fn count_emit(result: Result<(), HandlerError>, counters: &HandlerCounters, errors: &mut ErrorReporter) {
+    match result {
+        Ok(()) => add(&counters.emitted, 1),
+        Err(e) => {
+            let lost = e.records_lost();
+            add(&counters.failed, lost.max(1));
+            sub(&counters.emitted, lost.saturating_sub(1));
+            errors.report(&e.to_string());
+        }
+    }
+}
+
+/// Counts the outcome of a flush, reopen or close: records lost by a failed
+/// write move from "emitted" to "failed".
+fn count_write(result: Result<(), HandlerError>, counters: &HandlerCounters, errors: &mut ErrorReporter) {
+    if let Err(e) = result {
+        let lost = e.records_lost();
+        add(&counters.failed, lost);
+        sub(&counters.emitted, lost);
         errors.report(&e.to_string());
     }
-    errors.summary();
 }
 
 fn emit_work(
@@ -224,13 +245,7 @@ fn emit_work(
             host_name: &batch.peer.host_name,
             start_ns,
         };
-        match handler.emit(&ctx) {
-            Ok(()) => add(&counters.emitted, 1),
-            Err(e) => {
-                add(&counters.failed, 1);
-                errors.report(&e.to_string());
-            }
-        }
+        count_emit(handler.emit(&ctx), counters, errors);
     };
     match &work.indices {
         None => batch.records().iter().for_each(&mut emit),

@@ -21,6 +21,8 @@ pub struct FileHandler {
     formatter: Formatter,
     file: Option<File>,
     buf: Vec<u8>,
+    /// Records in `buf`.
+    buffered: u64,
 }
 
 impl FileHandler {
@@ -37,6 +39,7 @@ impl FileHandler {
             formatter,
             file: None,
             buf: Vec::with_capacity(BUFFER + (16 << 10)),
+            buffered: 0,
         };
         if !delay {
             h.ensure_open()?;
@@ -65,13 +68,19 @@ impl FileHandler {
         if self.buf.is_empty() {
             return Ok(());
         }
-        self.ensure_open()?;
-        let file = self.file.as_mut().expect("opened above");
-        let result = file.write_all(&self.buf);
-        // On failure the buffered records are lost (and reported): keeping
-        // them would grow memory without bound while the disk stays full.
+        let records = std::mem::take(&mut self.buffered);
+        let result = match self.ensure_open().map(|_| ()) {
+            Ok(()) => {
+                let file = self.file.as_mut().expect("opened above");
+                file.write_all(&self.buf).map_err(|e| (format!("writing {}", self.path.display()), e))
+            }
+            Err(HandlerError::Io { context, error }) => Err((context, error)),
+            Err(other) => Err((other.to_string(), std::io::Error::other("open failed"))),
+        };
+        // On failure the buffered records are lost, and counted as failed:
+        // keeping them would grow memory without bound while the disk is full.
         self.buf.clear();
-        result.map_err(|e| HandlerError::io(format!("writing {}", self.path.display()), e))
+        result.map_err(|(context, error)| HandlerError::Write { context, error, records })
     }
 }
 
@@ -79,6 +88,7 @@ impl Handler for FileHandler {
     fn emit(&mut self, ctx: &RecordContext<'_>) -> Result<(), HandlerError> {
         self.formatter.format(ctx, &mut self.buf)?;
         self.buf.push(b'\n');
+        self.buffered += 1;
         if self.buf.len() >= BUFFER { self.write_out() } else { Ok(()) }
     }
 

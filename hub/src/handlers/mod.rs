@@ -28,6 +28,17 @@ pub enum HandlerError {
         /// The error.
         error: std::io::Error,
     },
+    /// Writing buffered output failed: the records in that buffer are lost
+    /// (counted as failed, never silently).
+    #[error("{context}: {error} ({records} buffered records lost)")]
+    Write {
+        /// What was being written, with the path.
+        context: String,
+        /// The error.
+        error: std::io::Error,
+        /// Records that were in the lost buffer.
+        records: u64,
+    },
     /// The record does not fit the format string (an extra field is missing).
     #[error(transparent)]
     Format(#[from] FormatError),
@@ -36,6 +47,15 @@ pub enum HandlerError {
 impl HandlerError {
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> HandlerError {
         HandlerError::Io { context: context.into(), error: source }
+    }
+
+    /// Records already accepted by the handler (emit returned Ok) that this
+    /// error lost; the worker moves them from "emitted" to "failed".
+    pub fn records_lost(&self) -> u64 {
+        match self {
+            HandlerError::Write { records, .. } => *records,
+            _ => 0,
+        }
     }
 }
 

@@ -15,12 +15,14 @@ pub struct StreamHandler {
     stream: StdStream,
     formatter: Formatter,
     buf: Vec<u8>,
+    /// Records in `buf`.
+    buffered: u64,
 }
 
 impl StreamHandler {
     /// A handler writing to `stream`.
     pub fn new(stream: StdStream, formatter: Formatter) -> StreamHandler {
-        StreamHandler { stream, formatter, buf: Vec::with_capacity(64 << 10) }
+        StreamHandler { stream, formatter, buf: Vec::with_capacity(64 << 10), buffered: 0 }
     }
 }
 
@@ -28,6 +30,7 @@ impl Handler for StreamHandler {
     fn emit(&mut self, ctx: &RecordContext<'_>) -> Result<(), HandlerError> {
         self.formatter.format(ctx, &mut self.buf)?;
         self.buf.push(b'\n');
+        self.buffered += 1;
         if self.buf.len() >= 64 << 10 {
             self.flush()?;
         }
@@ -46,6 +49,11 @@ impl Handler for StreamHandler {
             }
         };
         self.buf.clear();
-        result.map_err(|e| HandlerError::io(format!("writing to {:?}", self.stream), e))
+        let records = std::mem::take(&mut self.buffered);
+        result.map_err(|error| HandlerError::Write {
+            context: format!("writing to {:?}", self.stream),
+            error,
+            records,
+        })
     }
 }
