@@ -16,8 +16,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use interprocess::local_socket::Stream;
 use interprocess::local_socket::prelude::*;
 use logfunnel_protocol::{
-    BatchBuilder, HubFrame, Level, MAX_FRAME_BYTES, ProtocolError, RecordRef, decode_hub_frame,
-    encode_record_ref,
+    BatchBuilder, ClientFrame, FrameBuf, HubFrame, Level, MAX_FRAME_BYTES, ProtocolError, RecordRef,
+    decode_hub_frame, encode_client_frame, encode_record_ref,
 };
 
 use crate::Shared;
@@ -105,9 +105,8 @@ pub(crate) fn run(shared: Arc<Shared>) {
         }
     }
     if let Some(conn) = s.conn.take() {
-        let mut frame = logfunnel_protocol::FrameBuf::default();
-        if logfunnel_protocol::encode_client_frame(&logfunnel_protocol::ClientFrame::Bye, &mut frame).is_ok()
-        {
+        let mut frame = FrameBuf::default();
+        if encode_client_frame(&ClientFrame::Bye, &mut frame).is_ok() {
             let _ = (&conn.stream).write_all(frame.as_bytes());
         }
     }
@@ -119,16 +118,16 @@ impl Sender {
     /// Moves records from the rings into batches while there is room for
     /// unacknowledged data. Returns whether anything was moved.
     fn collect(&mut self) -> bool {
-        let rings: Vec<_> = {
-            let mut rings = self.shared.rings.lock().unwrap_or_else(|e| e.into_inner());
-            // Forget the rings of threads that exited, once drained.
-            rings.retain(|r| !(r.is_closed() && r.is_empty()));
-            rings.clone()
-        };
+        // Producers take this lock only to register a new thread, so holding
+        // it through the pass costs them nothing in steady state.
+        let shared = Arc::clone(&self.shared);
+        let mut rings = shared.rings.lock().unwrap_or_else(|e| e.into_inner());
+        // Forget the rings of threads that exited, once drained.
+        rings.retain(|r| !(r.is_closed() && r.is_empty()));
         let limit = self.shared.settings.max_unacked;
         let batch_bytes = self.shared.settings.batch_bytes;
         let mut moved = 0;
-        for ring in &rings {
+        for ring in rings.iter() {
             loop {
                 if self.pending_bytes + self.builder.records_len() >= limit {
                     return moved > 0;
