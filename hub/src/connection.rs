@@ -219,8 +219,8 @@ fn session(
             Err(e) => return Err(conn.refuse(e.to_string(), false)),
         }
     };
-    let counters = Arc::new(ConnCounters::new(id, peer_pid.or(Some(hello.pid))));
-    *counters.process_name.lock().unwrap_or_else(|e| e.into_inner()) = hello.process_name.clone();
+    // The kernel's word for the pid where there is one; the client's otherwise.
+    let counters = Arc::new(ConnCounters::new(id, peer_pid.unwrap_or(hello.pid), hello.process_name.clone()));
     shared.register_conn(Arc::clone(&counters));
     // Marks the connection closed however the session ends.
     struct Closed<'a>(&'a ConnCounters);

@@ -21,19 +21,19 @@ pub use logfunnel_protocol::{ConnectionStats, HandlerStats, HubStats};
 #[derive(Debug)]
 pub(crate) struct ConnCounters {
     pub(crate) id: u64,
-    pub(crate) pid: AtomicU64,
-    pub(crate) process_name: std::sync::Mutex<String>,
+    pub(crate) pid: u32,
+    pub(crate) process_name: String,
     pub(crate) received: AtomicU64,
     pub(crate) duplicates: AtomicU64,
     pub(crate) open: std::sync::atomic::AtomicBool,
 }
 
 impl ConnCounters {
-    pub(crate) fn new(id: u64, pid: Option<u32>) -> ConnCounters {
+    pub(crate) fn new(id: u64, pid: u32, process_name: String) -> ConnCounters {
         ConnCounters {
             id,
-            pid: AtomicU64::new(pid.unwrap_or(0) as u64),
-            process_name: std::sync::Mutex::new(String::new()),
+            pid,
+            process_name,
             received: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
             open: std::sync::atomic::AtomicBool::new(true),
@@ -43,8 +43,8 @@ impl ConnCounters {
     pub(crate) fn snapshot(&self) -> ConnectionStats {
         ConnectionStats {
             id: self.id,
-            pid: load(&self.pid) as u32,
-            process_name: self.process_name.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            pid: self.pid,
+            process_name: self.process_name.clone(),
             received: load(&self.received),
             duplicates: load(&self.duplicates),
             open: self.open.load(Ordering::Relaxed),
