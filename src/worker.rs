@@ -68,6 +68,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         }
     });
     let stats = guard.finish().context("flushing to the hub")?;
-    println!("{{\"sent\":{},\"acked\":{},\"dropped\":{}}}", stats.sent, stats.acked, stats.dropped);
+    println!(
+        "{{\"sent\":{},\"acked\":{},\"dropped\":{},\"connects\":{}}}",
+        stats.sent, stats.acked, stats.dropped, stats.connects
+    );
     Ok(())
 }

@@ -94,11 +94,8 @@ fn drop_newest_counts_what_it_drops_and_reports_it_to_the_hub() {
     let out = w.wait_with_output().expect("worker");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let dropped: u64 = stdout
-        .split("\"dropped\":")
-        .nth(1)
-        .and_then(|s| s.trim_end_matches(|c: char| !c.is_ascii_digit()).parse().ok())
-        .unwrap_or_else(|| panic!("no drop count in {stdout:?}"));
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).expect("the worker's JSON line");
+    let dropped = report["dropped"].as_u64().unwrap_or_else(|| panic!("no drop count in {stdout:?}"));
     hub.stop();
     let (seqs, other) = sequences(&dir.path("out.log"));
     let delivered = seqs.get(&(1, 0)).map_or(0, Vec::len) as u64;
@@ -133,5 +130,53 @@ fn a_hub_restarted_mid_run_delivers_every_record_exactly_once() {
     assert!(other.is_empty(), "unexpected lines: {other:?}");
     for w in 0..4 {
         assert_complete(&seqs, w, 0, 20_000);
+    }
+}
+
+#[test]
+fn a_saturated_hub_slows_the_workers_down_without_losing_or_reconnecting() {
+    use std::io::Read;
+    let dir = Dir::new();
+    // Short queues everywhere, and a handler writing to a pipe nobody reads
+    // for 7 s: backpressure reaches the workers' log calls.
+    let cfg = dir.write(
+        "hub.toml",
+        "[hub]\nqueue_capacity = 2\n[handlers.out]\nclass = \"StreamHandler\"\nstream = \"ext://sys.stdout\"\nqueue_capacity = 1000\n[root]\nlevel = \"NOTSET\"\nhandlers = [\"out\"]\n",
+    );
+    let mut hub = std::process::Command::new(BIN)
+        .args(["hub", "--config", cfg.to_str().unwrap(), "--socket", dir.socket().to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::os::unix::net::UnixStream::connect(dir.socket()).is_err() {
+        assert!(std::time::Instant::now() < deadline, "hub did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let workers: Vec<_> = (0..2).map(|i| worker(&dir.socket(), i, 150_000, &[])).collect();
+    std::thread::sleep(Duration::from_secs(7));
+    let mut stdout = hub.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        stdout.read_to_string(&mut text).unwrap();
+        text
+    });
+    for w in workers {
+        let out = w.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("\"dropped\":0"), "{stdout}");
+        assert!(stdout.contains("\"connects\":1}"), "the worker reconnected: {stdout}");
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(hub.id() as i32, libc::SIGTERM) };
+    assert!(hub.wait().unwrap().success());
+    let text = reader.join().unwrap();
+    let path = dir.write("out.log", &text);
+    let (seqs, other) = sequences(&path);
+    assert!(other.is_empty(), "{:?}", &other[..other.len().min(3)]);
+    for w in 0..2 {
+        assert_complete(&seqs, w, 0, 150_000);
     }
 }

@@ -28,6 +28,10 @@ const IDLE_SLEEP_MAX: Duration = Duration::from_millis(1);
 const RECONNECT_MIN: Duration = Duration::from_millis(10);
 const RECONNECT_MAX: Duration = Duration::from_millis(500);
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// A write that cannot proceed returns to the main loop after this long.
+const WRITE_TIMEOUT: Duration = Duration::from_millis(50);
+/// A connected hub that takes nothing for this long is treated as dead.
+const STALL_LIMIT: Duration = Duration::from_secs(60);
 const DROP_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
 struct PendingBatch {
@@ -48,6 +52,10 @@ struct Sender {
     pending_bytes: usize,
     /// Index in `pending` of the first batch not yet written on `conn`.
     unsent: usize,
+    /// Bytes of `pending[unsent]` already written.
+    written: usize,
+    /// Last time the hub took bytes or acknowledged records.
+    last_progress: Instant,
     next_seq: u64,
     conn: Option<Conn>,
     next_connect: Instant,
@@ -64,6 +72,8 @@ pub(crate) fn run(shared: Arc<Shared>) {
         pending: VecDeque::new(),
         pending_bytes: 0,
         unsent: 0,
+        written: 0,
+        last_progress: Instant::now(),
         next_seq: 1,
         conn: None,
         next_connect: Instant::now(),
@@ -235,11 +245,13 @@ impl Sender {
                     self.shared.session,
                 )?;
                 stream.set_recv_timeout(None)?;
+                stream.set_send_timeout(Some(WRITE_TIMEOUT))?;
                 Ok((stream, next))
             });
         match result {
             Ok((stream, next)) => {
                 self.conn = Some(Conn { stream, inbox: Vec::new() });
+                self.last_progress = Instant::now();
                 self.shared.connected.store(true, Ordering::Relaxed);
                 self.shared.connects.fetch_add(1, Ordering::Relaxed);
                 self.reconnect_delay = RECONNECT_MIN;
@@ -267,6 +279,7 @@ impl Sender {
     }
 
     fn disconnect(&mut self, why: String) {
+        self.written = 0;
         self.note_error(why);
         self.conn = None;
         self.shared.connected.store(false, Ordering::Relaxed);
@@ -274,29 +287,57 @@ impl Sender {
         self.next_connect = Instant::now() + self.reconnect_delay;
     }
 
+    /// Writes what the hub has not been sent yet. A hub that is alive but
+    /// saturated (its queues full: backpressure) stops reading for a while;
+    /// a write that makes no progress returns to the main loop, and only a
+    /// hub that makes no progress at all for `STALL_LIMIT` is given up on.
     fn write_unsent(&mut self) -> bool {
         let mut wrote = false;
         while self.unsent < self.pending.len() {
             let Some(conn) = &self.conn else { return wrote };
-            let batch = &self.pending[self.unsent];
-            if let Err(e) = (&conn.stream).write_all(&batch.frame) {
-                // Take the acknowledgements the hub sent before it went away.
-                self.read_acks();
-                if self.conn.is_some() {
-                    self.disconnect(format!("writing to the hub: {e}"));
+            let frame = &self.pending[self.unsent].frame;
+            match (&conn.stream).write(&frame[self.written..]) {
+                Ok(0) => {
+                    self.lost_hub_while_writing("the hub stopped reading (wrote 0 bytes)".into());
+                    return wrote;
                 }
-                return wrote;
-            }
-            self.unsent += 1;
-            wrote = true;
-            // Read acknowledgements between batches: a hub blocked writing
-            // acks we never read would stop reading our batches (deadlock).
-            self.read_acks();
-            if self.conn.is_none() {
-                return wrote;
+                Ok(n) => {
+                    wrote = true;
+                    self.last_progress = Instant::now();
+                    self.written += n;
+                    if self.written < frame.len() {
+                        continue;
+                    }
+                    self.written = 0;
+                    self.unsent += 1;
+                    // Read acknowledgements between batches: a hub blocked writing
+                    // acks we never read would stop reading our batches (deadlock).
+                    self.read_acks();
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                    self.read_acks();
+                    if self.conn.is_some() && self.last_progress.elapsed() >= STALL_LIMIT {
+                        let why = format!("the hub made no progress for {}s", STALL_LIMIT.as_secs());
+                        self.disconnect(why);
+                    }
+                    return wrote;
+                }
+                Err(e) => {
+                    self.lost_hub_while_writing(format!("writing to the hub: {e}"));
+                    return wrote;
+                }
             }
         }
         wrote
+    }
+
+    fn lost_hub_while_writing(&mut self, why: String) {
+        // Take the acknowledgements the hub sent before it went away.
+        self.read_acks();
+        if self.conn.is_some() {
+            self.disconnect(why);
+        }
     }
 
     fn read_acks(&mut self) -> bool {
@@ -388,6 +429,7 @@ impl Sender {
         }
         let prev = self.shared.acked.load(Ordering::Acquire);
         if next > prev {
+            self.last_progress = Instant::now();
             self.shared.acked.store(next, Ordering::Release);
         }
     }
