@@ -625,7 +625,16 @@ impl Parser {
             self.issue(join(path, "filename"), "empty file name");
             return None;
         }
-        Some(HandlerKind::File { filename: absolute(Path::new(&filename)), append, delay })
+        let filename = absolute(Path::new(&filename));
+        // Python opens the file when the handler is configured (unless
+        // `delay`), so a missing directory is a configuration error there too.
+        if !delay
+            && let Some(dir) = filename.parent()
+            && !dir.is_dir()
+        {
+            self.issue(join(path, "filename"), format!("directory {} does not exist", dir.display()));
+        }
+        Some(HandlerKind::File { filename, append, delay })
     }
 
     fn check_refs<T>(&mut self, path: &str, names: &[String], known: &BTreeMap<String, T>, what: &str) {
@@ -684,6 +693,8 @@ mod tests {
 
     #[test]
     fn the_embedded_default_and_the_design_example_are_valid() {
+        // DESIGN.md's example, with the file in the working directory (a
+        // missing directory is an error of its own, tested below).
         let c = Config::embedded_default();
         assert_eq!(c.root.handlers, ["console"]);
         let design = r#"
@@ -697,7 +708,7 @@ datefmt = "%Y-%m-%d %H:%M:%S"
 name = "app.db"
 [handlers.file]
 class = "logging.FileHandler"
-filename = "logs/app.log"
+filename = "app.log"
 level = "INFO"
 formatter = "plain"
 filters = ["db_only"]
@@ -757,6 +768,12 @@ level = "INFO"
                 .starts_with("handlers.x.overflow:")
         );
         assert!(issues("version = 2")[0].starts_with("version:"));
+        let missing = issues("[handlers.f]\nclass = \"FileHandler\"\nfilename = \"/no/such/dir/x.log\"");
+        assert_eq!(missing, ["handlers.f.filename: directory /no/such/dir does not exist"]);
+        assert!(
+            issues("[handlers.f]\nclass = \"FileHandler\"\nfilename = \"/no/such/dir/x.log\"\ndelay = true")
+                .is_empty()
+        );
     }
 
     #[test]
