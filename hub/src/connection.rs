@@ -233,10 +233,8 @@ fn session(
     let peer =
         Arc::new(Peer { process_name: hello.process_name.clone(), host_name: hello.host_name.clone() });
     // Resume where this session left off if it was here before.
-    let mut next_seq = {
-        let sessions = shared.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        sessions.get(&hello.session).copied().unwrap_or(hello.first_seq).max(hello.first_seq)
-    };
+    let mut next_seq =
+        { shared.sessions.next_seq(hello.session).unwrap_or(hello.first_seq).max(hello.first_seq) };
     conn.send(&HubFrame::Welcome { next_seq })
         .map_err(|e| Ended::Lost(format!("cannot answer the hello: {e}")))?;
     let mut unacked = false;
@@ -293,11 +291,7 @@ fn session(
                             return Err(Ended::Stopping);
                         }
                         next_seq = end;
-                        shared
-                            .sessions
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .insert(hello.session, next_seq);
+                        shared.sessions.record(hello.session, next_seq);
                     }
                     unacked = true;
                 }

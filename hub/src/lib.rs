@@ -12,10 +12,10 @@ mod dispatcher;
 pub mod formatter;
 pub mod handlers;
 mod listener;
+mod sessions;
 pub mod stats;
 mod worker;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -59,7 +59,7 @@ pub(crate) struct HubShared {
     pub(crate) stopping: AtomicBool,
     pub(crate) next_conn_id: AtomicU64,
     /// Per client session: the next sequence number expected.
-    pub(crate) sessions: Mutex<HashMap<u64, u64>>,
+    pub(crate) sessions: sessions::Sessions,
     pub(crate) received: AtomicU64,
     pub(crate) duplicates: AtomicU64,
     pub(crate) refused: AtomicU64,
@@ -189,7 +189,7 @@ impl HubBuilder {
         let shared = Arc::new(HubShared {
             stopping: AtomicBool::new(false),
             next_conn_id: AtomicU64::new(1),
-            sessions: Mutex::new(HashMap::new()),
+            sessions: sessions::Sessions::default(),
             received: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
             refused: AtomicU64::new(0),
