@@ -48,16 +48,22 @@ fn log_one(h: &dyn Log, i: u64) {
     );
 }
 
+/// A client whose hub never appears (records stay queued), with a guard
+/// that gives up at once; `tune` adjusts the builder.
+fn without_hub(
+    dir: &tempfile::TempDir,
+    tune: impl FnOnce(Builder) -> Builder,
+) -> (logfunnel_client::QueueHandler, logfunnel_client::Guard) {
+    tune(Builder::new().socket(dir.path().join("absent.sock")).flush_timeout(Duration::from_millis(10)))
+        .build()
+        .unwrap()
+}
+
 #[test]
 fn a_log_call_does_not_allocate_in_steady_state() {
     let dir = tempfile::tempdir().unwrap();
     // No hub: records stay queued, which is the common steady state too.
-    let (handler, guard) = Builder::new()
-        .socket(dir.path().join("absent.sock"))
-        .overflow(Overflow::DropNewest)
-        .flush_timeout(Duration::from_millis(10))
-        .build()
-        .unwrap();
+    let (handler, guard) = without_hub(&dir, |b| b.overflow(Overflow::DropNewest));
     log_one(&handler, 0); // first call on this thread: registers its queue
     let before = allocations();
     for i in 1..=2000 {
@@ -71,11 +77,7 @@ fn a_log_call_does_not_allocate_in_steady_state() {
 #[test]
 fn flush_without_a_hub_times_out_with_a_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let (handler, guard) = Builder::new()
-        .socket(dir.path().join("absent.sock"))
-        .flush_timeout(Duration::from_millis(10))
-        .build()
-        .unwrap();
+    let (handler, guard) = without_hub(&dir, |b| b);
     log_one(&handler, 1);
     let start = Instant::now();
     let err = handler.flush_timeout(Duration::from_millis(300)).unwrap_err();
@@ -90,14 +92,8 @@ fn flush_without_a_hub_times_out_with_a_reason() {
 #[test]
 fn drop_newest_counts_every_record_it_drops() {
     let dir = tempfile::tempdir().unwrap();
-    let (handler, guard) = Builder::new()
-        .socket(dir.path().join("absent.sock"))
-        .queue_capacity(4096)
-        .max_unacked(64 << 10)
-        .overflow(Overflow::DropNewest)
-        .flush_timeout(Duration::from_millis(10))
-        .build()
-        .unwrap();
+    let (handler, guard) =
+        without_hub(&dir, |b| b.queue_capacity(4096).max_unacked(64 << 10).overflow(Overflow::DropNewest));
     for i in 0..20_000 {
         log_one(&handler, i);
     }
@@ -114,11 +110,7 @@ fn drop_newest_counts_every_record_it_drops() {
 #[test]
 fn messages_over_the_limit_are_truncated_and_counted_not_dropped() {
     let dir = tempfile::tempdir().unwrap();
-    let (handler, guard) = Builder::new()
-        .socket(dir.path().join("absent.sock"))
-        .flush_timeout(Duration::from_millis(10))
-        .build()
-        .unwrap();
+    let (handler, guard) = without_hub(&dir, |b| b);
     let big = "é".repeat(200_000); // 400,000 bytes, over the 256 KiB limit
     handler.log(&log::Record::builder().level(log::Level::Warn).args(format_args!("{big}")).build());
     let s = handler.stats();
