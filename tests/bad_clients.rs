@@ -160,8 +160,7 @@ fn a_session_that_reconnects_and_resends_is_deduplicated() {
     let mut other = connect(&hub.socket);
     assert_eq!(hello(&mut other, 99, 1), 1);
     drop((s, other));
-    let out = run(&["stats", "--json", "--socket", hub.socket.to_str().unwrap()]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let v = stats(&hub.socket);
     assert_eq!(v["received"], 15);
     assert_eq!(v["duplicates"], 10);
     hub.stop();

@@ -143,16 +143,7 @@ fn stats_shows_per_handler_and_per_connection_counters() {
     let hub = HubProc::start(&dir, &dir.file_config());
     finish_worker(worker(&hub.socket, 4, 2500, &[]));
     // The worker has exited; its reader notices the Bye a moment later.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let v = loop {
-        let out = run(&["stats", "--json", "--socket", hub.socket.to_str().unwrap()]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-        if v["clients"][0]["open"] == false || std::time::Instant::now() > deadline {
-            break v;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    let v = stats_when(&hub.socket, |v| v["clients"][0]["open"] == false);
     assert_eq!(v["received"], 2500);
     assert_eq!(v["handlers"][0]["name"], "file");
     assert_eq!(v["handlers"][0]["received"], 2500);
@@ -206,19 +197,9 @@ fn a_record_the_format_cannot_render_is_counted_as_failed_and_reported() {
     let hub = HubProc::start(&dir, &cfg);
     let s = hub.socket.to_str().unwrap().to_owned();
     assert!(run(&["send", "--socket", &s, "no user field here"]).status.success());
-    let out = run(&["stats", "--json", "--socket", &s]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    let handler =
-        |name: &str| v["handlers"].as_array().unwrap().iter().find(|h| h["name"] == name).unwrap().clone();
     // The failing handler counts the failure; the other handler is unaffected.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let mut file = handler("file");
-    while file["failed"] != 1 && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        let out = run(&["stats", "--json", "--socket", &s]);
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-        file = v["handlers"].as_array().unwrap().iter().find(|h| h["name"] == "file").unwrap().clone();
-    }
+    let v = stats_when(&hub.socket, |v| handler(v, "file")["failed"] == 1);
+    let file = handler(&v, "file");
     assert_eq!(file["failed"], 1, "{file}");
     assert_eq!(file["emitted"], 0, "{file}");
     let err = hub.stop();
@@ -246,16 +227,8 @@ fn records_lost_to_a_failing_write_are_counted_as_failed_not_emitted() {
     use std::io::Write;
     send.stdin.take().unwrap().write_all(b"w2 t0 s0\nw2 t0 s1\nw2 t0 s2\n").unwrap();
     assert!(send.wait().unwrap().success());
-    let stats = |name: &str| {
-        let out = run(&["stats", "--json", "--socket", &s]);
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-        v["handlers"].as_array().unwrap().iter().find(|h| h["name"] == name).unwrap().clone()
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while stats("full")["failed"] != 3 && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let full = stats("full");
+    let v = stats_when(&hub.socket, |v| handler(v, "full")["failed"] == 3);
+    let full = handler(&v, "full");
     assert_eq!((full["failed"].as_u64(), full["emitted"].as_u64()), (Some(3), Some(0)), "{full}");
     let err = hub.stop();
     assert!(

@@ -181,3 +181,28 @@ pub fn assert_complete(seqs: &Seqs, w: u32, t: u32, n: u64) {
         panic!("worker {w} thread {t}: position {i} holds seq {} (gap, duplicate or reorder)", got[i]);
     }
 }
+
+/// `logfunnel stats --json` against a running hub.
+pub fn stats(socket: &Path) -> serde_json::Value {
+    let out = run(&["stats", "--json", "--socket", socket.to_str().unwrap()]);
+    assert!(out.status.success(), "stats failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("stats prints JSON")
+}
+
+/// Polls `stats` until `done` holds (or 10 s pass) and returns the last answer;
+/// the caller asserts on it, so a timeout shows what the hub last said.
+pub fn stats_when(socket: &Path, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = stats(socket);
+        if done(&v) || Instant::now() >= deadline {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One handler's counters in a `stats` answer.
+pub fn handler<'a>(stats: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    stats["handlers"].as_array().unwrap().iter().find(|h| h["name"] == name).expect("handler in stats")
+}
