@@ -58,13 +58,13 @@ impl InBatch {
 
 /// Where records of one logger name go.
 #[derive(Debug, Clone, PartialEq)]
-struct Route {
+pub(crate) struct Route {
     /// The origin logger's effective level.
-    level: u32,
+    pub(crate) level: u32,
     /// Whether the origin logger's own filters pass the name.
-    passes: bool,
+    pub(crate) passes: bool,
     /// (handler index, handler level), in Python's call order.
-    handlers: Vec<(usize, u32)>,
+    pub(crate) handlers: Vec<(usize, u32)>,
 }
 
 /// The logger tree, compiled from the configuration.
@@ -149,7 +149,7 @@ impl Router {
         Route { level, passes, handlers }
     }
 
-    fn route(&mut self, name: &str) -> Arc<Route> {
+    pub(crate) fn route(&mut self, name: &str) -> Arc<Route> {
         if let Some(r) = self.cache.get(name) {
             return Arc::clone(r);
         }

@@ -6,6 +6,8 @@
 //! through the logger tree → each handler's [`worker`] queue (bounded, with
 //! its overflow policy) → [`handlers`] format and write.
 
+#[doc(hidden)]
+pub mod bench_support;
 pub mod config;
 mod connection;
 mod dispatcher;
