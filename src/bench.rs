@@ -19,6 +19,7 @@
 //! upper bound when a full buffer was written before that flush).
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -65,6 +66,11 @@ pub(crate) struct Args {
     /// Keep the output file here instead of in a temporary directory (file handler only).
     #[arg(long)]
     output: Option<PathBuf>,
+    /// The floor: no hub, no workers, no IPC. One thread builds the same
+    /// records (same tags, same message, a fresh timestamp each) and the
+    /// hub's FileHandler formats them straight into the output file.
+    #[arg(long, conflicts_with_all = ["socket", "config"])]
+    in_process: bool,
     /// Print one JSON object as the last line of stdout.
     #[arg(long)]
     json: bool,
@@ -273,6 +279,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         bail!("--processes and --threads must be at least 1");
     }
     let tmp = tempdir()?;
+    if args.in_process {
+        return in_process(&args, &tmp);
+    }
     let own_hub = args.socket.is_none();
     let builtin = own_hub && args.config.is_none();
     let file_mode = builtin && args.handler == "file";
@@ -429,9 +438,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         e2e_max_us: us((!e2e.is_empty()).then(|| e2e.max())),
         hub_peak_rss_mib: hub_rss_kib as f64 / 1024.0,
         client_peak_rss_mib: client_rss_kib as f64 / 1024.0,
-        load_average: std::fs::read_to_string("/proc/loadavg")
-            .ok()
-            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" ")),
+        load_average: load_average(),
     };
     if args.output.is_none() {
         let _ = std::fs::remove_dir_all(&tmp);
@@ -448,6 +455,95 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         bail!("{} worker(s) failed", failures.len());
     }
     Ok(())
+}
+
+/// `--in-process`: the same records formatted into the file by one thread.
+fn in_process(args: &Args, tmp: &std::path::Path) -> anyhow::Result<()> {
+    let out_file = args.output.clone().unwrap_or_else(|| tmp.join("bench.log"));
+    let formatter = Formatter::new(Some(BENCH_FORMAT), None, Style::Percent)?;
+    let mut handler = FileHandler::open(&out_file, false, false, formatter)?;
+    let pad = "x".repeat(args.message_bytes.saturating_sub(24));
+    let pid = std::process::id();
+    let mut message = String::with_capacity(args.message_bytes + 32);
+    let start = Instant::now();
+    for p in 0..args.processes {
+        let per_proc = args.records / args.processes as u64
+            + u64::from((p as u64) < args.records % args.processes as u64);
+        for t in 0..args.threads {
+            let n = per_proc / args.threads as u64 + u64::from((t as u64) < per_proc % args.threads as u64);
+            for seq in 0..n {
+                message.clear();
+                let _ = write!(message, "w{p} t{t} s{seq} {pad}");
+                let record = logfunnel_protocol::RecordView {
+                    created_ns: now_ns(),
+                    levelno: 20,
+                    name: "bench.worker",
+                    message: &message,
+                    pathname: Some("src/worker.rs"),
+                    lineno: 1,
+                    func_name: None,
+                    module_path: Some("logfunnel::worker"),
+                    process: pid,
+                    process_name: None,
+                    thread: t as u64,
+                    thread_name: None,
+                    exc_text: None,
+                    extra: Vec::new(),
+                };
+                let ctx =
+                    RecordContext { record: &record, process_name: "floor", host_name: "", start_ns: 0 };
+                handler.emit(&ctx)?;
+            }
+        }
+    }
+    handler.close()?;
+    let seconds = start.elapsed().as_secs_f64();
+    let mut v = Verify::default();
+    check_file(&out_file, &mut v)?;
+    let report = Report {
+        records: args.records,
+        processes: args.processes,
+        threads: args.threads,
+        message_bytes: args.message_bytes,
+        seconds,
+        records_per_sec: args.records as f64 / seconds,
+        mb_per_sec: (args.records as f64 * args.message_bytes as f64) / seconds / 1e6,
+        lost: args.records.saturating_sub(v.unique),
+        duplicates: v.duplicates,
+        out_of_order: v.out_of_order,
+        filtered: 0,
+        client_dropped: 0,
+        verified: true,
+        output_lines: Some(v.unique + v.duplicates + v.foreign),
+        handler: "in-process".into(),
+        output_bytes: Some(std::fs::metadata(&out_file).map_or(0, |m| m.len())),
+        client_p50_ns: None,
+        client_p99_ns: None,
+        client_p999_ns: None,
+        e2e_p50_us: None,
+        e2e_p99_us: None,
+        e2e_max_us: None,
+        hub_peak_rss_mib: crate::worker::max_rss_kib() as f64 / 1024.0,
+        client_peak_rss_mib: 0.0,
+        load_average: load_average(),
+    };
+    if args.output.is_none() {
+        let _ = std::fs::remove_dir_all(tmp);
+    } else {
+        let _ = std::fs::remove_dir(tmp);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_table(&report, None);
+    }
+    Ok(())
+}
+
+fn load_average() -> Option<String> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
 }
 
 /// Reads the bench's output file and checks every line's tag.
