@@ -166,7 +166,21 @@ pub fn decode_client_frame(payload: &[u8]) -> Result<ClientFrame, ProtocolError>
 }
 
 /// Decodes a client frame whose records borrow their strings from `payload`.
+/// Batches take a hand-written path (same result, see `fast_view.rs`);
+/// everything else, and anything that path does not accept, goes through
+/// bincode.
 pub fn decode_client_frame_view(payload: &[u8]) -> Result<ClientFrameView<'_>, ProtocolError> {
+    if u32::try_from(payload.len()).is_ok_and(|n| check_len(n).is_ok())
+        && let Some(frame) = crate::fast_view::decode_batch_view(payload)
+    {
+        return Ok(frame);
+    }
+    decode_frame(payload)
+}
+
+/// The bincode path of [`decode_client_frame_view`], for tests.
+#[cfg(test)]
+pub(crate) fn decode_view_with_bincode(payload: &[u8]) -> Result<ClientFrameView<'_>, ProtocolError> {
     decode_frame(payload)
 }
 
