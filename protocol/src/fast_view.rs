@@ -69,7 +69,13 @@ impl<'a> Reader<'a> {
     #[inline(always)]
     fn str(&mut self) -> Option<&'a str> {
         let len = usize::try_from(self.varint()?).ok()?;
-        std::str::from_utf8(self.bytes(len)?).ok()
+        let bytes = self.bytes(len)?;
+        if bytes.is_ascii() {
+            // SAFETY: ASCII is valid UTF-8 (and `is_ascii` checks a word at a time).
+            Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+        } else {
+            std::str::from_utf8(bytes).ok()
+        }
     }
 
     #[inline(always)]
