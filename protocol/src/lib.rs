@@ -17,6 +17,7 @@
 
 mod codec;
 mod error;
+mod fast_encode;
 mod fast_view;
 mod level;
 mod record;
