@@ -33,7 +33,7 @@ pub(crate) fn serve(stream: Stream, id: u64, shared: Arc<HubShared>, tx: Sender<
     let peer_pid = peer_pid(&stream);
     let _ = stream.set_recv_timeout(Some(POLL));
     let _ = stream.set_send_timeout(Some(Duration::from_secs(5)));
-    let mut conn = Conn { stream, buf: vec![0; 256 << 10], start: 0, end: 0, out: FrameBuf::default() };
+    let mut conn = Conn { stream, buf: vec![0; 128 << 10], start: 0, end: 0, out: FrameBuf::default() };
     let who = match peer_pid {
         Some(pid) => format!("connection {id} (pid {pid})"),
         None => format!("connection {id}"),

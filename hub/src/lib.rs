@@ -168,7 +168,7 @@ impl HubBuilder {
                     level: logfunnel_protocol::Level::NOTSET,
                     formatter: None,
                     filters: Vec::new(),
-                    queue_capacity: 65536,
+                    queue_capacity: 16384,
                     overflow: config::OverflowPolicy::Block,
                 },
             );
