@@ -1,8 +1,9 @@
 //! The sender thread: polls the rings, batches, writes, reconnects, resends.
 //!
-//! It is never woken by a log call. It polls: after a pass that found work it
-//! polls again at once; after an idle pass it sleeps, 20 µs at first,
-//! doubling to 1 ms. Every batch stays in `pending` until the hub
+//! It is never woken by a log call. It polls: after a pass that sealed a
+//! full batch it polls again at once; after one that found less it sleeps
+//! 50 µs (records gather into larger frames); after an idle pass it sleeps,
+//! 20 µs at first, doubling to 1 ms. Every batch stays in `pending` until the hub
 //! acknowledges it, so a dead or restarting hub loses nothing that fits in
 //! `max_unacked`; beyond that the sender stops draining the rings, they fill
 //! up, and the overflow policy applies at the log call.
@@ -25,6 +26,8 @@ use crate::oneshot::{connect, handshake_session};
 
 const IDLE_SLEEP_MIN: Duration = Duration::from_micros(20);
 const IDLE_SLEEP_MAX: Duration = Duration::from_millis(1);
+/// After a pass that moved less than a full batch.
+const BATCH_WINDOW: Duration = Duration::from_micros(50);
 const RECONNECT_MIN: Duration = Duration::from_millis(10);
 const RECONNECT_MAX: Duration = Duration::from_millis(500);
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -87,7 +90,10 @@ pub(crate) fn run(shared: Arc<Shared>) {
     let mut idle = IDLE_SLEEP_MIN;
     loop {
         let stopping = s.shared.stop.load(Ordering::Acquire);
+        // `collect` seals a batch only when it is full: then more is waiting.
+        let sealed_before = s.pending.len();
         let mut worked = s.collect();
+        let full = s.pending.len() > sealed_before;
         worked |= s.report_drops();
         // While disconnected, keep filling the open batch instead of
         // sealing small ones: fewer, fuller frames to resend later.
@@ -109,6 +115,13 @@ pub(crate) fn run(shared: Arc<Shared>) {
         }
         if worked {
             idle = IDLE_SLEEP_MIN;
+            // Unless a full batch is waiting, let records gather for a
+            // moment: under moderate load, polling again at once would send
+            // a frame (and take an ack) per record or two, which costs the
+            // hub far more than these microseconds of latency.
+            if !full {
+                std::thread::sleep(BATCH_WINDOW);
+            }
         } else {
             std::thread::sleep(idle);
             idle = (idle * 2).min(IDLE_SLEEP_MAX);
