@@ -192,6 +192,9 @@ struct Report {
     e2e_max_us: Option<f64>,
     hub_peak_rss_mib: f64,
     client_peak_rss_mib: f64,
+    /// CPU time (user + system) of the hub and every worker, per record:
+    /// less sensitive than `records_per_sec` to other work on the machine.
+    cpu_ns_per_record: f64,
     load_average: Option<String>,
 }
 
@@ -354,6 +357,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         Some(_) => seen.load(Ordering::Relaxed),
         None => 0,
     };
+    let cpu_at_start = cpu_seconds();
     let start = Instant::now();
     for w in &mut workers {
         w.child.stdin.take().expect("piped").write_all(b"g")?;
@@ -394,6 +398,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     }
     let stats = hub.map(|h| h.shutdown());
     let seconds = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_at_start;
     let hub_rss_kib = crate::worker::max_rss_kib();
     bar.finish_and_clear();
     for f in &failures {
@@ -438,6 +443,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         e2e_max_us: us((!e2e.is_empty()).then(|| e2e.max())),
         hub_peak_rss_mib: hub_rss_kib as f64 / 1024.0,
         client_peak_rss_mib: client_rss_kib as f64 / 1024.0,
+        cpu_ns_per_record: cpu * 1e9 / args.records as f64,
         load_average: load_average(),
     };
     if args.output.is_none() {
@@ -465,6 +471,7 @@ fn in_process(args: &Args, tmp: &std::path::Path) -> anyhow::Result<()> {
     let pad = "x".repeat(args.message_bytes.saturating_sub(24));
     let pid = std::process::id();
     let mut message = String::with_capacity(args.message_bytes + 32);
+    let cpu_at_start = cpu_seconds();
     let start = Instant::now();
     for p in 0..args.processes {
         let per_proc = args.records / args.processes as u64
@@ -498,6 +505,7 @@ fn in_process(args: &Args, tmp: &std::path::Path) -> anyhow::Result<()> {
     }
     handler.close()?;
     let seconds = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_at_start;
     let mut v = Verify::default();
     check_file(&out_file, &mut v)?;
     let report = Report {
@@ -525,6 +533,7 @@ fn in_process(args: &Args, tmp: &std::path::Path) -> anyhow::Result<()> {
         e2e_max_us: None,
         hub_peak_rss_mib: crate::worker::max_rss_kib() as f64 / 1024.0,
         client_peak_rss_mib: 0.0,
+        cpu_ns_per_record: cpu * 1e9 / args.records as f64,
         load_average: load_average(),
     };
     if args.output.is_none() {
@@ -538,6 +547,20 @@ fn in_process(args: &Args, tmp: &std::path::Path) -> anyhow::Result<()> {
         print_table(&report, None);
     }
     Ok(())
+}
+
+/// User + system CPU seconds of this process and its waited-for children.
+fn cpu_seconds() -> f64 {
+    let get = |who| {
+        // SAFETY: getrusage only writes the struct it is given.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        if unsafe { libc::getrusage(who, &mut ru) } != 0 {
+            return 0.0;
+        }
+        let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        tv(ru.ru_utime) + tv(ru.ru_stime)
+    };
+    get(libc::RUSAGE_SELF) + get(libc::RUSAGE_CHILDREN)
 }
 
 fn load_average() -> Option<String> {
@@ -629,6 +652,7 @@ fn print_table(r: &Report, stats: Option<&logfunnel_hub::stats::HubStats>) {
         "log call → written p50 / p99",
         format!("{} / {}", fmt_opt(us(r.e2e_p50_us), " µs"), fmt_opt(us(r.e2e_p99_us), " µs"))
     );
+    println!("  {:<30} {:>14.0}", "CPU ns per record (all procs)", r.cpu_ns_per_record);
     println!("  {:<30} {:>14.1}", "hub peak RSS (MiB)", r.hub_peak_rss_mib);
     println!("  {:<30} {:>14.1}", "largest client peak RSS (MiB)", r.client_peak_rss_mib);
     if let Some(s) = stats {

@@ -160,6 +160,11 @@ impl Ring {
         n
     }
 
+    /// Bytes the producer could write now.
+    pub(crate) fn free(&self) -> usize {
+        self.capacity() - (self.head.0.load(Ordering::Relaxed) - self.tail.0.load(Ordering::Acquire)) as usize
+    }
+
     /// Bytes published so far (a position a flush can wait for).
     pub(crate) fn head(&self) -> u64 {
         self.head.0.load(Ordering::Acquire)

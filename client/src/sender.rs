@@ -3,7 +3,8 @@
 //! It is never woken by a log call. It polls: after a pass that sealed a
 //! full batch it polls again at once; after one that found less it sleeps
 //! 50 µs (records gather into larger frames); after an idle pass it sleeps,
-//! 20 µs at first, doubling to 1 ms. Every batch stays in `pending` until the hub
+//! 20 µs at first, doubling to 1 ms. A batch is sent once it holds a quarter
+//! of `batch_bytes`, or its first record has waited 250 µs. Every batch stays in `pending` until the hub
 //! acknowledges it, so a dead or restarting hub loses nothing that fits in
 //! `max_unacked`; beyond that the sender stops draining the rings, they fill
 //! up, and the overflow policy applies at the log call.
@@ -28,6 +29,8 @@ const IDLE_SLEEP_MIN: Duration = Duration::from_micros(20);
 const IDLE_SLEEP_MAX: Duration = Duration::from_millis(1);
 /// After a pass that moved less than a full batch.
 const BATCH_WINDOW: Duration = Duration::from_micros(50);
+/// The longest a batch of less than a quarter of `batch_bytes` is held open.
+const MAX_BATCH_DELAY: Duration = Duration::from_micros(250);
 const RECONNECT_MIN: Duration = Duration::from_millis(10);
 const RECONNECT_MAX: Duration = Duration::from_millis(500);
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -88,6 +91,8 @@ pub(crate) fn run(shared: Arc<Shared>) {
     };
     s.builder.reset(1);
     let mut idle = IDLE_SLEEP_MIN;
+    // When the open batch got its first record.
+    let mut opened: Option<Instant> = None;
     loop {
         let stopping = s.shared.stop.load(Ordering::Acquire);
         // `collect` seals a batch only when it is full: then more is waiting.
@@ -95,10 +100,22 @@ pub(crate) fn run(shared: Arc<Shared>) {
         let mut worked = s.collect();
         let full = s.pending.len() > sealed_before;
         worked |= s.report_drops();
-        // While disconnected, keep filling the open batch instead of
-        // sealing small ones: fewer, fuller frames to resend later.
-        if s.conn.is_some() || stopping {
+        if s.builder.count() == 0 {
+            opened = None;
+        } else if opened.is_none() {
+            opened = Some(Instant::now());
+        }
+        // A small batch waits up to MAX_BATCH_DELAY for company: with many
+        // clients each one's share of the load is small, and a frame per
+        // pass would cost the hub a wake-up, a decode and an ack for a
+        // handful of records. While disconnected, keep filling the open
+        // batch instead of sealing small ones: fewer, fuller frames to
+        // resend later.
+        let due = s.builder.records_len() >= batch_bytes / 4
+            || opened.is_some_and(|t| t.elapsed() >= MAX_BATCH_DELAY);
+        if stopping || s.conn.is_some() && due {
             s.seal();
+            opened = None;
         }
         // Records in the open batch are taken too (flush waits for them).
         s.shared.assigned.store(s.builder.first_seq() + s.builder.count(), Ordering::Release);
@@ -123,7 +140,8 @@ pub(crate) fn run(shared: Arc<Shared>) {
                 std::thread::sleep(BATCH_WINDOW);
             }
         } else {
-            std::thread::sleep(idle);
+            // An open batch is sealed on time, however idle the rings are.
+            std::thread::sleep(if opened.is_some() { idle.min(MAX_BATCH_DELAY / 2) } else { idle });
             idle = (idle * 2).min(IDLE_SLEEP_MAX);
         }
     }
