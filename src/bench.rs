@@ -245,7 +245,7 @@ impl E2e {
     /// Notes one record in 8 (by arrival), like the workers' sampling.
     fn note(&mut self, created_ns: i64) {
         self.seen = self.seen.wrapping_add(1);
-        if self.seen % 8 == 0 {
+        if self.seen.is_multiple_of(8) {
             self.pending.push(created_ns);
         }
     }
