@@ -163,6 +163,13 @@ impl Router {
     }
 }
 
+/// String equality that first asks whether both are the same bytes (the
+/// decoder points consecutive equal logger names at one copy).
+#[inline]
+pub(crate) fn same_str(a: &str, b: &str) -> bool {
+    (std::ptr::eq(a.as_ptr(), b.as_ptr()) && a.len() == b.len()) || a == b
+}
+
 /// Runs until every sender of `rx` is gone, then closes the handler queues.
 pub(crate) fn run(
     rx: Receiver<InBatch>,
@@ -180,7 +187,7 @@ pub(crate) fn run(
         // Consecutive records usually share a logger name: reuse its route.
         let mut current: Option<(&str, Arc<Route>)> = None;
         for (i, rec) in batch.records().iter().enumerate() {
-            if current.as_ref().is_none_or(|(name, _)| *name != rec.name) {
+            if current.as_ref().is_none_or(|(name, _)| !same_str(name, rec.name)) {
                 current = Some((rec.name, router.route(rec.name)));
             }
             let route = &current.as_ref().expect("set above").1;

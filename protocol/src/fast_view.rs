@@ -102,10 +102,18 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn record(&mut self) -> Option<RecordView<'a>> {
+    fn record(&mut self, prev_name: Option<&'a str>) -> Option<RecordView<'a>> {
         let created_ns = self.i64()?;
         let levelno = self.u32()?;
-        let name = self.str()?;
+        let mut name = self.str()?;
+        // Consecutive records mostly share their logger name: point at the
+        // first copy, so that the router (on another core) can tell they
+        // are equal from the pointer instead of reading the bytes again.
+        if let Some(prev) = prev_name
+            && prev == name
+        {
+            name = prev;
+        }
         let message = self.str()?;
         let pathname = self.opt_str()?;
         let lineno = self.u32()?;
@@ -160,7 +168,8 @@ pub(crate) fn decode_batch_view(payload: &[u8]) -> Option<ClientFrameView<'_>> {
     }
     let mut records = Vec::with_capacity(n);
     for _ in 0..n {
-        records.push(r.record()?);
+        let prev = records.last().map(|r: &RecordView<'_>| r.name);
+        records.push(r.record(prev)?);
     }
     (r.pos == payload.len()).then_some(ClientFrameView::Batch(first_seq, records))
 }
