@@ -206,3 +206,37 @@ pub fn stats_when(socket: &Path, done: impl Fn(&serde_json::Value) -> bool) -> s
 pub fn handler<'a>(stats: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     stats["handlers"].as_array().unwrap().iter().find(|h| h["name"] == name).expect("handler in stats")
 }
+
+impl HubProc {
+    /// Starts `logfunnel hub` in working directory `cwd` (relative file
+    /// names in the config resolve there) with extra environment (e.g. TZ).
+    pub fn start_in(dir: &Dir, config: &Path, cwd: &Path, env: &[(&str, &str)]) -> HubProc {
+        let stderr_path = dir.path("hub.stderr");
+        let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
+        let child = Command::new(BIN)
+            .args(["hub", "--config"])
+            .arg(config)
+            .arg("--socket")
+            .arg(dir.socket())
+            .current_dir(cwd)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn hub");
+        let hub = HubProc { child, socket: dir.socket(), stderr_path };
+        hub.wait_ready();
+        hub
+    }
+}
+
+/// python3, or a failure saying how to install it.
+pub fn python3() -> &'static str {
+    let ok = Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "python3 is needed for the differential tests: apt-get install -y python3 (or run scripts/test)"
+    );
+    "python3"
+}

@@ -124,6 +124,76 @@ pub enum StdStream {
     Stdout,
 }
 
+/// Where and how a file handler opens its file (Python's FileHandler arguments).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileOptions {
+    /// Absolute path (relative names are resolved against the hub's
+    /// working directory at load time, as Python's `abspath` does).
+    pub filename: PathBuf,
+    /// Mode `a` (append) rather than `w` (truncate at start).
+    pub append: bool,
+    /// Open on the first record rather than at start.
+    pub delay: bool,
+}
+
+/// TimedRotatingFileHandler's `when`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    /// `S`: seconds.
+    Seconds,
+    /// `M`: minutes.
+    Minutes,
+    /// `H`: hours.
+    Hours,
+    /// `D`: days (counted from the start, not aligned to midnight).
+    Days,
+    /// `MIDNIGHT`: at midnight (or `at_time`).
+    Midnight,
+    /// `W0`–`W6`: weekly on that day (0 is Monday).
+    Weekday(u8),
+}
+
+impl When {
+    /// Python's parsing of `when` (case-insensitive), with its messages.
+    pub fn parse(s: &str) -> Result<When, String> {
+        let upper = s.to_ascii_uppercase();
+        Ok(match upper.as_str() {
+            "S" => When::Seconds,
+            "M" => When::Minutes,
+            "H" => When::Hours,
+            "D" => When::Days,
+            "MIDNIGHT" => When::Midnight,
+            w if w.starts_with('W') => {
+                if w.len() != 2 {
+                    return Err(format!(
+                        "You must specify a day for weekly rollover from 0 to 6 (0 is Monday): {upper}"
+                    ));
+                }
+                match w.as_bytes()[1] {
+                    d @ b'0'..=b'6' => When::Weekday(d - b'0'),
+                    _ => return Err(format!("Invalid day specified for weekly rollover: {upper}")),
+                }
+            }
+            _ => return Err(format!("Invalid rollover interval specified: {upper}")),
+        })
+    }
+}
+
+/// When a TimedRotatingFileHandler rolls over and what it keeps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Schedule {
+    /// The unit (or `MIDNIGHT`, or a weekday).
+    pub when: When,
+    /// How many units per file (Python 3.11 ignores it for MIDNIGHT and Wn).
+    pub interval: u32,
+    /// Compute times in UTC instead of local time.
+    pub utc: bool,
+    /// Seconds after midnight for MIDNIGHT and Wn (`atTime`).
+    pub at_time: Option<u32>,
+    /// Backups kept (0 keeps all).
+    pub backup_count: u32,
+}
+
 /// The class-specific part of a handler.
 #[derive(Debug, Clone, PartialEq)]
 pub enum HandlerKind {
@@ -133,15 +203,25 @@ pub enum HandlerKind {
         stream: StdStream,
     },
     /// `logging.FileHandler`.
-    File {
-        /// Absolute path (relative names are resolved against the hub's
-        /// working directory at load time, as Python's `abspath` does).
-        filename: PathBuf,
-        /// `a` (append) or `w` (truncate).
-        append: bool,
-        /// Open on first record rather than at start.
-        delay: bool,
+    File(FileOptions),
+    /// `logging.handlers.RotatingFileHandler`.
+    RotatingFile {
+        /// The file.
+        file: FileOptions,
+        /// Roll over before the file would reach this size (0: never).
+        max_bytes: u64,
+        /// Backups kept as `.1` … `.N` (0: never roll over).
+        backup_count: u32,
     },
+    /// `logging.handlers.TimedRotatingFileHandler`.
+    TimedRotatingFile {
+        /// The file (always opened in mode `a`).
+        file: FileOptions,
+        /// When to roll over.
+        schedule: Schedule,
+    },
+    /// `logging.handlers.WatchedFileHandler`.
+    WatchedFile(FileOptions),
     /// `logging.NullHandler`.
     Null,
 }
@@ -151,8 +231,22 @@ impl HandlerKind {
     pub fn class_name(&self) -> &'static str {
         match self {
             HandlerKind::Stream { .. } => "StreamHandler",
-            HandlerKind::File { .. } => "FileHandler",
+            HandlerKind::File(_) => "FileHandler",
+            HandlerKind::RotatingFile { .. } => "RotatingFileHandler",
+            HandlerKind::TimedRotatingFile { .. } => "TimedRotatingFileHandler",
+            HandlerKind::WatchedFile(_) => "WatchedFileHandler",
             HandlerKind::Null => "NullHandler",
+        }
+    }
+
+    /// The file a file handler writes.
+    pub fn file(&self) -> Option<&FileOptions> {
+        match self {
+            HandlerKind::File(f) | HandlerKind::WatchedFile(f) => Some(f),
+            HandlerKind::RotatingFile { file, .. } | HandlerKind::TimedRotatingFile { file, .. } => {
+                Some(file)
+            }
+            HandlerKind::Stream { .. } | HandlerKind::Null => None,
         }
     }
 }
@@ -211,14 +305,40 @@ impl Config {
             .expect("the embedded default configuration is valid")
     }
 
-    /// Reads and validates a TOML file.
+    /// Reads and validates a configuration file: TOML, or a Python
+    /// dictConfig saved as JSON when the name ends in `.json`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let name = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             source_name: name.clone(),
             issues: vec![ConfigIssue { path: String::new(), message: format!("cannot read: {e}") }],
         })?;
-        Config::from_toml_str(&text, &name)
+        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) {
+            Config::from_json_str(&text, &name)
+        } else {
+            Config::from_toml_str(&text, &name)
+        }
+    }
+
+    /// Parses and validates a Python dictConfig written as JSON (what
+    /// `json.dump(LOGGING)` gives). The same keys as the TOML form are
+    /// accepted; what only Python can do (`()` factories, `cfg://`
+    /// references, `.` attributes) is an error naming the key.
+    pub fn from_json_str(text: &str, source_name: &str) -> Result<Config, ConfigError> {
+        let fail = |issues| ConfigError { source_name: source_name.to_owned(), issues };
+        let json: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+            fail(vec![ConfigIssue { path: String::new(), message: format!("not valid JSON: {e}") }])
+        })?;
+        let mut p = Parser { issues: Vec::new() };
+        let table = match json_to_toml(&json, "", &mut p) {
+            Some(Value::Table(t)) => t,
+            _ => {
+                p.issue("", "a dictConfig must be a JSON object");
+                Table::new()
+            }
+        };
+        let config = p.config(&table);
+        if p.issues.is_empty() { Ok(config) } else { Err(fail(p.issues)) }
     }
 
     /// Parses and validates TOML text; `source_name` names it in errors.
@@ -309,6 +429,28 @@ impl Parser {
             Value::Integer(i) if *i > 0 => Some(*i as usize),
             other => {
                 self.issue(p, format!("expected a positive integer, found {other}"));
+                None
+            }
+        }
+    }
+
+    fn non_negative(&mut self, path: &str, table: &Table, keys: Keys) -> Option<u64> {
+        let (p, v) = self.get(path, table, keys)?;
+        match v {
+            Value::Integer(i) if *i >= 0 => Some(*i as u64),
+            other => {
+                self.issue(p, format!("expected a number of bytes (0 or more), found {other}"));
+                None
+            }
+        }
+    }
+
+    fn count(&mut self, path: &str, table: &Table, keys: Keys) -> Option<u32> {
+        let (p, v) = self.get(path, table, keys)?;
+        match v {
+            Value::Integer(i) if (0..=i64::from(u32::MAX)).contains(i) => Some(*i as u32),
+            other => {
+                self.issue(p, format!("expected a count (0 or more), found {other}"));
                 None
             }
         }
@@ -536,15 +678,47 @@ impl Parser {
                     };
                     (stream.map(|stream| HandlerKind::Stream { stream }), vec![&["stream"]])
                 }
-                "FileHandler" => (
-                    self.file_handler(&path, t),
-                    vec![&["filename"], &["mode"], &["encoding"], &["delay"], &["errors"]],
-                ),
+                "FileHandler" => {
+                    (self.file_options(&path, t, true).map(HandlerKind::File), FILE_KEYS.to_vec())
+                }
+                "WatchedFileHandler" => {
+                    (self.file_options(&path, t, true).map(HandlerKind::WatchedFile), FILE_KEYS.to_vec())
+                }
+                "RotatingFileHandler" => {
+                    let file = self.file_options(&path, t, true);
+                    let max_bytes = self.non_negative(&path, t, &["max_bytes", "maxBytes"]).unwrap_or(0);
+                    let backup_count = self.count(&path, t, &["backup_count", "backupCount"]).unwrap_or(0);
+                    let mut keys = FILE_KEYS.to_vec();
+                    keys.extend([&["max_bytes", "maxBytes"][..], &["backup_count", "backupCount"]]);
+                    (file.map(|file| HandlerKind::RotatingFile { file, max_bytes, backup_count }), keys)
+                }
+                "TimedRotatingFileHandler" => {
+                    let file = self.file_options(&path, t, false);
+                    let schedule = self.schedule(&path, t);
+                    let mut keys: Vec<Keys> = FILE_KEYS.iter().copied().filter(|k| k[0] != "mode").collect();
+                    keys.extend([
+                        &["when"][..],
+                        &["interval"],
+                        &["utc"],
+                        &["at_time", "atTime"],
+                        &["backup_count", "backupCount"],
+                    ]);
+                    let kind = match (file, schedule) {
+                        (Some(file), Some(schedule)) => {
+                            Some(HandlerKind::TimedRotatingFile { file, schedule })
+                        }
+                        _ => None,
+                    };
+                    (kind, keys)
+                }
                 "NullHandler" => (Some(HandlerKind::Null), vec![]),
                 _ => {
                     self.issue(
                         join(&path, "class"),
-                        format!("unknown handler class {class:?} (supported: StreamHandler, FileHandler, NullHandler)"),
+                        format!(
+                            "unknown handler class {class:?} (supported: {})",
+                            SUPPORTED_CLASSES.join(", ")
+                        ),
                     );
                     continue;
                 }
@@ -593,17 +767,25 @@ impl Parser {
         out
     }
 
-    fn file_handler(&mut self, path: &str, t: &Table) -> Option<HandlerKind> {
+    /// FileHandler's arguments (`allow_mode`: TimedRotatingFileHandler has none).
+    fn file_options(&mut self, path: &str, t: &Table, allow_mode: bool) -> Option<FileOptions> {
         let filename = self.string(path, t, &["filename"]);
         if filename.is_none() && !t.contains_key("filename") {
-            self.issue(join(path, "filename"), "missing (FileHandler needs a file name)");
+            self.issue(join(path, "filename"), "missing (a file handler needs a file name)");
         }
-        let append = match self.string(path, t, &["mode"]).as_deref() {
-            None | Some("a") => true,
-            Some("w") => false,
-            Some(other) => {
-                self.issue(join(path, "mode"), format!("{other:?} is not supported (use \"a\" or \"w\")"));
-                true
+        let append = if !allow_mode {
+            true
+        } else {
+            match self.string(path, t, &["mode"]).as_deref() {
+                None | Some("a") => true,
+                Some("w") => false,
+                Some(other) => {
+                    self.issue(
+                        join(path, "mode"),
+                        format!("{other:?} is not supported (use \"a\" or \"w\")"),
+                    );
+                    true
+                }
             }
         };
         if let Some(enc) = self.string(path, t, &["encoding"])
@@ -634,7 +816,42 @@ impl Parser {
         {
             self.issue(join(path, "filename"), format!("directory {} does not exist", dir.display()));
         }
-        Some(HandlerKind::File { filename, append, delay })
+        Some(FileOptions { filename, append, delay })
+    }
+
+    /// TimedRotatingFileHandler's `when`, `interval`, `utc`, `at_time`, `backup_count`.
+    fn schedule(&mut self, path: &str, t: &Table) -> Option<Schedule> {
+        let when = match self.string(path, t, &["when"]) {
+            None => Some(When::Hours),
+            Some(w) => When::parse(&w).map_err(|e| self.issue(join(path, "when"), e)).ok(),
+        };
+        let interval = match self.get(path, t, &["interval"]) {
+            None => Some(1),
+            Some((_, Value::Integer(i))) if (1..=i64::from(u32::MAX)).contains(i) => Some(*i as u32),
+            Some((p, v)) => {
+                self.issue(p, format!("expected a positive number of units, found {v}"));
+                None
+            }
+        };
+        let utc = self.boolean(path, t, &["utc"]).unwrap_or(false);
+        let at_time = match self.get(path, t, &["at_time", "atTime"]) {
+            None => None,
+            Some((p, v)) => {
+                let parsed = match v {
+                    Value::String(s) => parse_time_of_day(s),
+                    Value::Datetime(d) if d.date.is_none() && d.offset.is_none() => d.time.map(|t| {
+                        u32::from(t.hour) * 3600 + u32::from(t.minute) * 60 + u32::from(t.second.unwrap_or(0))
+                    }),
+                    _ => None,
+                };
+                if parsed.is_none() {
+                    self.issue(p, format!("{v} is not a time of day (write \"HH:MM\" or \"HH:MM:SS\")"));
+                }
+                parsed
+            }
+        };
+        let backup_count = self.count(path, t, &["backup_count", "backupCount"]).unwrap_or(0);
+        Some(Schedule { when: when?, interval: interval?, utc, at_time, backup_count })
     }
 
     fn check_refs<T>(&mut self, path: &str, names: &[String], known: &BTreeMap<String, T>, what: &str) {
@@ -674,6 +891,78 @@ impl Parser {
         let propagate = if is_root { false } else { self.boolean(path, t, &["propagate"]).unwrap_or(true) };
         LoggerConfig { level, handlers: hs, filters: fs, propagate }
     }
+}
+
+/// JSON → TOML values, reporting what Python alone could interpret.
+/// `null` counts as absent, as Python's defaults would apply.
+fn json_to_toml(v: &serde_json::Value, path: &str, p: &mut Parser) -> Option<Value> {
+    use serde_json::Value as J;
+    Some(match v {
+        J::Null => return None,
+        J::Bool(b) => Value::Boolean(*b),
+        J::Number(n) => match n.as_i64() {
+            Some(i) => Value::Integer(i),
+            None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        J::String(s) => {
+            if s.starts_with("cfg://") {
+                p.issue(path, format!("{s:?}: cfg:// references are not supported (write the value itself)"));
+            }
+            Value::String(s.clone())
+        }
+        J::Array(items) => Value::Array(
+            items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, item)| json_to_toml(item, &format!("{path}[{i}]"), p))
+                .collect(),
+        ),
+        J::Object(map) => {
+            let mut t = Table::new();
+            for (k, item) in map {
+                let key_path = join(path, k);
+                match k.as_str() {
+                    "()" if !path.starts_with("formatters") => {
+                        p.issue(key_path, "'()' factories cannot be mapped: logfunnel runs no Python code");
+                        continue;
+                    }
+                    "." => {
+                        p.issue(key_path, "'.' attribute settings cannot be mapped");
+                        continue;
+                    }
+                    _ => {}
+                }
+                if let Some(value) = json_to_toml(item, &key_path, p) {
+                    t.insert(k.clone(), value);
+                }
+            }
+            Value::Table(t)
+        }
+    })
+}
+
+/// The handler classes a configuration may name.
+const SUPPORTED_CLASSES: &[&str] = &[
+    "StreamHandler",
+    "FileHandler",
+    "RotatingFileHandler",
+    "TimedRotatingFileHandler",
+    "WatchedFileHandler",
+    "NullHandler",
+];
+
+/// FileHandler's keys, shared by the file handlers.
+const FILE_KEYS: &[Keys] = &[&["filename"], &["mode"], &["encoding"], &["delay"], &["errors"]];
+
+/// `"HH:MM"` or `"HH:MM:SS"` → seconds after midnight.
+fn parse_time_of_day(s: &str) -> Option<u32> {
+    let parts: Vec<&str> = s.split(':').collect();
+    if !(2..=3).contains(&parts.len()) || parts.iter().any(|p| p.len() != 2) {
+        return None;
+    }
+    let n: Vec<u32> = parts.iter().map(|p| p.parse().ok()).collect::<Option<_>>()?;
+    let (h, m, sec) = (n[0], n[1], n.get(2).copied().unwrap_or(0));
+    (h < 24 && m < 60 && sec < 60).then_some(h * 3600 + m * 60 + sec)
 }
 
 fn absolute(p: &Path) -> PathBuf {

@@ -125,8 +125,9 @@ impl HandlerQueue {
     }
 
     /// Next job; `Ok(None)` when the queue is momentarily empty (time to
-    /// flush), `Err(())` when closed and drained.
-    fn pop(&self, wait: bool) -> Result<Option<Job>, ()> {
+    /// flush) or stayed empty for half a second, `Err(())` when closed and
+    /// drained.
+    fn pop(&self, mut wait: bool) -> Result<Option<Job>, ()> {
         let mut st = self.lock();
         loop {
             if let Some(job) = st.jobs.pop_front() {
@@ -142,11 +143,13 @@ impl HandlerQueue {
             if !wait {
                 return Ok(None);
             }
+            // Wake up now and then even when idle, for `Handler::poll`.
             st = self
                 .not_empty
                 .wait_timeout(st, Duration::from_millis(500))
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+            wait = false;
         }
     }
 }
@@ -161,7 +164,8 @@ pub(crate) fn run(name: String, queue: Arc<HandlerQueue>, mut handler: Box<dyn H
         let job = match queue.pop(!dirty) {
             Ok(Some(job)) => job,
             Ok(None) => {
-                count_write(handler.flush(), &queue.counters, &mut errors);
+                let result = if dirty { handler.flush() } else { handler.poll() };
+                count_write(result, &queue.counters, &mut errors);
                 dirty = false;
                 continue;
             }
@@ -210,6 +214,10 @@ pub(crate) fn run(name: String, queue: Arc<HandlerQueue>, mut handler: Box<dyn H
 fn count_emit(result: Result<(), HandlerError>, counters: &HandlerCounters, errors: &mut ErrorReporter) {
     match result {
         Ok(()) => add(&counters.emitted, 1),
+        Err(e) if e.record_kept() => {
+            add(&counters.emitted, 1);
+            errors.report(&e.to_string());
+        }
         Err(e) => {
             let lost = e.records_lost();
             add(&counters.failed, lost.max(1));

@@ -7,11 +7,17 @@
 
 mod file_handler;
 mod null_handler;
+mod rotating_file_handler;
 mod stream_handler;
+mod timed_rotating_file_handler;
+mod watched_file_handler;
 
 pub use file_handler::FileHandler;
 pub use null_handler::NullHandler;
+pub use rotating_file_handler::RotatingFileHandler;
 pub use stream_handler::StreamHandler;
+pub use timed_rotating_file_handler::TimedRotatingFileHandler;
+pub use watched_file_handler::WatchedFileHandler;
 
 use crate::config::{Config, HandlerConfig, HandlerKind};
 use crate::formatter::{FormatError, Formatter, RecordContext, Style};
@@ -39,6 +45,15 @@ pub enum HandlerError {
         /// Records that were in the lost buffer.
         records: u64,
     },
+    /// Rotating files failed (a rename); the record was still written to
+    /// the current file, so nothing is lost, but the rotation did not happen.
+    #[error("{context}: {error} (the record was written; rotation skipped)")]
+    Rotate {
+        /// What was being renamed or removed.
+        context: String,
+        /// The error.
+        error: std::io::Error,
+    },
     /// The record does not fit the format string (an extra field is missing).
     #[error(transparent)]
     Format(#[from] FormatError),
@@ -57,6 +72,22 @@ impl HandlerError {
             _ => 0,
         }
     }
+
+    /// Whether the record this error came with was written anyway.
+    pub fn record_kept(&self) -> bool {
+        matches!(self, HandlerError::Rotate { .. })
+    }
+
+    /// The same write error, also counting the record being emitted (it
+    /// was buffered behind the records that were lost).
+    pub(crate) fn with_current_record(self) -> HandlerError {
+        match self {
+            HandlerError::Write { context, error, records } => {
+                HandlerError::Write { context, error, records: records + 1 }
+            }
+            other => other,
+        }
+    }
 }
 
 /// Something that takes records: Python's `Handler.emit`/`flush`/`close`.
@@ -66,6 +97,11 @@ pub trait Handler: Send {
     /// Makes everything emitted so far durable in the output (called when
     /// the handler's queue runs dry, so records are never held back long).
     fn flush(&mut self) -> Result<(), HandlerError>;
+    /// Called about twice a second while the queue is idle (and everything
+    /// is flushed), for work that should not wait for the next record.
+    fn poll(&mut self) -> Result<(), HandlerError> {
+        Ok(())
+    }
     /// Reopens files (SIGHUP, for external log rotation).
     fn reopen(&mut self) -> Result<(), HandlerError> {
         Ok(())
@@ -89,16 +125,27 @@ pub fn build(config: &Config, name: &str, handler: &HandlerConfig) -> Result<Box
         .and_then(|f| config.formatters.get(f))
         .map(|f| f.formatter.clone())
         .unwrap_or_else(default_formatter);
+    let named = |e: HandlerError| match e {
+        HandlerError::Io { context, error } => {
+            HandlerError::Io { context: format!("handler {name:?}: {context}"), error }
+        }
+        other => other,
+    };
     Ok(match &handler.kind {
         HandlerKind::Stream { stream } => Box::new(StreamHandler::new(*stream, formatter)),
-        HandlerKind::File { filename, append, delay } => {
-            Box::new(FileHandler::open(filename, *append, *delay, formatter).map_err(|e| match e {
-                HandlerError::Io { context, error } => {
-                    HandlerError::Io { context: format!("handler {name:?}: {context}"), error }
-                }
-                other => other,
-            })?)
+        HandlerKind::File(f) => {
+            Box::new(FileHandler::open(&f.filename, f.append, f.delay, formatter).map_err(named)?)
         }
+        HandlerKind::RotatingFile { file, max_bytes, backup_count } => {
+            Box::new(RotatingFileHandler::open(file, *max_bytes, *backup_count, formatter).map_err(named)?)
+        }
+        HandlerKind::TimedRotatingFile { file, schedule } => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            Box::new(TimedRotatingFileHandler::open(file, schedule, formatter, now).map_err(named)?)
+        }
+        HandlerKind::WatchedFile(file) => Box::new(WatchedFileHandler::open(file, formatter).map_err(named)?),
         HandlerKind::Null => Box::new(NullHandler),
     })
 }
