@@ -417,3 +417,71 @@ fn sixteen_processes_share_one_rotating_log() {
         assert_complete(&seqs, id, 0, per_worker);
     }
 }
+
+/// Where logfunnel deliberately differs from Python: a WatchedFileHandler
+/// learns of a deleted file from inotify and reopens without waiting for
+/// the next record, so the deleted file's space is released at once.
+#[test]
+fn watched_file_is_reopened_without_waiting_for_a_record() {
+    let dir = Dir::new();
+    let config = dir.write(
+        "hub.toml",
+        &format!(
+            "[handlers.w]\nclass = \"WatchedFileHandler\"\nfilename = {:?}\n\n[root]\nhandlers = [\"w\"]\nlevel = \"NOTSET\"\n",
+            dir.path("w.log")
+        ),
+    );
+    let hub = HubProc::start(&dir, &config);
+    let records: Vec<Value> =
+        (0..5).map(|i| record(NOV_14 + i * S, "app", 20, &format!("line {i}"))).collect();
+    send(&hub.socket, &records);
+    wait_lines(&dir.path("w.log"), 5);
+    std::fs::remove_file(dir.path("w.log")).unwrap();
+    // No record follows: the new file appears because of the watch alone,
+    // and the hub no longer holds the deleted one open.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let fds = format!("/proc/{}/fd", hub.child.id());
+    let holds_deleted = || {
+        std::fs::read_dir(&fds).unwrap().filter_map(|e| std::fs::read_link(e.unwrap().path()).ok()).any(
+            |target| {
+                let t = target.to_string_lossy().into_owned();
+                t.contains("w.log") && t.ends_with("(deleted)")
+            },
+        )
+    };
+    while !dir.path("w.log").exists() || holds_deleted() {
+        assert!(Instant::now() < deadline, "the hub did not reopen w.log after it was deleted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    send(&hub.socket, &[record(NOV_14 + 10 * S, "app", 20, "after")]);
+    hub.stop();
+    assert_eq!(std::fs::read_to_string(dir.path("w.log")).unwrap(), "after\n");
+}
+
+/// Where logfunnel deliberately differs from Python: when the backup name a
+/// timed rollover wants already exists, Python 3.11 deletes that file (and
+/// 3.13 stops rotating for good); the hub keeps it and uses `NAME.1`.
+#[test]
+fn timed_rollover_never_deletes_an_existing_backup() {
+    let dir = Dir::new();
+    let config = dir.write(
+        "hub.toml",
+        &format!(
+            "[handlers.s]\nclass = \"TimedRotatingFileHandler\"\nfilename = {:?}\nwhen = \"S\"\n\n[root]\nhandlers = [\"s\"]\nlevel = \"NOTSET\"\n",
+            dir.path("s.log")
+        ),
+    );
+    let spec =
+        json!({"mtimes": {"s.log": NOV_14 / S}, "existing": {"s.log.2023-11-14_22-13-20": "precious\n"}});
+    prepare(dir.tmp.path(), &spec);
+    let hub = HubProc::start_in(&dir, &config, dir.tmp.path(), &[("TZ", "UTC")]);
+    let records: Vec<Value> =
+        (0..3).map(|i| record(NOV_14 + 500_000_000 + i * S, "app", 20, &format!("r{i}"))).collect();
+    send(&hub.socket, &records);
+    hub.stop();
+    let read = |name: &str| std::fs::read_to_string(dir.path(name)).unwrap();
+    assert_eq!(read("s.log.2023-11-14_22-13-20"), "precious\n");
+    assert_eq!(read("s.log.2023-11-14_22-13-20.1"), "r0\n");
+    assert_eq!(read("s.log.2023-11-14_22-13-21"), "r1\n");
+    assert_eq!(read("s.log"), "r2\n");
+}

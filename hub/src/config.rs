@@ -731,7 +731,16 @@ impl Parser {
             if let Some(f) = &formatter
                 && !formatters.contains_key(f)
             {
-                self.issue(join(&path, "formatter"), format!("unknown formatter {f:?}"));
+                let defined =
+                    table.get("formatters").and_then(Value::as_table).is_some_and(|t| t.contains_key(f));
+                let message = if defined {
+                    // Named here too, so a bad format string points at every
+                    // handler it would have broken.
+                    format!("formatter {f:?} is invalid (see {})", join("formatters", f))
+                } else {
+                    format!("unknown formatter {f:?}")
+                };
+                self.issue(join(&path, "formatter"), message);
             }
             let handler_filters = self.string_list(&path, t, &["filters"]);
             self.check_refs(&join(&path, "filters"), &handler_filters, filters, "filter");
@@ -1014,7 +1023,7 @@ propagate = false
         assert_eq!(c.loggers["app.db"].level, Some(Level::WARNING));
         assert!(!c.loggers["app.db"].propagate);
         assert!(
-            matches!(&c.handlers["file"].kind, HandlerKind::File { filename, append: true, .. } if filename.is_absolute())
+            matches!(&c.handlers["file"].kind, HandlerKind::File(FileOptions { filename, append: true, .. }) if filename.is_absolute())
         );
     }
 
@@ -1062,6 +1071,112 @@ level = "INFO"
         assert!(
             issues("[handlers.f]\nclass = \"FileHandler\"\nfilename = \"/no/such/dir/x.log\"\ndelay = true")
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn file_handler_options_are_checked() {
+        let got = issues(
+            r#"
+[formatters.bad]
+format = "%(message)q"
+[handlers.r]
+class = "logging.handlers.RotatingFileHandler"
+filename = "r.log"
+maxBytes = -1
+backup_count = 2
+backupCount = 3
+formatter = "bad"
+[handlers.t]
+class = "TimedRotatingFileHandler"
+filename = "t.log"
+when = "W7"
+interval = 0
+at_time = "25:00"
+mode = "w"
+[handlers.t2]
+class = "TimedRotatingFileHandler"
+filename = "t.log"
+when = "fortnight"
+[handlers.w]
+class = "WatchedFileHandler"
+"#,
+        );
+        let expect = [
+            "formatters.bad.format:",
+            "handlers.r.maxBytes: expected a number of bytes",
+            "handlers.r.backupCount: given twice (also as handlers.r.backup_count)",
+            "handlers.r.formatter: formatter \"bad\" is invalid (see formatters.bad)",
+            "handlers.t.when: Invalid day specified for weekly rollover: W7",
+            "handlers.t.interval: expected a positive number of units, found 0",
+            "handlers.t.at_time: \"25:00\" is not a time of day",
+            "handlers.t.mode: unknown key",
+            "handlers.t2.when: Invalid rollover interval specified: FORTNIGHT",
+            "handlers.w.filename: missing",
+        ];
+        for e in expect {
+            assert!(got.iter().any(|g| g.starts_with(e)), "missing {e:?} in {got:#?}");
+        }
+        assert_eq!(got.len(), expect.len(), "{got:#?}");
+        let ok = Config::from_toml_str(
+            "[handlers.t]\nclass = \"TimedRotatingFileHandler\"\nfilename = \"t.log\"\nwhen = \"midnight\"\nat_time = 04:30:00\nbackupCount = 7\n",
+            "test",
+        )
+        .unwrap();
+        let HandlerKind::TimedRotatingFile { schedule, .. } = &ok.handlers["t"].kind else { panic!() };
+        assert_eq!(
+            schedule,
+            &Schedule {
+                when: When::Midnight,
+                interval: 1,
+                utc: false,
+                at_time: Some(4 * 3600 + 1800),
+                backup_count: 7
+            }
+        );
+    }
+
+    #[test]
+    fn a_python_dictconfig_in_json_is_accepted_and_what_cannot_map_is_named() {
+        let json = r#"{
+  "version": 1,
+  "disable_existing_loggers": false,
+  "formatters": {"std": {"format": "%(asctime)s %(levelname)s %(message)s", "datefmt": null}},
+  "handlers": {
+    "file": {"class": "logging.handlers.RotatingFileHandler", "filename": "app.log",
+             "maxBytes": 1048576, "backupCount": 5, "formatter": "std", "level": "INFO"},
+    "console": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout"}
+  },
+  "loggers": {"app": {"handlers": ["file"], "level": 10, "propagate": false}},
+  "root": {"handlers": ["console"], "level": "WARNING"}
+}"#;
+        let c = Config::from_json_str(json, "logging.json").unwrap();
+        assert!(matches!(
+            c.handlers["file"].kind,
+            HandlerKind::RotatingFile { max_bytes: 1048576, backup_count: 5, .. }
+        ));
+        assert_eq!(c.loggers["app"].level, Some(Level::DEBUG));
+        let bad = r#"{"version": 1,
+  "handlers": {"h": {"()": "myapp.MyHandler"},
+               "m": {"class": "logging.handlers.SMTPHandlerX", ".": {"x": 1}},
+               "f": {"class": "logging.FileHandler", "filename": "x.log", "level": "cfg://handlers.h.level"}},
+  "root": {"handlers": ["h"]}}"#;
+        let got: Vec<String> = match Config::from_json_str(bad, "bad.json") {
+            Err(e) => e.issues.iter().map(|i| i.to_string()).collect(),
+            Ok(_) => panic!("accepted"),
+        };
+        for e in [
+            "handlers.h.\"()\": '()' factories cannot be mapped",
+            "handlers.h.class: missing",
+            "handlers.m.\".\": '.' attribute settings cannot be mapped",
+            "handlers.m.class: unknown handler class \"logging.handlers.SMTPHandlerX\"",
+            "handlers.f.level: \"cfg://handlers.h.level\": cfg:// references are not supported",
+        ] {
+            assert!(got.iter().any(|g| g.starts_with(e)), "missing {e:?} in {got:#?}");
+        }
+        assert!(Config::from_json_str("[1]", "x.json").is_err());
+        assert!(
+            Config::from_json_str("{", "x.json").unwrap_err().issues[0].message.starts_with("not valid JSON")
         );
     }
 
