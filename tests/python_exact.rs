@@ -485,3 +485,41 @@ fn timed_rollover_never_deletes_an_existing_backup() {
     assert_eq!(read("s.log.2023-11-14_22-13-21"), "r1\n");
     assert_eq!(read("s.log"), "r2\n");
 }
+
+/// MemoryHandler: held until `capacity` or a record at `flushLevel`, then
+/// passed to the target whatever the target's level (but through its
+/// filters); a chain of two; and `flushOnClose = false`, which Python 3.11's
+/// shutdown ignores (it flushes every handler), and so does the hub.
+#[test]
+fn memory_handler_matches_python() {
+    let config = json!({
+        "version": 1,
+        "formatters": {"lvl": {"format": "%(levelname)s %(name)s %(message)s"}},
+        "filters": {"app": {"name": "app"}},
+        "handlers": {
+            "file": {"class": "logging.FileHandler", "filename": "mem.log", "formatter": "lvl",
+                     "level": "CRITICAL", "filters": ["app"]},
+            "mem": {"class": "logging.handlers.MemoryHandler", "capacity": 4, "target": "file"},
+            "chained": {"class": "logging.FileHandler", "filename": "chained.log", "formatter": "lvl"},
+            "inner": {"class": "logging.handlers.MemoryHandler", "capacity": 3, "flushLevel": 30,
+                      "target": "chained"},
+            "outer": {"class": "logging.handlers.MemoryHandler", "capacity": 5, "target": "inner"},
+            "tail": {"class": "logging.FileHandler", "filename": "tail.log", "formatter": "lvl"},
+            "lossy": {"class": "logging.handlers.MemoryHandler", "capacity": 6, "target": "tail",
+                      "flushOnClose": false},
+        },
+        "root": {"level": "DEBUG", "handlers": ["mem", "outer", "lossy"]},
+    });
+    let records: Vec<Value> = (0..23u32)
+        .map(|i| {
+            let level = [10, 20, 20, 40, 10, 30, 20][i as usize % 7];
+            let name = if i % 5 == 4 { "other" } else { "app.jobs" };
+            record(NOV_14 + i64::from(i) * S, name, level, &format!("m{i}"))
+        })
+        .collect();
+    let spec = json!({"config": config, "records": records});
+    let files = differential(spec, "UTC");
+    let lines = |name: &str| String::from_utf8_lossy(&files[name]).lines().count();
+    assert!(lines("mem.log") > 0 && lines("chained.log") > 0);
+    assert_eq!(lines("tail.log"), 23, "the held tail is passed on at shutdown");
+}

@@ -222,6 +222,19 @@ pub enum HandlerKind {
     },
     /// `logging.handlers.WatchedFileHandler`.
     WatchedFile(FileOptions),
+    /// `logging.handlers.MemoryHandler`.
+    Memory {
+        /// Records held before they are all passed on.
+        capacity: usize,
+        /// A record at this level or above passes everything on at once.
+        flush_level: Level,
+        /// The handler that receives them.
+        target: String,
+        /// Python's `flushOnClose`. Accepted, but like Python 3.11's
+        /// `logging.shutdown()`, the hub's shutdown passes held records on
+        /// regardless.
+        flush_on_close: bool,
+    },
     /// `logging.NullHandler`.
     Null,
 }
@@ -235,6 +248,7 @@ impl HandlerKind {
             HandlerKind::RotatingFile { .. } => "RotatingFileHandler",
             HandlerKind::TimedRotatingFile { .. } => "TimedRotatingFileHandler",
             HandlerKind::WatchedFile(_) => "WatchedFileHandler",
+            HandlerKind::Memory { .. } => "MemoryHandler",
             HandlerKind::Null => "NullHandler",
         }
     }
@@ -246,7 +260,7 @@ impl HandlerKind {
             HandlerKind::RotatingFile { file, .. } | HandlerKind::TimedRotatingFile { file, .. } => {
                 Some(file)
             }
-            HandlerKind::Stream { .. } | HandlerKind::Null => None,
+            HandlerKind::Stream { .. } | HandlerKind::Memory { .. } | HandlerKind::Null => None,
         }
     }
 }
@@ -457,7 +471,11 @@ impl Parser {
     }
 
     fn level(&mut self, path: &str, table: &Table) -> Option<Level> {
-        let (p, v) = self.get(path, table, &["level"])?;
+        self.level_at(path, table, &["level"])
+    }
+
+    fn level_at(&mut self, path: &str, table: &Table, keys: Keys) -> Option<Level> {
+        let (p, v) = self.get(path, table, keys)?;
         let parsed = match v {
             Value::String(s) => parse_level(s),
             Value::Integer(i) => u32::try_from(*i).ok().map(Level),
@@ -551,6 +569,7 @@ impl Parser {
         let formatters = self.formatters(table);
         let filters = self.filters(table);
         let handlers = self.handlers(table, &formatters, &filters);
+        self.memory_targets(&handlers);
         let root = match self.section(table, "root") {
             Some(t) => self.logger("root", t, true, &handlers, &filters),
             None => LoggerConfig { level: None, handlers: Vec::new(), filters: Vec::new(), propagate: false },
@@ -711,6 +730,44 @@ impl Parser {
                     };
                     (kind, keys)
                 }
+                "MemoryHandler" => {
+                    let capacity = self.positive(&path, t, &["capacity"]);
+                    if capacity.is_none() && !t.contains_key("capacity") {
+                        self.issue(join(&path, "capacity"), "missing (how many records to hold)");
+                    }
+                    let flush_level =
+                        self.level_at(&path, t, &["flush_level", "flushLevel"]).unwrap_or(Level::ERROR);
+                    let target = self.string(&path, t, &["target"]);
+                    if let Some(target) = &target
+                        && !table
+                            .get("handlers")
+                            .and_then(Value::as_table)
+                            .is_some_and(|h| h.contains_key(target))
+                    {
+                        self.issue(join(&path, "target"), format!("unknown handler {target:?}"));
+                    }
+                    if target.is_none() && !t.contains_key("target") {
+                        self.issue(
+                            join(&path, "target"),
+                            "missing (the handler that receives the records; the hub cannot set one later)",
+                        );
+                    }
+                    let flush_on_close =
+                        self.boolean(&path, t, &["flush_on_close", "flushOnClose"]).unwrap_or(true);
+                    let kind = match (capacity, target) {
+                        (Some(capacity), Some(target)) => {
+                            Some(HandlerKind::Memory { capacity, flush_level, target, flush_on_close })
+                        }
+                        _ => None,
+                    };
+                    let keys: Vec<Keys> = vec![
+                        &["capacity"],
+                        &["flush_level", "flushLevel"],
+                        &["target"],
+                        &["flush_on_close", "flushOnClose"],
+                    ];
+                    (kind, keys)
+                }
                 "NullHandler" => (Some(HandlerKind::Null), vec![]),
                 _ => {
                     self.issue(
@@ -863,6 +920,43 @@ impl Parser {
         Some(Schedule { when: when?, interval: interval?, utc, at_time, backup_count })
     }
 
+    /// No chain of MemoryHandler targets loops.
+    fn memory_targets(&mut self, handlers: &BTreeMap<String, HandlerConfig>) {
+        let target_of = |name: &str| match &handlers.get(name)?.kind {
+            HandlerKind::Memory { target, .. } => Some(target.as_str()),
+            _ => None,
+        };
+        for name in handlers.keys() {
+            let Some(target) = target_of(name) else { continue };
+            let path = join(&join("handlers", name), "target");
+            if !handlers.contains_key(target) {
+                continue; // reported where it was parsed
+            }
+            let mut chain = vec![name.as_str()];
+            let mut cur = target;
+            loop {
+                if let Some(start) = chain.iter().position(|n| *n == cur) {
+                    // Reported once, at the loop's first member in name order.
+                    let members = &chain[start..];
+                    if start == 0 && members.iter().all(|m| name.as_str() <= *m) {
+                        let mut shown: Vec<&str> = members.to_vec();
+                        shown.push(cur);
+                        self.issue(
+                            path,
+                            format!("cycle through MemoryHandler targets: {}", shown.join(" → ")),
+                        );
+                    }
+                    break;
+                }
+                chain.push(cur);
+                match target_of(cur) {
+                    Some(next) if handlers.contains_key(next) => cur = next,
+                    _ => break,
+                }
+            }
+        }
+    }
+
     fn check_refs<T>(&mut self, path: &str, names: &[String], known: &BTreeMap<String, T>, what: &str) {
         for (i, n) in names.iter().enumerate() {
             if !known.contains_key(n) {
@@ -957,6 +1051,7 @@ const SUPPORTED_CLASSES: &[&str] = &[
     "RotatingFileHandler",
     "TimedRotatingFileHandler",
     "WatchedFileHandler",
+    "MemoryHandler",
     "NullHandler",
 ];
 
@@ -1178,6 +1273,49 @@ class = "WatchedFileHandler"
         assert!(
             Config::from_json_str("{", "x.json").unwrap_err().issues[0].message.starts_with("not valid JSON")
         );
+    }
+
+    #[test]
+    fn memory_handler_targets_are_checked() {
+        let got = issues(
+            r#"
+[handlers.a]
+class = "MemoryHandler"
+capacity = 10
+target = "b"
+[handlers.b]
+class = "logging.handlers.MemoryHandler"
+capacity = 10
+flushLevel = "WARNING"
+target = "c"
+[handlers.c]
+class = "MemoryHandler"
+capacity = 5
+target = "a"
+[handlers.d]
+class = "MemoryHandler"
+capacity = 0
+target = "nowhere"
+[handlers.e]
+class = "MemoryHandler"
+target = "d"
+[handlers.self]
+class = "MemoryHandler"
+capacity = 1
+target = "self"
+"#,
+        );
+        let expect = [
+            "handlers.a.target: cycle through MemoryHandler targets: a → b → c → a",
+            "handlers.d.capacity: expected a positive integer, found 0",
+            "handlers.d.target: unknown handler \"nowhere\"",
+            "handlers.e.capacity: missing",
+            "handlers.self.target: cycle through MemoryHandler targets: self → self",
+        ];
+        for e in expect {
+            assert!(got.iter().any(|g| g.starts_with(e)), "missing {e:?} in {got:#?}");
+        }
+        assert_eq!(got.len(), expect.len(), "{got:#?}");
     }
 
     #[test]

@@ -152,9 +152,16 @@ impl HubBuilder {
         // Build handlers first: a file that cannot be opened stops start-up
         // before the socket exists.
         let mut names: Vec<String> = config.handlers.keys().cloned().collect();
+        let mut queues: Vec<Arc<HandlerQueue>> = names
+            .iter()
+            .map(|n| {
+                Arc::new(HandlerQueue::new(config.handlers[n].queue_capacity, config.handlers[n].overflow))
+            })
+            .collect();
+        let queue_of = |n: &str| names.iter().position(|x| x == n).map(|i| Arc::clone(&queues[i]));
         let mut built: Vec<Box<dyn Handler>> = Vec::new();
         for name in &names {
-            built.push(handlers::build(&config, name, &config.handlers[name])?);
+            built.push(handlers::build(&config, name, &config.handlers[name], &queue_of)?);
         }
         let mut classes: Vec<String> =
             names.iter().map(|n| config.handlers[n].kind.class_name().to_owned()).collect();
@@ -174,13 +181,8 @@ impl HubBuilder {
             names.push(name);
             classes.push("(built in)".to_owned());
             built.push(handler);
+            queues.push(Arc::new(HandlerQueue::new(65536, config::OverflowPolicy::Block)));
         }
-        let queues: Vec<Arc<HandlerQueue>> = names
-            .iter()
-            .map(|n| {
-                Arc::new(HandlerQueue::new(config.handlers[n].queue_capacity, config.handlers[n].overflow))
-            })
-            .collect();
         let router = dispatcher::Router::new(&config, &names);
         let listener = listener::bind(&socket, config.hub.socket_mode)?;
 

@@ -7,6 +7,7 @@
 //! itself saying how many were dropped, as soon as it can.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -49,6 +50,9 @@ pub(crate) struct HandlerQueue {
     not_full: Condvar,
     capacity: usize,
     policy: OverflowPolicy,
+    /// Who may still push: the dispatcher, and each MemoryHandler targeting
+    /// this handler. The queue closes when the last one is done.
+    producers: AtomicUsize,
     pub(crate) counters: HandlerCounters,
 }
 
@@ -60,6 +64,7 @@ impl HandlerQueue {
             not_full: Condvar::new(),
             capacity,
             policy,
+            producers: AtomicUsize::new(1),
             counters: HandlerCounters::default(),
         }
     }
@@ -113,8 +118,17 @@ impl HandlerQueue {
         self.not_empty.notify_one();
     }
 
-    /// No more pushes; the worker drains what is queued and stops.
+    /// One more producer (a MemoryHandler) that will call [`close`](Self::close).
+    pub(crate) fn add_producer(&self) {
+        self.producers.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// One producer is done; after the last, the worker drains what is
+    /// queued and stops.
     pub(crate) fn close(&self) {
+        if self.producers.fetch_sub(1, Ordering::AcqRel) > 1 {
+            return;
+        }
         self.lock().closed = true;
         self.not_empty.notify_all();
         self.not_full.notify_all();

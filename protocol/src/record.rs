@@ -217,6 +217,29 @@ impl Value {
     }
 }
 
+impl RecordView<'_> {
+    /// The same record for encoding again (the hub's MemoryHandler keeps
+    /// copies this way).
+    pub fn as_record_ref(&self) -> RecordRef<'_> {
+        RecordRef {
+            created_ns: self.created_ns,
+            levelno: self.levelno,
+            name: self.name,
+            message: self.message,
+            pathname: self.pathname,
+            lineno: self.lineno,
+            func_name: self.func_name,
+            module_path: self.module_path,
+            process: self.process,
+            process_name: self.process_name,
+            thread: self.thread,
+            thread_name: self.thread_name,
+            exc_text: self.exc_text,
+            extra: &self.extra,
+        }
+    }
+}
+
 impl Record {
     /// A view of this record, as the hub sees decoded records.
     pub fn view(&self) -> RecordView<'_> {

@@ -6,6 +6,7 @@
 //! SIGHUP and [`Handler::close`] at shutdown.
 
 mod file_handler;
+mod memory_handler;
 mod null_handler;
 mod rotating_file_handler;
 mod stream_handler;
@@ -13,6 +14,7 @@ mod timed_rotating_file_handler;
 mod watched_file_handler;
 
 pub use file_handler::FileHandler;
+pub use memory_handler::MemoryHandler;
 pub use null_handler::NullHandler;
 pub use rotating_file_handler::RotatingFileHandler;
 pub use stream_handler::StreamHandler;
@@ -117,8 +119,14 @@ pub(crate) fn default_formatter() -> Formatter {
     Formatter::new(None, None, Style::Percent).expect("the default format is valid")
 }
 
-/// Builds the handler a configuration entry describes.
-pub fn build(config: &Config, name: &str, handler: &HandlerConfig) -> Result<Box<dyn Handler>, HandlerError> {
+/// Builds the handler a configuration entry describes; `queue` finds the
+/// queue of another handler (a MemoryHandler's target).
+pub(crate) fn build(
+    config: &Config,
+    name: &str,
+    handler: &HandlerConfig,
+    queue: &dyn Fn(&str) -> Option<std::sync::Arc<crate::worker::HandlerQueue>>,
+) -> Result<Box<dyn Handler>, HandlerError> {
     let formatter = handler
         .formatter
         .as_ref()
@@ -146,6 +154,20 @@ pub fn build(config: &Config, name: &str, handler: &HandlerConfig) -> Result<Box
             Box::new(TimedRotatingFileHandler::open(file, schedule, formatter, now).map_err(named)?)
         }
         HandlerKind::WatchedFile(file) => Box::new(WatchedFileHandler::open(file, formatter).map_err(named)?),
+        HandlerKind::Memory { capacity, flush_level, target, .. } => {
+            let target_queue = queue(target).ok_or_else(|| {
+                HandlerError::io(
+                    format!("handler {name:?}: target {target:?}"),
+                    std::io::Error::new(std::io::ErrorKind::NotFound, "no such handler"),
+                )
+            })?;
+            let filters = config.handlers[target]
+                .filters
+                .iter()
+                .filter_map(|f| config.filters.get(f).cloned())
+                .collect();
+            Box::new(MemoryHandler::new(*capacity, flush_level.0, target_queue, filters))
+        }
         HandlerKind::Null => Box::new(NullHandler),
     })
 }
