@@ -5,5 +5,6 @@ mod util;
 
 mod bad_clients;
 mod cli;
+mod config_files;
 mod delivery;
 mod python_exact;
