@@ -90,6 +90,9 @@ fn wait_lines(path: &Path, n: usize) {
 
 fn prepare(dir: &Path, spec: &Value) {
     std::fs::create_dir_all(dir).unwrap();
+    for (name, target) in spec["symlinks"].as_object().into_iter().flatten() {
+        std::os::unix::fs::symlink(target.as_str().unwrap(), dir.join(name)).unwrap();
+    }
     for (name, text) in spec["existing"].as_object().into_iter().flatten() {
         std::fs::write(dir.join(name), text.as_str().unwrap()).unwrap();
     }
@@ -250,9 +253,12 @@ fn rotating_file_handler_matches_python() {
                         "maxBytes": 64, "backupCount": 2, "delay": true, "mode": "w"},
             "units": {"class": "logging.handlers.RotatingFileHandler", "filename": "units.log",
                       "maxBytes": 100, "backupCount": 20},
+            // Not a regular file: never rotated (bpo-45401).
+            "devnull": {"class": "logging.handlers.RotatingFileHandler", "filename": "null.log",
+                        "maxBytes": 10, "backupCount": 2},
         },
         "loggers": {"units": {"handlers": ["units"], "propagate": false}},
-        "root": {"level": "DEBUG", "handlers": ["r", "never", "unbounded", "delayed"]},
+        "root": {"level": "DEBUG", "handlers": ["r", "never", "unbounded", "delayed", "devnull"]},
     });
     let mut records = Vec::new();
     for i in 0..60u32 {
@@ -270,8 +276,10 @@ fn rotating_file_handler_matches_python() {
     for i in 0..12 {
         records.push(record(MARCH_2023 + (100 + i) * S, "units", 20, &"é".repeat(30)));
     }
-    let spec = json!({"config": config, "records": records, "existing": {"r.log": "x".repeat(100)}});
+    let spec = json!({"config": config, "records": records, "existing": {"r.log": "x".repeat(100)},
+                      "symlinks": {"null.log": "/dev/null"}});
     let files = differential(spec, "UTC");
+    assert!(!files.contains_key("null.log.1"));
     // Rotation happened and the oldest backups fell off the end.
     assert!(files.contains_key("r.log.3") && !files.contains_key("r.log.4"));
     assert!(files.contains_key("delayed.log.2"));

@@ -3,7 +3,8 @@
 usage: python3 oracle.py SPEC.json OUTDIR
 
 SPEC holds a dictConfig ("config"), the records to log ("records", LogRecord
-attributes), files to create first with a pinned mtime ("mtimes") and actions
+attributes), files to create first with a pinned mtime ("mtimes"), with some
+text ("existing") or as symlinks ("symlinks"), and actions
 to run between records ("actions": rename/delete before record N). Python's
 clock, as the handlers see it, is each record's `created`, which is what the
 hub's TimedRotatingFileHandler uses too. The files appear in OUTDIR, which
@@ -41,6 +42,8 @@ def main():
     for name, mtime in spec.get("mtimes", {}).items():
         open(name, "a").close()
         os.utime(name, (mtime, mtime))
+    for name, target in spec.get("symlinks", {}).items():
+        os.symlink(target, name)
     for name, text in spec.get("existing", {}).items():
         with open(name, "w") as f:
             f.write(text)
