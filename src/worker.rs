@@ -35,16 +35,27 @@ pub(crate) struct Args {
     /// Logger name.
     #[arg(long, default_value = "bench.worker")]
     logger: String,
+    /// Bytes of records kept until the hub acknowledges them (client default if unset).
+    #[arg(long)]
+    max_unacked: Option<usize>,
+    /// Bytes of queue per logging thread (client default if unset).
+    #[arg(long)]
+    queue_bytes: Option<usize>,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let overflow = if args.drop_newest { Overflow::DropNewest } else { Overflow::Block };
-    let guard = Builder::new()
+    let mut builder = Builder::new()
         .process_name(format!("worker-{}", args.id))
         .overflow(overflow)
-        .flush_timeout(Duration::from_secs(60))
-        .init()
-        .context("starting the logfunnel client")?;
+        .flush_timeout(Duration::from_secs(60));
+    if let Some(n) = args.max_unacked {
+        builder = builder.max_unacked(n);
+    }
+    if let Some(n) = args.queue_bytes {
+        builder = builder.queue_capacity(n);
+    }
+    let guard = builder.init().context("starting the logfunnel client")?;
     if args.wait_go {
         println!("ready");
         std::io::stdout().flush()?;

@@ -10,19 +10,19 @@ use logfunnel_protocol::{
 
 use crate::util::*;
 
-fn connect(socket: &std::path::Path) -> UnixStream {
+pub(crate) fn connect(socket: &std::path::Path) -> UnixStream {
     let s = UnixStream::connect(socket).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s
 }
 
-fn read_preamble(s: &mut UnixStream) -> Preamble {
+pub(crate) fn read_preamble(s: &mut UnixStream) -> Preamble {
     let mut b = [0u8; 8];
     s.read_exact(&mut b).expect("preamble");
     Preamble::parse(b).expect("hub preamble")
 }
 
-fn read_hub_frame(s: &mut UnixStream) -> HubFrame {
+pub(crate) fn read_hub_frame(s: &mut UnixStream) -> HubFrame {
     let mut len = [0u8; 4];
     s.read_exact(&mut len).expect("frame length");
     let mut buf = vec![0u8; u32::from_le_bytes(len) as usize];
@@ -30,7 +30,7 @@ fn read_hub_frame(s: &mut UnixStream) -> HubFrame {
     decode_hub_frame(&buf).expect("hub frame")
 }
 
-fn refusal(s: &mut UnixStream) -> String {
+pub(crate) fn refusal(s: &mut UnixStream) -> String {
     match read_hub_frame(s) {
         HubFrame::Refuse { reason } => reason,
         other => panic!("expected a refusal, got {other:?}"),
@@ -116,7 +116,7 @@ fn garbage_wrong_versions_and_bad_frames_are_refused_while_others_are_served() {
     }
 }
 
-fn hello(s: &mut UnixStream, session: u64, first_seq: u64) -> u64 {
+pub(crate) fn hello(s: &mut UnixStream, session: u64, first_seq: u64) -> u64 {
     let mut out = Preamble { version: PROTOCOL_VERSION, status: 0 }.to_bytes().to_vec();
     let mut f = FrameBuf::default();
     let hello = Hello { pid: 1, process_name: "resender".into(), host_name: "h".into(), session, first_seq };

@@ -6,3 +6,4 @@ mod util;
 mod bad_clients;
 mod cli;
 mod delivery;
+mod faults;

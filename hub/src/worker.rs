@@ -14,8 +14,11 @@ use logfunnel_protocol::{Level, Record, RecordView};
 
 use crate::config::OverflowPolicy;
 use crate::dispatcher::InBatch;
+use crate::escape::{escape, needs_escape};
 use crate::formatter::RecordContext;
 use crate::handlers::{Handler, HandlerError};
+use crate::journal::Journal;
+use crate::sessions::SettleGuard;
 use crate::stats::{HandlerCounters, add, load, sub};
 
 /// The records of one batch that go to one handler.
@@ -23,6 +26,8 @@ pub(crate) struct Work {
     pub(crate) batch: Arc<InBatch>,
     /// Indices into `batch.records`; `None` means all of them.
     pub(crate) indices: Option<Vec<u32>>,
+    /// Held until the records are written and journaled (durable handlers only).
+    pub(crate) settle: Option<Arc<SettleGuard>>,
 }
 
 impl Work {
@@ -49,17 +54,21 @@ pub(crate) struct HandlerQueue {
     not_full: Condvar,
     capacity: usize,
     policy: OverflowPolicy,
+    /// Whether the handler journals what it writes (batches settle only
+    /// once written; see `journal.rs`).
+    pub(crate) durable: bool,
     pub(crate) counters: HandlerCounters,
 }
 
 impl HandlerQueue {
-    pub(crate) fn new(capacity: usize, policy: OverflowPolicy) -> HandlerQueue {
+    pub(crate) fn new(capacity: usize, policy: OverflowPolicy, durable: bool) -> HandlerQueue {
         HandlerQueue {
             state: Mutex::new(State { jobs: VecDeque::new(), records: 0, closed: false }),
             not_empty: Condvar::new(),
             not_full: Condvar::new(),
             capacity,
             policy,
+            durable,
             counters: HandlerCounters::default(),
         }
     }
@@ -94,6 +103,7 @@ impl HandlerQueue {
                             if let Some(Job::Records(old)) = st.jobs.remove(i) {
                                 st.records -= old.len();
                                 add(&self.counters.dropped, old.len() as u64);
+                                add(&self.counters.evicted, old.len() as u64);
                             }
                         }
                         None => break,
@@ -151,17 +161,55 @@ impl HandlerQueue {
     }
 }
 
+/// What a worker needs besides its queue and handler.
+pub(crate) struct WorkerOptions {
+    pub(crate) start_ns: i64,
+    /// The delivery journal of a durable handler.
+    pub(crate) journal: Option<Journal>,
+    /// Escape control characters in messages (log-injection safety).
+    pub(crate) escape: bool,
+}
+
+/// A durable handler flushes and journals at least this often under
+/// sustained load (its batches are acknowledged only then).
+const COMMIT_INTERVAL: Duration = Duration::from_millis(10);
+const COMMIT_BATCHES: usize = 256;
+
 /// Runs a handler until its queue is closed and drained.
-pub(crate) fn run(name: String, queue: Arc<HandlerQueue>, mut handler: Box<dyn Handler>, start_ns: i64) {
+pub(crate) fn run(
+    name: String,
+    queue: Arc<HandlerQueue>,
+    mut handler: Box<dyn Handler>,
+    mut opts: WorkerOptions,
+) {
+    let start_ns = opts.start_ns;
     let mut errors = ErrorReporter::new(name.clone());
     let mut reported_drops = 0u64;
     let mut dirty = false;
+    // Batches written since the last commit; dropping them settles them.
+    let mut uncommitted: Vec<Arc<SettleGuard>> = Vec::new();
+    let mut first_uncommitted = std::time::Instant::now();
+    let commit = |handler: &mut dyn Handler,
+                  journal: &mut Option<Journal>,
+                  uncommitted: &mut Vec<Arc<SettleGuard>>,
+                  errors: &mut ErrorReporter| {
+        count_write(handler.flush(), &queue.counters, errors);
+        queue.counters.unflushed.store(0, std::sync::atomic::Ordering::Relaxed);
+        if let Some(j) = journal
+            && let Err(e) = j.commit()
+        {
+            // The records are written; only a restart's dedup is at risk.
+            add(&queue.counters.journal_errors, 1);
+            errors.report(&format!("cannot write the delivery journal: {e}"));
+        }
+        uncommitted.clear();
+    };
     loop {
         // Block only when everything written so far has been flushed.
         let job = match queue.pop(!dirty) {
             Ok(Some(job)) => job,
             Ok(None) => {
-                count_write(handler.flush(), &queue.counters, &mut errors);
+                commit(handler.as_mut(), &mut opts.journal, &mut uncommitted, &mut errors);
                 dirty = false;
                 continue;
             }
@@ -170,8 +218,20 @@ pub(crate) fn run(name: String, queue: Arc<HandlerQueue>, mut handler: Box<dyn H
         match job {
             Job::Reopen => count_write(handler.reopen(), &queue.counters, &mut errors),
             Job::Records(work) => {
-                emit_work(&work, handler.as_mut(), &queue.counters, &mut errors, start_ns);
+                emit_work(&work, handler.as_mut(), &queue.counters, &mut errors, &mut opts);
+                if let Some(s) = work.settle {
+                    if uncommitted.is_empty() {
+                        first_uncommitted = std::time::Instant::now();
+                    }
+                    uncommitted.push(s);
+                }
                 dirty = true;
+                if uncommitted.len() >= COMMIT_BATCHES
+                    || !uncommitted.is_empty() && first_uncommitted.elapsed() >= COMMIT_INTERVAL
+                {
+                    commit(handler.as_mut(), &mut opts.journal, &mut uncommitted, &mut errors);
+                    dirty = false;
+                }
             }
         }
         let dropped = load(&queue.counters.dropped);
@@ -201,6 +261,13 @@ pub(crate) fn run(name: String, queue: Arc<HandlerQueue>, mut handler: Box<dyn H
         }
     }
     count_write(handler.close(), &queue.counters, &mut errors);
+    if let Some(j) = &mut opts.journal
+        && let Err(e) = j.commit()
+    {
+        add(&queue.counters.journal_errors, 1);
+        errors.report(&format!("cannot write the delivery journal: {e}"));
+    }
+    drop(uncommitted);
     errors.summary();
 }
 
@@ -209,7 +276,10 @@ pub(crate) fn run(name: String, queue: Arc<HandlerQueue>, mut handler: Box<dyn H
 /// one among them): those move from "emitted" to "failed".
 fn count_emit(result: Result<(), HandlerError>, counters: &HandlerCounters, errors: &mut ErrorReporter) {
     match result {
-        Ok(()) => add(&counters.emitted, 1),
+        Ok(()) => {
+            add(&counters.emitted, 1);
+            add(&counters.unflushed, 1);
+        }
         Err(e) => {
             let lost = e.records_lost();
             add(&counters.failed, lost.max(1));
@@ -235,21 +305,43 @@ fn emit_work(
     handler: &mut dyn Handler,
     counters: &HandlerCounters,
     errors: &mut ErrorReporter,
-    start_ns: i64,
+    opts: &mut WorkerOptions,
 ) {
     let batch = &work.batch;
-    let mut emit = |rec: &RecordView<'_>| {
+    let session = batch.peer.session;
+    // Records the output already holds (written before a restart and resent
+    // because their acknowledgement never reached the client) are skipped.
+    let written_below = opts.journal.as_ref().map_or(0, |j| j.next_seq(session));
+    let mut last_seq = None;
+    let escape_on = opts.escape;
+    let mut emit = |i: usize, rec: &RecordView<'_>| {
+        let seq = batch.first_seq + i as u64;
+        if seq < written_below {
+            add(&counters.duplicates, 1);
+            return;
+        }
+        last_seq = Some(seq);
+        let escaped;
+        let rec = if escape_on && (needs_escape(rec.message) || needs_escape(rec.name)) {
+            escaped = (escape(rec.message), escape(rec.name));
+            &RecordView { message: &escaped.0, name: &escaped.1, ..rec.clone() }
+        } else {
+            rec
+        };
         let ctx = RecordContext {
             record: rec,
             process_name: &batch.peer.process_name,
             host_name: &batch.peer.host_name,
-            start_ns,
+            start_ns: opts.start_ns,
         };
         count_emit(handler.emit(&ctx), counters, errors);
     };
     match &work.indices {
-        None => batch.records().iter().for_each(&mut emit),
-        Some(ix) => ix.iter().for_each(|&i| emit(&batch.records()[i as usize])),
+        None => batch.records().iter().enumerate().for_each(|(i, r)| emit(i, r)),
+        Some(ix) => ix.iter().for_each(|&i| emit(i as usize, &batch.records()[i as usize])),
+    }
+    if let (Some(j), Some(seq)) = (opts.journal.as_mut(), last_seq) {
+        j.advance(session, seq + 1);
     }
 }
 

@@ -23,6 +23,8 @@ pub struct FileHandler {
     buf: Vec<u8>,
     /// Records in `buf`.
     buffered: u64,
+    /// Opened in append mode (mode "w" starts afresh: nothing to journal).
+    appends: bool,
 }
 
 impl FileHandler {
@@ -40,6 +42,7 @@ impl FileHandler {
             file: None,
             buf: Vec::with_capacity(BUFFER + (16 << 10)),
             buffered: 0,
+            appends: append,
         };
         if !delay {
             h.ensure_open()?;
@@ -105,5 +108,9 @@ impl Handler for FileHandler {
         let result = self.write_out();
         self.file = None;
         result
+    }
+
+    fn journal_target(&self) -> Option<&Path> {
+        self.appends.then_some(self.path.as_path())
     }
 }
