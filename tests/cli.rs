@@ -153,6 +153,28 @@ fn stats_shows_per_handler_and_per_connection_counters() {
     let table = run(&["stats", "--socket", hub.socket.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(text.contains("FileHandler") && text.contains("worker-4"), "{text}");
+    // Every counter the guarantees rely on is exposed.
+    for key in [
+        "open_connections",
+        "bad_frames",
+        "bad_handshakes",
+        "truncated_frames",
+        "timed_out",
+        "refused_peers",
+        "over_limit",
+        "duplicates",
+    ] {
+        assert!(v[key].is_u64(), "stats lacks {key}: {v}");
+    }
+    for key in
+        ["undelivered", "duplicates", "recovered_truncated_bytes", "journal_errors", "dropped", "failed"]
+    {
+        assert!(v["handlers"][0][key].is_u64(), "handler stats lack {key}: {v}");
+    }
+    assert_eq!(v["handlers"][0]["durable"], true, "an appending FileHandler is journaled");
+    for col in ["UNDELIVERED", "DUPLICATES", "JOURNAL", "timed out", "allowlist", "mid-frame"] {
+        assert!(text.contains(col), "{col} missing from {text}");
+    }
     hub.stop();
 }
 

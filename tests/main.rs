@@ -7,3 +7,4 @@ mod bad_clients;
 mod cli;
 mod delivery;
 mod faults;
+mod security;

@@ -44,6 +44,7 @@ pub struct HubProc {
     pub child: Child,
     pub socket: PathBuf,
     stderr_path: PathBuf,
+    dir: Option<Dir>,
 }
 
 impl HubProc {
@@ -55,6 +56,16 @@ impl HubProc {
     }
 
     pub fn spawn(dir: &Dir, config: &Path) -> HubProc {
+        HubProc::spawn_at(dir, config, &dir.socket())
+    }
+
+    /// Keeps `dir` (its stderr file) alive as long as the hub.
+    pub fn keep_dir(&mut self, dir: Dir) {
+        self.dir = Some(dir);
+    }
+
+    /// Like `spawn`, with the socket at `socket`.
+    pub fn spawn_at(dir: &Dir, config: &Path, socket: &Path) -> HubProc {
         let stderr_path = dir.path("hub.stderr");
         // Appended: a restarted hub's output follows its predecessor's.
         let stderr =
@@ -63,13 +74,13 @@ impl HubProc {
             .args(["hub", "--config"])
             .arg(config)
             .arg("--socket")
-            .arg(dir.socket())
+            .arg(socket)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
             .expect("spawn hub");
-        HubProc { child, socket: dir.socket(), stderr_path }
+        HubProc { child, socket: socket.to_path_buf(), stderr_path, dir: None }
     }
 
     pub fn wait_ready(&self) {

@@ -446,6 +446,15 @@ impl Parser {
             }
         }
         hub.socket = self.string("hub", t, &["socket"]).map(PathBuf::from);
+        if let Some(sock) = &hub.socket
+            && sock.to_string_lossy().starts_with(['@', '\0'])
+        {
+            // Linux's abstract namespace has no permissions: any local process could connect.
+            self.issue(
+                "hub.socket",
+                "abstract socket names are refused (no permissions apply to them); use a file path in a private directory",
+            );
+        }
         if let Some((p, v)) = self.get("hub", t, &["socket_mode"]) {
             let mode = match v {
                 Value::String(s) => u32::from_str_radix(s.trim_start_matches("0o"), 8).ok(),
