@@ -3,9 +3,11 @@
 //! A reader owns its connection. It refuses a stranger (wrong magic) or an
 //! incompatible client (wrong version) with a reason, drops records it has
 //! already taken from this client session (a client resends what was not
-//! acknowledged after a reconnect), and acknowledges a batch once the
-//! listener queue has taken it. Any error ends this connection only: other
-//! clients never notice.
+//! acknowledged after a reconnect), and acknowledges a batch once it is
+//! settled (see `sessions.rs`): written and journaled by durable handlers,
+//! queued by the others. It closes peers the allowlist refuses before reading
+//! a byte, and clients that idle or trickle. Any error ends this connection
+//! only: other clients never notice.
 
 use std::io::{self, Read, Write};
 use std::sync::Arc;
