@@ -15,6 +15,7 @@ pub mod formatter;
 pub mod handlers;
 mod journal;
 mod listener;
+pub mod secret;
 mod sessions;
 pub mod stats;
 mod worker;
