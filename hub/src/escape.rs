@@ -9,12 +9,14 @@
 
 /// Whether `s` holds a character that [`escape`] would rewrite.
 pub(crate) fn needs_escape(s: &str) -> bool {
-    // C1 controls are U+0080..U+009F: in UTF-8, 0xC2 followed by 0x80..0x9F.
     let b = s.as_bytes();
+    // Fast path (vectorizes): most messages hold none of these bytes at all.
+    if !b.iter().any(|&c| c < 0x20 || c == 0x7f || c == 0xc2) {
+        return false;
+    }
+    // C1 controls are U+0080..U+009F: in UTF-8, 0xC2 followed by 0x80..0x9F.
     b.iter().enumerate().any(|(i, &c)| {
-        (c < 0x20 && c != b'\t')
-            || c == 0x7f
-            || (c == 0xc2 && b.get(i + 1).is_some_and(|n| (0x80..0xa0).contains(n)))
+        (c < 0x20 && c != b'\t') || c == 0x7f || (c == 0xc2 && b.get(i + 1).is_some_and(|n| (0x80..0xa0).contains(n)))
     })
 }
 
