@@ -16,7 +16,9 @@ pub(crate) fn needs_escape(s: &str) -> bool {
     }
     // C1 controls are U+0080..U+009F: in UTF-8, 0xC2 followed by 0x80..0x9F.
     b.iter().enumerate().any(|(i, &c)| {
-        (c < 0x20 && c != b'\t') || c == 0x7f || (c == 0xc2 && b.get(i + 1).is_some_and(|n| (0x80..0xa0).contains(n)))
+        (c < 0x20 && c != b'\t')
+            || c == 0x7f
+            || (c == 0xc2 && b.get(i + 1).is_some_and(|n| (0x80..0xa0).contains(n)))
     })
 }
 
