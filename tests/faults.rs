@@ -275,3 +275,31 @@ fn connections_beyond_max_connections_are_refused_and_counted() {
     finish_worker(worker(&hub.socket, 1, 1000, &[]));
     hub.stop();
 }
+
+#[test]
+fn workers_that_exit_right_after_logging_lose_nothing_through_the_guard() {
+    const N: u64 = 100_000;
+    let dir = Dir::new();
+    let hub = HubProc::start(&dir, &dir.file_config());
+    let modes = ["finish", "drop", "flush-exit", "exit"];
+    let workers: Vec<_> = modes
+        .iter()
+        .enumerate()
+        .map(|(i, m)| worker(&hub.socket, i as u32, N, &["--exit-mode", m]))
+        .collect();
+    for (w, m) in workers.into_iter().zip(modes) {
+        let out = w.wait_with_output().unwrap();
+        assert!(out.status.success(), "{m}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    hub.stop();
+    let (seqs, other) = sequences(&dir.path("out.log"));
+    assert!(other.is_empty(), "{other:?}");
+    // The guard's paths (finish, drop, an explicit flush before exit) lose nothing.
+    for w in 0..3 {
+        assert_complete(&seqs, w, 0, N);
+    }
+    // `exit` without a flush may lose what was still in the process (the
+    // README says: keep the guard, or flush): a clean prefix, no duplicate.
+    let unflushed = seqs.get(&(3, 0)).map_or(0, Vec::len) as u64;
+    assert_complete(&seqs, 3, 0, unflushed);
+}
