@@ -40,7 +40,7 @@ pub struct AccessConfig {
     /// A client must complete its hello within this (default 10 s).
     pub handshake_timeout: Duration,
     /// A client that sends nothing for this long is closed (default 600 s;
-    /// zero = never). A closed client reconnects when it next has records.
+    /// zero = never). A closed client simply reconnects.
     pub idle_timeout: Duration,
     /// A frame must arrive whole within this once begun (default 30 s).
     pub frame_timeout: Duration,

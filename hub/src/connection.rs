@@ -66,7 +66,7 @@ pub(crate) fn serve(stream: Stream, id: u64, shared: Arc<HubShared>, tx: Sender<
     let _ = stream.set_send_timeout(Some(Duration::from_secs(5)));
     // Small at first: an idle client costs little; the buffer grows to the
     // largest frame this client sends (bounded by MAX_FRAME_BYTES).
-    let mut conn = Conn { stream, buf: vec![0; 16 << 10], start: 0, end: 0, out: FrameBuf::default() };
+    let mut conn = Conn { stream, buf: vec![0; 1 << 10], start: 0, end: 0, out: FrameBuf::default() };
     match session(&mut conn, &shared, &tx, &who, peer_pid, id) {
         Ok(()) => {}
         Err(Ended::Refused(reason, counter)) => {
@@ -431,7 +431,7 @@ fn session(
                 && now.duration_since(last_input) >= policy.idle_timeout
             {
                 return Err(Ended::TimedOut(format!(
-                    "idle for {:.0}s (idle_timeout); closed (it reconnects when it has records)",
+                    "idle for {:.0}s (idle_timeout); closed",
                     policy.idle_timeout.as_secs_f64()
                 )));
             }
