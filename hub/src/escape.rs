@@ -10,8 +10,21 @@
 /// Whether `s` holds a character that [`escape`] would rewrite.
 pub(crate) fn needs_escape(s: &str) -> bool {
     let b = s.as_bytes();
-    // Fast path (vectorizes): most messages hold none of these bytes at all.
-    if !b.iter().any(|&c| c < 0x20 || c == 0x7f || c == 0xc2) {
+    // Fast path, 8 bytes at a time (the check runs on every record): most
+    // messages hold no byte below 0x20, no DEL and no 0xC2 at all.
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH != 0;
+    let suspicious = |x: u64| {
+        // Bytes below 0x20 (exact for the question "is there any").
+        (x.wrapping_sub(ONES * 0x20) & !x & HIGH != 0)
+            || has_zero(x ^ (ONES * 0x7f))
+            || has_zero(x ^ (ONES * 0xc2))
+    };
+    let mut chunks = b.chunks_exact(8);
+    let mut any = chunks.by_ref().any(|c| suspicious(u64::from_le_bytes(c.try_into().expect("8 bytes"))));
+    any |= chunks.remainder().iter().any(|&c| c < 0x20 || c == 0x7f || c == 0xc2);
+    if !any {
         return false;
     }
     // C1 controls are U+0080..U+009F: in UTF-8, 0xC2 followed by 0x80..0x9F.
@@ -49,7 +62,16 @@ mod tests {
         let forged = "ok\nFAKE 2026-01-01 CRITICAL root\r\x1b[2J\u{85}\x7f";
         assert!(needs_escape(forged));
         assert_eq!(escape(forged), "ok\\nFAKE 2026-01-01 CRITICAL root\\r\\x1b[2J\\x85\\x7f");
-        for fine in ["plain", "tab\there", "é ü 日本 \u{a0}", ""] {
+        // Every position of every byte class, for the 8-byte fast path.
+        for pos in 0..20 {
+            for bad in ["\n", "\x1b", "\x7f", "\u{85}", "\x00", "\x1f"] {
+                let s = format!("{}{bad}{}", "a".repeat(pos), "b".repeat(20 - pos));
+                assert!(needs_escape(&s), "{s:?}");
+            }
+            let s = format!("{}\u{a0}\t{}", "a".repeat(pos), "é".repeat(5));
+            assert!(!needs_escape(&s), "{s:?}");
+        }
+        for fine in ["plain", "tab\there", "é ü 日本 \u{a0}", "", " ~\u{7e}\u{a1}\u{ff}"] {
             assert!(!needs_escape(fine), "{fine:?}");
             assert_eq!(escape(fine), fine);
         }

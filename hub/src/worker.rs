@@ -218,7 +218,10 @@ pub(crate) fn run(
         match job {
             Job::Reopen => count_write(handler.reopen(), &queue.counters, &mut errors),
             Job::Records(work) => {
+                let before = load(&queue.counters.emitted);
                 emit_work(&work, handler.as_mut(), &queue.counters, &mut errors, &mut opts);
+                // Once per batch, not per record: emitted but not yet flushed.
+                add(&queue.counters.unflushed, load(&queue.counters.emitted).saturating_sub(before));
                 if let Some(s) = work.settle {
                     if uncommitted.is_empty() {
                         first_uncommitted = std::time::Instant::now();
@@ -276,10 +279,7 @@ pub(crate) fn run(
 /// one among them): those move from "emitted" to "failed".
 fn count_emit(result: Result<(), HandlerError>, counters: &HandlerCounters, errors: &mut ErrorReporter) {
     match result {
-        Ok(()) => {
-            add(&counters.emitted, 1);
-            add(&counters.unflushed, 1);
-        }
+        Ok(()) => add(&counters.emitted, 1),
         Err(e) => {
             let lost = e.records_lost();
             add(&counters.failed, lost.max(1));
