@@ -320,3 +320,29 @@ fn workers_that_exit_right_after_logging_lose_nothing_through_the_guard() {
     let unflushed = seqs.get(&(3, 0)).map_or(0, Vec::len) as u64;
     assert_complete(&seqs, 3, 0, unflushed);
 }
+
+#[test]
+fn connection_churn_leaves_no_thread_or_descriptor_behind() {
+    let dir = Dir::new();
+    let hub = HubProc::start(&dir, &dir.file_config());
+    let pid = hub.child.id();
+    let fds = || std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count() as u64;
+    std::thread::sleep(Duration::from_millis(200));
+    let (threads0, fds0) = (proc_status(pid, "Threads"), fds());
+    // 160 short-lived workers, 32 at a time, 2,000 records each.
+    for wave in 0..5u32 {
+        let ws: Vec<_> = (0..32).map(|i| worker(&hub.socket, wave * 32 + i, 2000, &[])).collect();
+        ws.into_iter().for_each(finish_worker);
+    }
+    assert!(
+        wait_until(Duration::from_secs(5), || proc_status(pid, "Threads") <= threads0 && fds() <= fds0 + 1)
+    );
+    let (threads1, fds1) = (proc_status(pid, "Threads"), fds());
+    assert!(threads1 <= threads0 && fds1 <= fds0 + 1, "threads {threads0} → {threads1}, fds {fds0} → {fds1}");
+    hub.stop();
+    let (seqs, other) = sequences(&dir.path("out.log"));
+    assert!(other.is_empty(), "{other:?}");
+    for w in 0..160 {
+        assert_complete(&seqs, w, 0, 2000);
+    }
+}
