@@ -32,7 +32,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         s.listener_queue_depth
     );
     println!(
-        "clients: {} open; refused: {} bad handshakes, {} bad frames, {} by the uid/gid allowlist, {} over max_connections; {} ended mid-frame, {} timed out{}",
+        "clients: {} open (this query included); refused: {} bad handshakes, {} bad frames, {} by the uid/gid allowlist, {} over max_connections; {} ended mid-frame, {} timed out{}",
         s.open_connections,
         s.bad_handshakes,
         s.bad_frames,
