@@ -342,10 +342,10 @@ fn session(
                         continue;
                     }
                     if first_seq > st.received_next {
-                        eprintln!(
-                            "logfunnel hub: {who}: records {}..{first_seq} never arrived (the client dropped them)",
+                        shared.warn_limited(&format!(
+                            "{who}: records {}..{first_seq} never arrived (the client dropped them)",
                             st.received_next
-                        );
+                        ));
                         st.skip_to(first_seq);
                     }
                     let skip = st.received_next - first_seq;
