@@ -7,4 +7,6 @@ mod bad_clients;
 mod cli;
 mod config_files;
 mod delivery;
+mod faults;
 mod python_exact;
+mod security;

@@ -203,6 +203,12 @@ fn formatter_and_file_handler_match_python() {
         },
         "root": {"level": "DEBUG", "handlers": ["full"]},
     });
+    // Raw control characters, as Python writes them (the hub escapes them
+    // by default against log injection; tests/security.rs covers that).
+    let mut config = config;
+    for h in config["handlers"].as_object_mut().unwrap().values_mut() {
+        h["escape_control_chars"] = json!(false);
+    }
     let names = ["app", "app.db", "app.dbx", "app.db.pool", "noisy", "other.thing", "appx"];
     let messages =
         ["plain", "café ☕ naïve", "100% done", "tabs\tand\nnew lines", "", "{braces} $dollar %(pct)s"];

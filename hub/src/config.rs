@@ -77,6 +77,8 @@ pub struct HubConfig {
     pub socket_mode: u32,
     /// Capacity of the listener queue, in batches (default 1024).
     pub queue_capacity: usize,
+    /// Access control and client limits (see `hub/src/access.rs`).
+    pub access: crate::access::AccessConfig,
 }
 
 /// A named formatter.
@@ -280,6 +282,8 @@ pub struct HandlerConfig {
     pub queue_capacity: usize,
     /// What happens when the queue is full.
     pub overflow: OverflowPolicy,
+    /// Escape control characters in messages (default true; false = raw).
+    pub escape_control_chars: bool,
 }
 
 /// The root logger or a named logger.
@@ -584,10 +588,34 @@ impl Parser {
     }
 
     fn hub(&mut self, table: &Table) -> HubConfig {
-        let mut hub = HubConfig { socket: None, socket_mode: 0o600, queue_capacity: 1024 };
+        let mut hub = HubConfig {
+            socket: None,
+            socket_mode: 0o600,
+            queue_capacity: 1024,
+            access: crate::access::AccessConfig::default(),
+        };
         let Some(t) = self.section(table, "hub") else { return hub };
-        self.unknown_keys("hub", t, &[&["socket"], &["socket_mode"], &["queue_capacity"]]);
+        let mut allowed: Vec<Keys> = vec![&["socket"], &["socket_mode"], &["queue_capacity"]];
+        allowed.extend_from_slice(crate::access::KEYS);
+        self.unknown_keys("hub", t, &allowed);
+        match crate::access::AccessConfig::parse(t) {
+            Ok(a) => hub.access = a,
+            Err(issues) => {
+                for (key, message) in issues {
+                    self.issue(join("hub", key), message);
+                }
+            }
+        }
         hub.socket = self.string("hub", t, &["socket"]).map(PathBuf::from);
+        if let Some(sock) = &hub.socket
+            && sock.to_string_lossy().starts_with(['@', '\0'])
+        {
+            // Linux's abstract namespace has no permissions: any local process could connect.
+            self.issue(
+                "hub.socket",
+                "abstract socket names are refused (no permissions apply to them); use a file path in a private directory",
+            );
+        }
         if let Some((p, v)) = self.get("hub", t, &["socket_mode"]) {
             let mode = match v {
                 Value::String(s) => u32::from_str_radix(s.trim_start_matches("0o"), 8).ok(),
@@ -672,8 +700,15 @@ impl Parser {
         let mut out = BTreeMap::new();
         for (name, t) in self.named(table, "handlers") {
             let path = join("handlers", &name);
-            let common: [Keys; 6] =
-                [&["class"], &["level"], &["formatter"], &["filters"], &["queue_capacity"], &["overflow"]];
+            let common: [Keys; 7] = [
+                &["class"],
+                &["level"],
+                &["formatter"],
+                &["filters"],
+                &["queue_capacity"],
+                &["overflow"],
+                &["escape_control_chars"],
+            ];
             let Some(class) = self.string(&path, t, &["class"]) else {
                 if !t.contains_key("class") {
                     self.issue(join(&path, "class"), "missing (e.g. class = \"FileHandler\")");
@@ -816,6 +851,7 @@ impl Parser {
                     OverflowPolicy::Block
                 }
             };
+            let escape_control_chars = self.boolean(&path, t, &["escape_control_chars"]).unwrap_or(true);
             if let Some(kind) = kind {
                 out.insert(
                     name,
@@ -826,6 +862,7 @@ impl Parser {
                         filters: handler_filters,
                         queue_capacity,
                         overflow,
+                        escape_control_chars,
                     },
                 );
             }

@@ -7,7 +7,7 @@
 //! itself saying how many were dropped, as soon as it can.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -15,8 +15,11 @@ use logfunnel_protocol::{Level, Record, RecordView};
 
 use crate::config::OverflowPolicy;
 use crate::dispatcher::InBatch;
+use crate::escape::{escape, needs_escape};
 use crate::formatter::RecordContext;
 use crate::handlers::{Handler, HandlerError};
+use crate::journal::Journal;
+use crate::sessions::SettleGuard;
 use crate::stats::{HandlerCounters, add, load, sub};
 
 /// The records of one batch that go to one handler.
@@ -24,6 +27,8 @@ pub(crate) struct Work {
     pub(crate) batch: Arc<InBatch>,
     /// Indices into `batch.records`; `None` means all of them.
     pub(crate) indices: Option<Vec<u32>>,
+    /// Held until the records are written and journaled (durable handlers only).
+    pub(crate) settle: Option<Arc<SettleGuard>>,
 }
 
 impl Work {
@@ -53,6 +58,9 @@ pub(crate) struct HandlerQueue {
     /// Who may still push: the dispatcher, and each MemoryHandler targeting
     /// this handler. The queue closes when the last one is done.
     producers: AtomicUsize,
+    /// Whether the handler journals what it writes (batches settle only
+    /// once written; see `journal.rs`).
+    durable: AtomicBool,
     pub(crate) counters: HandlerCounters,
 }
 
@@ -65,6 +73,7 @@ impl HandlerQueue {
             capacity,
             policy,
             producers: AtomicUsize::new(1),
+            durable: AtomicBool::new(false),
             counters: HandlerCounters::default(),
         }
     }
@@ -99,6 +108,7 @@ impl HandlerQueue {
                             if let Some(Job::Records(old)) = st.jobs.remove(i) {
                                 st.records -= old.len();
                                 add(&self.counters.dropped, old.len() as u64);
+                                add(&self.counters.evicted, old.len() as u64);
                             }
                         }
                         None => break,
@@ -116,6 +126,16 @@ impl HandlerQueue {
     pub(crate) fn push_reopen(&self) {
         self.lock().jobs.push_back(Job::Reopen);
         self.not_empty.notify_one();
+    }
+
+    /// Marks the handler as journaled (set once, before records flow).
+    pub(crate) fn set_durable(&self, durable: bool) {
+        self.durable.store(durable, Ordering::Release);
+    }
+
+    /// Whether batches settle only once this handler has written them.
+    pub(crate) fn is_durable(&self) -> bool {
+        self.durable.load(Ordering::Relaxed)
     }
 
     /// One more producer (a MemoryHandler) that will call [`close`](Self::close).
@@ -168,18 +188,59 @@ impl HandlerQueue {
     }
 }
 
+/// What a worker needs besides its queue and handler.
+pub(crate) struct WorkerOptions {
+    pub(crate) start_ns: i64,
+    /// The delivery journal of a durable handler.
+    pub(crate) journal: Option<Journal>,
+    /// Escape control characters in messages (log-injection safety).
+    pub(crate) escape: bool,
+}
+
+/// A durable handler flushes and journals at least this often under
+/// sustained load (its batches are acknowledged only then).
+const COMMIT_INTERVAL: Duration = Duration::from_millis(10);
+const COMMIT_BATCHES: usize = 256;
+
 /// Runs a handler until its queue is closed and drained.
-pub(crate) fn run(name: String, queue: Arc<HandlerQueue>, mut handler: Box<dyn Handler>, start_ns: i64) {
+pub(crate) fn run(
+    name: String,
+    queue: Arc<HandlerQueue>,
+    mut handler: Box<dyn Handler>,
+    mut opts: WorkerOptions,
+) {
+    let start_ns = opts.start_ns;
     let mut errors = ErrorReporter::new(name.clone());
     let mut reported_drops = 0u64;
     let mut dirty = false;
+    // Batches written since the last commit; dropping them settles them.
+    let mut uncommitted: Vec<Arc<SettleGuard>> = Vec::new();
+    let mut first_uncommitted = std::time::Instant::now();
+    let commit = |handler: &mut dyn Handler,
+                  journal: &mut Option<Journal>,
+                  uncommitted: &mut Vec<Arc<SettleGuard>>,
+                  errors: &mut ErrorReporter| {
+        count_write(handler.flush(), &queue.counters, errors);
+        queue.counters.unflushed.store(0, std::sync::atomic::Ordering::Relaxed);
+        if let Some(j) = journal
+            && let Err(e) = j.commit()
+        {
+            // The records are written; only a restart's dedup is at risk.
+            add(&queue.counters.journal_errors, 1);
+            errors.report(&format!("cannot write the delivery journal: {e}"));
+        }
+        uncommitted.clear();
+    };
     loop {
         // Block only when everything written so far has been flushed.
         let job = match queue.pop(!dirty) {
             Ok(Some(job)) => job,
             Ok(None) => {
-                let result = if dirty { handler.flush() } else { handler.poll() };
-                count_write(result, &queue.counters, &mut errors);
+                if dirty {
+                    commit(handler.as_mut(), &mut opts.journal, &mut uncommitted, &mut errors);
+                } else {
+                    count_write(handler.poll(), &queue.counters, &mut errors);
+                }
                 dirty = false;
                 continue;
             }
@@ -188,8 +249,23 @@ pub(crate) fn run(name: String, queue: Arc<HandlerQueue>, mut handler: Box<dyn H
         match job {
             Job::Reopen => count_write(handler.reopen(), &queue.counters, &mut errors),
             Job::Records(work) => {
-                emit_work(&work, handler.as_mut(), &queue.counters, &mut errors, start_ns);
+                let before = load(&queue.counters.emitted);
+                emit_work(&work, handler.as_mut(), &queue.counters, &mut errors, &mut opts);
+                // Once per batch, not per record: emitted but not yet flushed.
+                add(&queue.counters.unflushed, load(&queue.counters.emitted).saturating_sub(before));
+                if let Some(s) = work.settle {
+                    if uncommitted.is_empty() {
+                        first_uncommitted = std::time::Instant::now();
+                    }
+                    uncommitted.push(s);
+                }
                 dirty = true;
+                if uncommitted.len() >= COMMIT_BATCHES
+                    || !uncommitted.is_empty() && first_uncommitted.elapsed() >= COMMIT_INTERVAL
+                {
+                    commit(handler.as_mut(), &mut opts.journal, &mut uncommitted, &mut errors);
+                    dirty = false;
+                }
             }
         }
         let dropped = load(&queue.counters.dropped);
@@ -219,6 +295,13 @@ pub(crate) fn run(name: String, queue: Arc<HandlerQueue>, mut handler: Box<dyn H
         }
     }
     count_write(handler.close(), &queue.counters, &mut errors);
+    if let Some(j) = &mut opts.journal
+        && let Err(e) = j.commit()
+    {
+        add(&queue.counters.journal_errors, 1);
+        errors.report(&format!("cannot write the delivery journal: {e}"));
+    }
+    drop(uncommitted);
     errors.summary();
 }
 
@@ -257,21 +340,46 @@ fn emit_work(
     handler: &mut dyn Handler,
     counters: &HandlerCounters,
     errors: &mut ErrorReporter,
-    start_ns: i64,
+    opts: &mut WorkerOptions,
 ) {
     let batch = &work.batch;
-    let mut emit = |rec: &RecordView<'_>| {
+    let session = batch.peer.session;
+    // Records the output already holds (written before a restart and resent
+    // because their acknowledgement never reached the client) are skipped.
+    // A MemoryHandler's forwarded records (first_seq 0) are no client's
+    // sequence: never skipped, never journaled.
+    let sequenced = batch.first_seq != 0;
+    let written_below = if sequenced { opts.journal.as_ref().map_or(0, |j| j.next_seq(session)) } else { 0 };
+    let mut last_seq = None;
+    let escape_on = opts.escape;
+    let mut emit = |i: usize, rec: &RecordView<'_>| {
+        let seq = batch.first_seq + i as u64;
+        if seq < written_below {
+            add(&counters.duplicates, 1);
+            return;
+        }
+        last_seq = Some(seq);
+        let escaped;
+        let rec = if escape_on && (needs_escape(rec.message) || needs_escape(rec.name)) {
+            escaped = (escape(rec.message), escape(rec.name));
+            &RecordView { message: &escaped.0, name: &escaped.1, ..rec.clone() }
+        } else {
+            rec
+        };
         let ctx = RecordContext {
             record: rec,
             process_name: &batch.peer.process_name,
             host_name: &batch.peer.host_name,
-            start_ns,
+            start_ns: opts.start_ns,
         };
         count_emit(handler.emit(&ctx), counters, errors);
     };
     match &work.indices {
-        None => batch.records().iter().for_each(&mut emit),
-        Some(ix) => ix.iter().for_each(|&i| emit(&batch.records()[i as usize])),
+        None => batch.records().iter().enumerate().for_each(|(i, r)| emit(i, r)),
+        Some(ix) => ix.iter().for_each(|&i| emit(i as usize, &batch.records()[i as usize])),
+    }
+    if let (Some(j), Some(seq), true) = (opts.journal.as_mut(), last_seq, sequenced) {
+        j.advance(session, seq + 1);
     }
 }
 

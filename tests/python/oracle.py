@@ -49,6 +49,8 @@ def main():
             f.write(text)
     config = json.loads(json.dumps(spec["config"]))
     for h in config.get("handlers", {}).values():
+        # logfunnel's own keys (Python would pass them to the constructor).
+        h.pop("escape_control_chars", None)
         # JSON has no time of day; logfunnel takes "HH:MM[:SS]".
         for key in ("atTime", "at_time"):
             if isinstance(h.get(key), str):

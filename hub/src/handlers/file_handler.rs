@@ -201,6 +201,8 @@ impl LogFile {
 pub struct FileHandler {
     file: LogFile,
     formatter: Formatter,
+    /// Opened in append mode (mode "w" starts afresh: nothing to journal).
+    appends: bool,
 }
 
 impl FileHandler {
@@ -215,7 +217,7 @@ impl FileHandler {
         if !delay {
             file.open()?;
         }
-        Ok(FileHandler { file, formatter })
+        Ok(FileHandler { file, formatter, appends: append })
     }
 }
 
@@ -236,5 +238,9 @@ impl Handler for FileHandler {
 
     fn close(&mut self) -> Result<(), HandlerError> {
         self.file.close()
+    }
+
+    fn journal_target(&self) -> Option<&Path> {
+        self.appends.then_some(self.file.path())
     }
 }

@@ -84,6 +84,7 @@ impl MemoryHandler {
                 _ => Arc::new(Peer {
                     process_name: ctx.process_name.to_owned(),
                     host_name: ctx.host_name.to_owned(),
+                    session: 0,
                 }),
             };
             let mut batch = BatchBuilder::with_capacity(n.max(4096));
@@ -110,7 +111,10 @@ impl MemoryHandler {
                 _ => Err(ProtocolError::Unexpected("the memory handler built a frame that is not a batch")),
             })
             .map_err(|e| forward_error(e, count))?;
-            self.target.push(Work { batch: Arc::new(InBatch { peer, frame }), indices: None });
+            // first_seq 0: not a client's sequence (see worker::emit_work).
+            // The original batches were settled when this handler took them.
+            let batch = InBatch { peer, frame, first_seq: 0, settle: None };
+            self.target.push(Work { batch: Arc::new(batch), indices: None, settle: None });
         }
         Ok(())
     }

@@ -112,6 +112,12 @@ pub trait Handler: Send {
     fn close(&mut self) -> Result<(), HandlerError> {
         self.flush()
     }
+    /// The file this handler appends to, if a delivery journal can make it
+    /// exactly-once across a killed hub (see `journal.rs`): after `flush`,
+    /// everything emitted must be in this file, and nothing else may write it.
+    fn journal_target(&self) -> Option<&std::path::Path> {
+        None
+    }
 }
 
 /// Python's default formatter when a handler names none: `%(message)s`.
