@@ -31,6 +31,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     // hub is reachable is never missed.
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP]).context("installing signal handlers")?;
     let handlers = config.handlers.len();
+    let shutdown_timeout = config.hub.access.shutdown_timeout;
     let hub = Hub::start(config, &socket).context("starting the hub")?;
     eprintln!("logfunnel hub: listening on {} ({handlers} handlers)", socket.display());
     for signal in signals.forever() {
@@ -46,8 +47,21 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let emitted: u64 = stats.handlers.iter().map(|h| h.emitted).sum();
     let dropped: u64 = stats.handlers.iter().map(|h| h.dropped).sum();
     let failed: u64 = stats.handlers.iter().map(|h| h.failed).sum();
+    for h in stats.handlers.iter().filter(|h| h.undelivered > 0) {
+        eprintln!(
+            "logfunnel hub: handler {:?} ({}): {} records not delivered by the shutdown deadline ({:.1}s, shutdown_timeout); {} emitted, {} failed, {} dropped",
+            h.name,
+            h.class,
+            h.undelivered,
+            shutdown_timeout.as_secs_f64(),
+            h.emitted,
+            h.failed,
+            h.dropped
+        );
+    }
+    let undelivered: u64 = stats.handlers.iter().map(|h| h.undelivered).sum();
     eprintln!(
-        "logfunnel hub: stopped: {} records received from {} connections, {emitted} emitted, {dropped} dropped, {failed} failed, {} refused connections",
+        "logfunnel hub: stopped: {} records received from {} connections, {emitted} emitted, {dropped} dropped, {failed} failed, {undelivered} undelivered, {} refused connections",
         stats.received, stats.connections, stats.refused
     );
     Ok(())

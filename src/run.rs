@@ -55,6 +55,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<i32> {
     if dropped > 0 {
         eprintln!("logfunnel run: handlers dropped {dropped} records (see their overflow policy)");
     }
+    for h in stats.handlers.iter().filter(|h| h.undelivered > 0) {
+        eprintln!(
+            "logfunnel run: handler {:?} ({}): {} records not delivered by the shutdown deadline (shutdown_timeout)",
+            h.name, h.class, h.undelivered
+        );
+    }
     use std::os::unix::process::ExitStatusExt;
     Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
 }

@@ -32,14 +32,54 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         s.listener_queue_depth
     );
     println!(
-        "\n{:<20} {:<16} {:>12} {:>12} {:>10} {:>10} {:>8}",
-        "HANDLER", "CLASS", "RECEIVED", "EMITTED", "FAILED", "DROPPED", "QUEUED"
+        "clients: {} open (this query included); refused: {} bad handshakes, {} bad frames, {} by the uid/gid allowlist, {} over max_connections; {} ended mid-frame, {} timed out{}",
+        s.open_connections,
+        s.bad_handshakes,
+        s.bad_frames,
+        s.refused_peers,
+        s.over_limit,
+        s.truncated_frames,
+        s.timed_out,
+        if s.shutdown_incomplete { "; shutdown deadline passed" } else { "" }
+    );
+    println!(
+        "\n{:<20} {:<16} {:>12} {:>12} {:>10} {:>10} {:>8} {:>11} {:>10} {:<8}",
+        "HANDLER",
+        "CLASS",
+        "RECEIVED",
+        "EMITTED",
+        "FAILED",
+        "DROPPED",
+        "QUEUED",
+        "UNDELIVERED",
+        "DUPLICATES",
+        "JOURNAL"
     );
     for h in &s.handlers {
+        let journal = match (h.durable, h.journal_errors) {
+            (false, _) => "none".to_owned(),
+            (true, 0) => "ok".to_owned(),
+            (true, n) => format!("{n} errors"),
+        };
         println!(
-            "{:<20} {:<16} {:>12} {:>12} {:>10} {:>10} {:>8}",
-            h.name, h.class, h.received, h.emitted, h.failed, h.dropped, h.queue_depth
+            "{:<20} {:<16} {:>12} {:>12} {:>10} {:>10} {:>8} {:>11} {:>10} {:<8}",
+            h.name,
+            h.class,
+            h.received,
+            h.emitted,
+            h.failed,
+            h.dropped,
+            h.queue_depth,
+            h.undelivered,
+            h.duplicates,
+            journal
         );
+        if h.recovered_truncated_bytes > 0 {
+            println!(
+                "  (at start: cut {} unacknowledged bytes left by a killed hub; their clients resent them)",
+                h.recovered_truncated_bytes
+            );
+        }
     }
     println!(
         "\n{:<6} {:<8} {:<24} {:>12} {:>10} {:<6}",

@@ -43,16 +43,32 @@ pub(crate) struct Args {
     /// and the process's peak RSS to the JSON line.
     #[arg(long)]
     latency: bool,
+    /// Bytes of records kept until the hub acknowledges them (client default if unset).
+    #[arg(long)]
+    max_unacked: Option<usize>,
+    /// Bytes of queue per logging thread (client default if unset).
+    #[arg(long)]
+    queue_bytes: Option<usize>,
+    /// How the process ends: `finish` (Guard::finish), `drop` (the guard
+    /// dropped at the end of scope), `flush-exit` (flush, then
+    /// std::process::exit), `exit` (std::process::exit without flushing).
+    #[arg(long, default_value = "finish")]
+    exit_mode: String,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let overflow = if args.drop_newest { Overflow::DropNewest } else { Overflow::Block };
-    let guard = Builder::new()
+    let mut builder = Builder::new()
         .process_name(format!("worker-{}", args.id))
         .overflow(overflow)
-        .flush_timeout(Duration::from_secs(60))
-        .init()
-        .context("starting the logfunnel client")?;
+        .flush_timeout(Duration::from_secs(60));
+    if let Some(n) = args.max_unacked {
+        builder = builder.max_unacked(n);
+    }
+    if let Some(n) = args.queue_bytes {
+        builder = builder.queue_capacity(n);
+    }
+    let guard = builder.init().context("starting the logfunnel client")?;
     if args.wait_go {
         println!("ready");
         std::io::stdout().flush()?;
@@ -73,6 +89,21 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         handles.into_iter().map(|h| h.join().expect("logging thread")).collect()
     });
     let ns_per_tick = t0.elapsed().as_nanos() as f64 / ticks().wrapping_sub(c0).max(1) as f64;
+    match args.exit_mode.as_str() {
+        "finish" => {}
+        "drop" => {
+            let s = guard.handler().stats();
+            drop(guard);
+            println!("{{\"sent\":{},\"dropped\":{}}}", s.sent, s.dropped);
+            return Ok(());
+        }
+        "flush-exit" => {
+            let flushed = guard.handler().flush_timeout(Duration::from_secs(60));
+            std::process::exit(if flushed.is_ok() { 0 } else { 3 });
+        }
+        "exit" => std::process::exit(0),
+        other => anyhow::bail!("unknown --exit-mode {other:?} (finish, drop, flush-exit, exit)"),
+    }
     let stats = guard.finish().context("flushing to the hub")?;
     let mut extra = String::new();
     if args.latency {

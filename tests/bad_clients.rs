@@ -10,19 +10,19 @@ use logfunnel_protocol::{
 
 use crate::util::*;
 
-fn connect(socket: &std::path::Path) -> UnixStream {
+pub(crate) fn connect(socket: &std::path::Path) -> UnixStream {
     let s = UnixStream::connect(socket).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s
 }
 
-fn read_preamble(s: &mut UnixStream) -> Preamble {
+pub(crate) fn read_preamble(s: &mut UnixStream) -> Preamble {
     let mut b = [0u8; 8];
     s.read_exact(&mut b).expect("preamble");
     Preamble::parse(b).expect("hub preamble")
 }
 
-fn read_hub_frame(s: &mut UnixStream) -> HubFrame {
+pub(crate) fn read_hub_frame(s: &mut UnixStream) -> HubFrame {
     let mut len = [0u8; 4];
     s.read_exact(&mut len).expect("frame length");
     let mut buf = vec![0u8; u32::from_le_bytes(len) as usize];
@@ -30,7 +30,7 @@ fn read_hub_frame(s: &mut UnixStream) -> HubFrame {
     decode_hub_frame(&buf).expect("hub frame")
 }
 
-fn refusal(s: &mut UnixStream) -> String {
+pub(crate) fn refusal(s: &mut UnixStream) -> String {
     match read_hub_frame(s) {
         HubFrame::Refuse { reason } => reason,
         other => panic!("expected a refusal, got {other:?}"),
@@ -116,7 +116,7 @@ fn garbage_wrong_versions_and_bad_frames_are_refused_while_others_are_served() {
     }
 }
 
-fn hello(s: &mut UnixStream, session: u64, first_seq: u64) -> u64 {
+pub(crate) fn hello(s: &mut UnixStream, session: u64, first_seq: u64) -> u64 {
     let mut out = Preamble { version: PROTOCOL_VERSION, status: 0 }.to_bytes().to_vec();
     let mut f = FrameBuf::default();
     let hello = Hello { pid: 1, process_name: "resender".into(), host_name: "h".into(), session, first_seq };
@@ -167,4 +167,113 @@ fn a_session_that_reconnects_and_resends_is_deduplicated() {
     let (seqs, other) = sequences(&dir.path("out.log"));
     assert!(other.is_empty(), "{other:?}");
     assert_complete(&seqs, 7, 0, 15);
+}
+
+/// A small deterministic generator (xorshift), so failures replay.
+fn noise(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn refused_frame(socket: &std::path::Path, bytes: &[u8]) -> String {
+    let mut s = connect(socket);
+    handshake(&mut s);
+    s.write_all(bytes).unwrap();
+    refusal(&mut s)
+}
+
+#[test]
+fn hostile_input_is_refused_with_a_reason_and_a_counter_and_costs_no_memory() {
+    let dir = Dir::new();
+    let hub = HubProc::start(&dir, &dir.file_config());
+    let pid = hub.child.id();
+    finish_worker(worker(&hub.socket, 1, 20_000, &[]));
+    let rss0 = proc_status(pid, "VmRSS");
+    let (mut frames, mut handshakes, mut truncated) = (0u64, 0u64, 0u64);
+
+    // Random bytes instead of a handshake, and random bytes after one.
+    for seed in 0..100u64 {
+        let bytes = noise(seed, 64 << 10);
+        let mut s = connect(&hub.socket);
+        let _ = s.write_all(&bytes);
+        assert_eq!(read_preamble(&mut s).status, Preamble::REFUSED, "seed {seed}");
+        handshakes += 1;
+        let mut s = connect(&hub.socket);
+        handshake(&mut s);
+        let _ = s.write_all(&bytes);
+        // A random length prefix is either over the limit or a frame that
+        // never completes; a complete random payload is malformed.
+        let len = u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
+        if len > logfunnel_protocol::MAX_FRAME_BYTES || len == 0 || len + 4 <= bytes.len() {
+            assert!(!refusal(&mut s).is_empty());
+            frames += 1;
+        } else {
+            drop(s);
+            truncated += 1;
+        }
+    }
+    // A length prefix of 4 GiB - 1 (nothing allocated for it).
+    assert!(refused_frame(&hub.socket, &u32::MAX.to_le_bytes()).contains("exceeds the limit"));
+    frames += 1;
+    // A valid-length frame claiming a Vec of 2^60 records.
+    let mut payload = vec![1u8, 1, 253];
+    payload.extend_from_slice(&(1u64 << 60).to_le_bytes());
+    let mut bomb = (payload.len() as u32).to_le_bytes().to_vec();
+    bomb.extend_from_slice(&payload);
+    assert!(refused_frame(&hub.socket, &bomb).contains("malformed frame"));
+    frames += 1;
+    // Invalid UTF-8 in a message.
+    let mut f = FrameBuf::default();
+    let batch = logfunnel_protocol::Batch {
+        first_seq: 1,
+        records: vec![logfunnel_protocol::Record::new(20, "x", "AAAA".to_owned())],
+    };
+    encode_client_frame(&ClientFrame::Batch(batch), &mut f).unwrap();
+    let mut bytes = f.as_bytes().to_vec();
+    let at = bytes.windows(4).position(|w| w == b"AAAA").unwrap();
+    bytes[at..at + 4].copy_from_slice(&[0xff, 0xfe, 0xc0, 0x80]);
+    let reason = refused_frame(&hub.socket, &bytes);
+    assert!(reason.contains("malformed frame") && reason.to_lowercase().contains("utf8"), "{reason}");
+    frames += 1;
+    // Every cut of a valid frame: the hub waits for the rest, then the
+    // client goes away; nothing of the cut frame is delivered.
+    for cut in 1..bytes.len() {
+        let mut s = connect(&hub.socket);
+        handshake(&mut s);
+        s.write_all(&f.as_bytes()[..cut]).unwrap();
+        drop(s);
+        truncated += 1;
+    }
+    // Wrong magic and versions 0, current + 1 and 255.
+    for v in [0u16, PROTOCOL_VERSION + 1, 255] {
+        let mut s = connect(&hub.socket);
+        s.write_all(&Preamble { version: v, status: 0 }.to_bytes()).unwrap();
+        assert_eq!(read_preamble(&mut s).status, Preamble::REFUSED);
+        assert!(refusal(&mut s).contains(&format!("unsupported protocol version {v}")));
+        handshakes += 1;
+    }
+
+    let v = stats_when(&hub.socket, |v| v["truncated_frames"] == truncated);
+    assert_eq!(
+        (v["bad_frames"].as_u64(), v["bad_handshakes"].as_u64(), v["truncated_frames"].as_u64()),
+        (Some(frames), Some(handshakes), Some(truncated)),
+        "{v}"
+    );
+    assert_eq!(v["received"], 20_000, "nothing from a hostile client was taken");
+    let rss1 = proc_status(pid, "VmRSS");
+    assert!(rss1 < rss0 + 10 * 1024, "hub RSS {rss0} kB → {rss1} kB");
+    // The hub still serves.
+    finish_worker(worker(&hub.socket, 2, 1000, &[]));
+    hub.stop();
+    let (seqs, other) = sequences(&dir.path("out.log"));
+    assert!(other.is_empty(), "{other:?}");
+    assert_complete(&seqs, 1, 0, 20_000);
+    assert_complete(&seqs, 2, 0, 1000);
 }

@@ -153,6 +153,28 @@ fn stats_shows_per_handler_and_per_connection_counters() {
     let table = run(&["stats", "--socket", hub.socket.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(text.contains("FileHandler") && text.contains("worker-4"), "{text}");
+    // Every counter the guarantees rely on is exposed.
+    for key in [
+        "open_connections",
+        "bad_frames",
+        "bad_handshakes",
+        "truncated_frames",
+        "timed_out",
+        "refused_peers",
+        "over_limit",
+        "duplicates",
+    ] {
+        assert!(v[key].is_u64(), "stats lacks {key}: {v}");
+    }
+    for key in
+        ["undelivered", "duplicates", "recovered_truncated_bytes", "journal_errors", "dropped", "failed"]
+    {
+        assert!(v["handlers"][0][key].is_u64(), "handler stats lack {key}: {v}");
+    }
+    assert_eq!(v["handlers"][0]["durable"], true, "an appending FileHandler is journaled");
+    for col in ["UNDELIVERED", "DUPLICATES", "JOURNAL", "timed out", "allowlist", "mid-frame"] {
+        assert!(text.contains(col), "{col} missing from {text}");
+    }
     hub.stop();
 }
 
@@ -238,4 +260,33 @@ fn records_lost_to_a_failing_write_are_counted_as_failed_not_emitted() {
     // The other handler is unaffected.
     let (seqs, _) = sequences(&dir.path("out.log"));
     assert_complete(&seqs, 2, 0, 3);
+}
+
+#[test]
+fn check_config_names_bad_access_and_delivery_keys() {
+    let dir = Dir::new();
+    let good = dir.write(
+        "good.toml",
+        "[hub]\nsocket_mode = \"0660\"\nsocket_group = \"root\"\nallowed_uids = [0]\nallowed_gids = [0]\nhandshake_timeout = 5\nidle_timeout = 0\nframe_timeout = 2.5\nmax_connections = 64\nshutdown_timeout = 3\njournal = false\nstate_dir = \"/var/lib/logfunnel\"\n[handlers.h]\nclass = \"StreamHandler\"\nescape_control_chars = false\n[root]\nhandlers = [\"h\"]\n",
+    );
+    let out = run(&["check-config", good.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let bad = dir.write(
+        "bad.toml",
+        "[hub]\nallowed_uids = [\"root\"]\nidle_timeout = -1\nframe_timeout = 0\nmax_connections = 0\njournal = \"yes\"\nsocket_group = []\n[handlers.h]\nclass = \"StreamHandler\"\nescape_control_chars = \"no\"\n",
+    );
+    let out = run(&["check-config", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for key in [
+        "hub.allowed_uids:",
+        "hub.idle_timeout:",
+        "hub.frame_timeout:",
+        "hub.max_connections:",
+        "hub.journal:",
+        "hub.socket_group:",
+        "handlers.h.escape_control_chars:",
+    ] {
+        assert!(err.contains(key), "{key:?} not in:\n{err}");
+    }
 }

@@ -5,4 +5,8 @@ mod util;
 
 mod bad_clients;
 mod cli;
+mod config_files;
 mod delivery;
+mod faults;
+mod python_exact;
+mod security;

@@ -44,6 +44,7 @@ pub struct HubProc {
     pub child: Child,
     pub socket: PathBuf,
     stderr_path: PathBuf,
+    dir: Option<Dir>,
 }
 
 impl HubProc {
@@ -55,19 +56,45 @@ impl HubProc {
     }
 
     pub fn spawn(dir: &Dir, config: &Path) -> HubProc {
+        HubProc::spawn_at(dir, config, &dir.socket())
+    }
+
+    /// Keeps `dir` (its stderr file) alive as long as the hub.
+    pub fn keep_dir(&mut self, dir: Dir) {
+        self.dir = Some(dir);
+    }
+
+    /// Like `spawn`, with the socket at `socket`.
+    pub fn spawn_at(dir: &Dir, config: &Path, socket: &Path) -> HubProc {
+        HubProc::spawn_in(dir, config, socket, None, &[])
+    }
+
+    fn spawn_in(
+        dir: &Dir,
+        config: &Path,
+        socket: &Path,
+        cwd: Option<&Path>,
+        env: &[(&str, &str)],
+    ) -> HubProc {
         let stderr_path = dir.path("hub.stderr");
-        let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
-        let child = Command::new(BIN)
-            .args(["hub", "--config"])
-            .arg(config)
-            .arg("--socket")
-            .arg(dir.socket())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn hub");
-        HubProc { child, socket: dir.socket(), stderr_path }
+        // Appended: a restarted hub's output follows its predecessor's.
+        let stderr =
+            std::fs::OpenOptions::new().create(true).append(true).open(&stderr_path).expect("stderr file");
+        let mut cmd = Command::new(BIN);
+        cmd.args(["hub", "--config"]).arg(config).arg("--socket").arg(socket).envs(env.iter().copied());
+        if let Some(cwd) = cwd {
+            cmd.current_dir(cwd);
+        }
+        let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr).spawn().expect("spawn hub");
+        HubProc { child, socket: socket.to_path_buf(), stderr_path, dir: None }
+    }
+
+    /// Starts `logfunnel hub` in working directory `cwd` (relative file
+    /// names in the config resolve there) with extra environment (e.g. TZ).
+    pub fn start_in(dir: &Dir, config: &Path, cwd: &Path, env: &[(&str, &str)]) -> HubProc {
+        let hub = HubProc::spawn_in(dir, config, &dir.socket(), Some(cwd), env);
+        hub.wait_ready();
+        hub
     }
 
     pub fn wait_ready(&self) {
@@ -205,4 +232,61 @@ pub fn stats_when(socket: &Path, done: impl Fn(&serde_json::Value) -> bool) -> s
 /// One handler's counters in a `stats` answer.
 pub fn handler<'a>(stats: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     stats["handlers"].as_array().unwrap().iter().find(|h| h["name"] == name).expect("handler in stats")
+}
+
+/// python3, or a failure saying how to install it.
+pub fn python3() -> &'static str {
+    let ok = Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "python3 is needed for the differential tests: apt-get install -y python3 (or run scripts/test)"
+    );
+    "python3"
+}
+
+/// A number from /proc/<pid>/status (`Threads`, `VmRSS` in kB…).
+pub fn proc_status(pid: u32, key: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
+}
+
+/// Waits until `done` holds, up to `limit`; returns whether it did.
+pub fn wait_until(limit: Duration, done: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
+/// A config with a FileHandler writing `%(message)s` to `out.log`, plus `extra`
+/// (more TOML: a `[hub]` section, more handlers named in `handlers`).
+pub fn config_with(dir: &Dir, hub: &str, handlers: &[&str], extra: &str) -> PathBuf {
+    let names: Vec<String> =
+        std::iter::once("file").chain(handlers.iter().copied()).map(|n| format!("{n:?}")).collect();
+    let text = format!(
+        "[hub]\n{hub}\n[handlers.file]\nclass = \"FileHandler\"\nfilename = {:?}\n\n{extra}\n[root]\nlevel = \"NOTSET\"\nhandlers = [{}]\n",
+        dir.path("out.log"),
+        names.join(", ")
+    );
+    dir.write("hub.toml", &text)
+}
+
+/// Waits for a worker and returns its JSON report (it must have succeeded).
+pub fn worker_report(child: Child) -> serde_json::Value {
+    let out: Output = child.wait_with_output().expect("worker output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "worker failed ({}): {stdout} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("worker report {stdout:?}: {e}"))
 }

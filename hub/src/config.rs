@@ -77,6 +77,8 @@ pub struct HubConfig {
     pub socket_mode: u32,
     /// Capacity of the listener queue, in batches (default 64).
     pub queue_capacity: usize,
+    /// Access control and client limits (see `hub/src/access.rs`).
+    pub access: crate::access::AccessConfig,
 }
 
 /// A named formatter.
@@ -124,6 +126,76 @@ pub enum StdStream {
     Stdout,
 }
 
+/// Where and how a file handler opens its file (Python's FileHandler arguments).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileOptions {
+    /// Absolute path (relative names are resolved against the hub's
+    /// working directory at load time, as Python's `abspath` does).
+    pub filename: PathBuf,
+    /// Mode `a` (append) rather than `w` (truncate at start).
+    pub append: bool,
+    /// Open on the first record rather than at start.
+    pub delay: bool,
+}
+
+/// TimedRotatingFileHandler's `when`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    /// `S`: seconds.
+    Seconds,
+    /// `M`: minutes.
+    Minutes,
+    /// `H`: hours.
+    Hours,
+    /// `D`: days (counted from the start, not aligned to midnight).
+    Days,
+    /// `MIDNIGHT`: at midnight (or `at_time`).
+    Midnight,
+    /// `W0`–`W6`: weekly on that day (0 is Monday).
+    Weekday(u8),
+}
+
+impl When {
+    /// Python's parsing of `when` (case-insensitive), with its messages.
+    pub fn parse(s: &str) -> Result<When, String> {
+        let upper = s.to_ascii_uppercase();
+        Ok(match upper.as_str() {
+            "S" => When::Seconds,
+            "M" => When::Minutes,
+            "H" => When::Hours,
+            "D" => When::Days,
+            "MIDNIGHT" => When::Midnight,
+            w if w.starts_with('W') => {
+                if w.len() != 2 {
+                    return Err(format!(
+                        "You must specify a day for weekly rollover from 0 to 6 (0 is Monday): {upper}"
+                    ));
+                }
+                match w.as_bytes()[1] {
+                    d @ b'0'..=b'6' => When::Weekday(d - b'0'),
+                    _ => return Err(format!("Invalid day specified for weekly rollover: {upper}")),
+                }
+            }
+            _ => return Err(format!("Invalid rollover interval specified: {upper}")),
+        })
+    }
+}
+
+/// When a TimedRotatingFileHandler rolls over and what it keeps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Schedule {
+    /// The unit (or `MIDNIGHT`, or a weekday).
+    pub when: When,
+    /// How many units per file (Python 3.11 ignores it for MIDNIGHT and Wn).
+    pub interval: u32,
+    /// Compute times in UTC instead of local time.
+    pub utc: bool,
+    /// Seconds after midnight for MIDNIGHT and Wn (`atTime`).
+    pub at_time: Option<u32>,
+    /// Backups kept (0 keeps all).
+    pub backup_count: u32,
+}
+
 /// The class-specific part of a handler.
 #[derive(Debug, Clone, PartialEq)]
 pub enum HandlerKind {
@@ -133,14 +205,37 @@ pub enum HandlerKind {
         stream: StdStream,
     },
     /// `logging.FileHandler`.
-    File {
-        /// Absolute path (relative names are resolved against the hub's
-        /// working directory at load time, as Python's `abspath` does).
-        filename: PathBuf,
-        /// `a` (append) or `w` (truncate).
-        append: bool,
-        /// Open on first record rather than at start.
-        delay: bool,
+    File(FileOptions),
+    /// `logging.handlers.RotatingFileHandler`.
+    RotatingFile {
+        /// The file.
+        file: FileOptions,
+        /// Roll over before the file would reach this size (0: never).
+        max_bytes: u64,
+        /// Backups kept as `.1` … `.N` (0: never roll over).
+        backup_count: u32,
+    },
+    /// `logging.handlers.TimedRotatingFileHandler`.
+    TimedRotatingFile {
+        /// The file (always opened in mode `a`).
+        file: FileOptions,
+        /// When to roll over.
+        schedule: Schedule,
+    },
+    /// `logging.handlers.WatchedFileHandler`.
+    WatchedFile(FileOptions),
+    /// `logging.handlers.MemoryHandler`.
+    Memory {
+        /// Records held before they are all passed on.
+        capacity: usize,
+        /// A record at this level or above passes everything on at once.
+        flush_level: Level,
+        /// The handler that receives them.
+        target: String,
+        /// Python's `flushOnClose`. Accepted, but like Python 3.11's
+        /// `logging.shutdown()`, the hub's shutdown passes held records on
+        /// regardless.
+        flush_on_close: bool,
     },
     /// `logging.NullHandler`.
     Null,
@@ -151,8 +246,23 @@ impl HandlerKind {
     pub fn class_name(&self) -> &'static str {
         match self {
             HandlerKind::Stream { .. } => "StreamHandler",
-            HandlerKind::File { .. } => "FileHandler",
+            HandlerKind::File(_) => "FileHandler",
+            HandlerKind::RotatingFile { .. } => "RotatingFileHandler",
+            HandlerKind::TimedRotatingFile { .. } => "TimedRotatingFileHandler",
+            HandlerKind::WatchedFile(_) => "WatchedFileHandler",
+            HandlerKind::Memory { .. } => "MemoryHandler",
             HandlerKind::Null => "NullHandler",
+        }
+    }
+
+    /// The file a file handler writes.
+    pub fn file(&self) -> Option<&FileOptions> {
+        match self {
+            HandlerKind::File(f) | HandlerKind::WatchedFile(f) => Some(f),
+            HandlerKind::RotatingFile { file, .. } | HandlerKind::TimedRotatingFile { file, .. } => {
+                Some(file)
+            }
+            HandlerKind::Stream { .. } | HandlerKind::Memory { .. } | HandlerKind::Null => None,
         }
     }
 }
@@ -172,6 +282,8 @@ pub struct HandlerConfig {
     pub queue_capacity: usize,
     /// What happens when the queue is full.
     pub overflow: OverflowPolicy,
+    /// Escape control characters in messages (default true; false = raw).
+    pub escape_control_chars: bool,
 }
 
 /// The root logger or a named logger.
@@ -211,14 +323,40 @@ impl Config {
             .expect("the embedded default configuration is valid")
     }
 
-    /// Reads and validates a TOML file.
+    /// Reads and validates a configuration file: TOML, or a Python
+    /// dictConfig saved as JSON when the name ends in `.json`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let name = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             source_name: name.clone(),
             issues: vec![ConfigIssue { path: String::new(), message: format!("cannot read: {e}") }],
         })?;
-        Config::from_toml_str(&text, &name)
+        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) {
+            Config::from_json_str(&text, &name)
+        } else {
+            Config::from_toml_str(&text, &name)
+        }
+    }
+
+    /// Parses and validates a Python dictConfig written as JSON (what
+    /// `json.dump(LOGGING)` gives). The same keys as the TOML form are
+    /// accepted; what only Python can do (`()` factories, `cfg://`
+    /// references, `.` attributes) is an error naming the key.
+    pub fn from_json_str(text: &str, source_name: &str) -> Result<Config, ConfigError> {
+        let fail = |issues| ConfigError { source_name: source_name.to_owned(), issues };
+        let json: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+            fail(vec![ConfigIssue { path: String::new(), message: format!("not valid JSON: {e}") }])
+        })?;
+        let mut p = Parser { issues: Vec::new() };
+        let table = match json_to_toml(&json, "", &mut p) {
+            Some(Value::Table(t)) => t,
+            _ => {
+                p.issue("", "a dictConfig must be a JSON object");
+                Table::new()
+            }
+        };
+        let config = p.config(&table);
+        if p.issues.is_empty() { Ok(config) } else { Err(fail(p.issues)) }
     }
 
     /// Parses and validates TOML text; `source_name` names it in errors.
@@ -314,8 +452,34 @@ impl Parser {
         }
     }
 
+    fn non_negative(&mut self, path: &str, table: &Table, keys: Keys) -> Option<u64> {
+        let (p, v) = self.get(path, table, keys)?;
+        match v {
+            Value::Integer(i) if *i >= 0 => Some(*i as u64),
+            other => {
+                self.issue(p, format!("expected a number of bytes (0 or more), found {other}"));
+                None
+            }
+        }
+    }
+
+    fn count(&mut self, path: &str, table: &Table, keys: Keys) -> Option<u32> {
+        let (p, v) = self.get(path, table, keys)?;
+        match v {
+            Value::Integer(i) if (0..=i64::from(u32::MAX)).contains(i) => Some(*i as u32),
+            other => {
+                self.issue(p, format!("expected a count (0 or more), found {other}"));
+                None
+            }
+        }
+    }
+
     fn level(&mut self, path: &str, table: &Table) -> Option<Level> {
-        let (p, v) = self.get(path, table, &["level"])?;
+        self.level_at(path, table, &["level"])
+    }
+
+    fn level_at(&mut self, path: &str, table: &Table, keys: Keys) -> Option<Level> {
+        let (p, v) = self.get(path, table, keys)?;
         let parsed = match v {
             Value::String(s) => parse_level(s),
             Value::Integer(i) => u32::try_from(*i).ok().map(Level),
@@ -409,6 +573,7 @@ impl Parser {
         let formatters = self.formatters(table);
         let filters = self.filters(table);
         let handlers = self.handlers(table, &formatters, &filters);
+        self.memory_targets(&handlers);
         let root = match self.section(table, "root") {
             Some(t) => self.logger("root", t, true, &handlers, &filters),
             None => LoggerConfig { level: None, handlers: Vec::new(), filters: Vec::new(), propagate: false },
@@ -423,10 +588,34 @@ impl Parser {
     }
 
     fn hub(&mut self, table: &Table) -> HubConfig {
-        let mut hub = HubConfig { socket: None, socket_mode: 0o600, queue_capacity: 64 };
+        let mut hub = HubConfig {
+            socket: None,
+            socket_mode: 0o600,
+            queue_capacity: 64,
+            access: crate::access::AccessConfig::default(),
+        };
         let Some(t) = self.section(table, "hub") else { return hub };
-        self.unknown_keys("hub", t, &[&["socket"], &["socket_mode"], &["queue_capacity"]]);
+        let mut allowed: Vec<Keys> = vec![&["socket"], &["socket_mode"], &["queue_capacity"]];
+        allowed.extend_from_slice(crate::access::KEYS);
+        self.unknown_keys("hub", t, &allowed);
+        match crate::access::AccessConfig::parse(t) {
+            Ok(a) => hub.access = a,
+            Err(issues) => {
+                for (key, message) in issues {
+                    self.issue(join("hub", key), message);
+                }
+            }
+        }
         hub.socket = self.string("hub", t, &["socket"]).map(PathBuf::from);
+        if let Some(sock) = &hub.socket
+            && sock.to_string_lossy().starts_with(['@', '\0'])
+        {
+            // Linux's abstract namespace has no permissions: any local process could connect.
+            self.issue(
+                "hub.socket",
+                "abstract socket names are refused (no permissions apply to them); use a file path in a private directory",
+            );
+        }
         if let Some((p, v)) = self.get("hub", t, &["socket_mode"]) {
             let mode = match v {
                 Value::String(s) => u32::from_str_radix(s.trim_start_matches("0o"), 8).ok(),
@@ -511,8 +700,15 @@ impl Parser {
         let mut out = BTreeMap::new();
         for (name, t) in self.named(table, "handlers") {
             let path = join("handlers", &name);
-            let common: [Keys; 6] =
-                [&["class"], &["level"], &["formatter"], &["filters"], &["queue_capacity"], &["overflow"]];
+            let common: [Keys; 7] = [
+                &["class"],
+                &["level"],
+                &["formatter"],
+                &["filters"],
+                &["queue_capacity"],
+                &["overflow"],
+                &["escape_control_chars"],
+            ];
             let Some(class) = self.string(&path, t, &["class"]) else {
                 if !t.contains_key("class") {
                     self.issue(join(&path, "class"), "missing (e.g. class = \"FileHandler\")");
@@ -536,15 +732,85 @@ impl Parser {
                     };
                     (stream.map(|stream| HandlerKind::Stream { stream }), vec![&["stream"]])
                 }
-                "FileHandler" => (
-                    self.file_handler(&path, t),
-                    vec![&["filename"], &["mode"], &["encoding"], &["delay"], &["errors"]],
-                ),
+                "FileHandler" => {
+                    (self.file_options(&path, t, true).map(HandlerKind::File), FILE_KEYS.to_vec())
+                }
+                "WatchedFileHandler" => {
+                    (self.file_options(&path, t, true).map(HandlerKind::WatchedFile), FILE_KEYS.to_vec())
+                }
+                "RotatingFileHandler" => {
+                    let file = self.file_options(&path, t, true);
+                    let max_bytes = self.non_negative(&path, t, &["max_bytes", "maxBytes"]).unwrap_or(0);
+                    let backup_count = self.count(&path, t, &["backup_count", "backupCount"]).unwrap_or(0);
+                    let mut keys = FILE_KEYS.to_vec();
+                    keys.extend([&["max_bytes", "maxBytes"][..], &["backup_count", "backupCount"]]);
+                    (file.map(|file| HandlerKind::RotatingFile { file, max_bytes, backup_count }), keys)
+                }
+                "TimedRotatingFileHandler" => {
+                    let file = self.file_options(&path, t, false);
+                    let schedule = self.schedule(&path, t);
+                    let mut keys: Vec<Keys> = FILE_KEYS.iter().copied().filter(|k| k[0] != "mode").collect();
+                    keys.extend([
+                        &["when"][..],
+                        &["interval"],
+                        &["utc"],
+                        &["at_time", "atTime"],
+                        &["backup_count", "backupCount"],
+                    ]);
+                    let kind = match (file, schedule) {
+                        (Some(file), Some(schedule)) => {
+                            Some(HandlerKind::TimedRotatingFile { file, schedule })
+                        }
+                        _ => None,
+                    };
+                    (kind, keys)
+                }
+                "MemoryHandler" => {
+                    let capacity = self.positive(&path, t, &["capacity"]);
+                    if capacity.is_none() && !t.contains_key("capacity") {
+                        self.issue(join(&path, "capacity"), "missing (how many records to hold)");
+                    }
+                    let flush_level =
+                        self.level_at(&path, t, &["flush_level", "flushLevel"]).unwrap_or(Level::ERROR);
+                    let target = self.string(&path, t, &["target"]);
+                    if let Some(target) = &target
+                        && !table
+                            .get("handlers")
+                            .and_then(Value::as_table)
+                            .is_some_and(|h| h.contains_key(target))
+                    {
+                        self.issue(join(&path, "target"), format!("unknown handler {target:?}"));
+                    }
+                    if target.is_none() && !t.contains_key("target") {
+                        self.issue(
+                            join(&path, "target"),
+                            "missing (the handler that receives the records; the hub cannot set one later)",
+                        );
+                    }
+                    let flush_on_close =
+                        self.boolean(&path, t, &["flush_on_close", "flushOnClose"]).unwrap_or(true);
+                    let kind = match (capacity, target) {
+                        (Some(capacity), Some(target)) => {
+                            Some(HandlerKind::Memory { capacity, flush_level, target, flush_on_close })
+                        }
+                        _ => None,
+                    };
+                    let keys: Vec<Keys> = vec![
+                        &["capacity"],
+                        &["flush_level", "flushLevel"],
+                        &["target"],
+                        &["flush_on_close", "flushOnClose"],
+                    ];
+                    (kind, keys)
+                }
                 "NullHandler" => (Some(HandlerKind::Null), vec![]),
                 _ => {
                     self.issue(
                         join(&path, "class"),
-                        format!("unknown handler class {class:?} (supported: StreamHandler, FileHandler, NullHandler)"),
+                        format!(
+                            "unknown handler class {class:?} (supported: {})",
+                            SUPPORTED_CLASSES.join(", ")
+                        ),
                     );
                     continue;
                 }
@@ -557,7 +823,16 @@ impl Parser {
             if let Some(f) = &formatter
                 && !formatters.contains_key(f)
             {
-                self.issue(join(&path, "formatter"), format!("unknown formatter {f:?}"));
+                let defined =
+                    table.get("formatters").and_then(Value::as_table).is_some_and(|t| t.contains_key(f));
+                let message = if defined {
+                    // Named here too, so a bad format string points at every
+                    // handler it would have broken.
+                    format!("formatter {f:?} is invalid (see {})", join("formatters", f))
+                } else {
+                    format!("unknown formatter {f:?}")
+                };
+                self.issue(join(&path, "formatter"), message);
             }
             let handler_filters = self.string_list(&path, t, &["filters"]);
             self.check_refs(&join(&path, "filters"), &handler_filters, filters, "filter");
@@ -576,6 +851,7 @@ impl Parser {
                     OverflowPolicy::Block
                 }
             };
+            let escape_control_chars = self.boolean(&path, t, &["escape_control_chars"]).unwrap_or(true);
             if let Some(kind) = kind {
                 out.insert(
                     name,
@@ -586,6 +862,7 @@ impl Parser {
                         filters: handler_filters,
                         queue_capacity,
                         overflow,
+                        escape_control_chars,
                     },
                 );
             }
@@ -593,17 +870,25 @@ impl Parser {
         out
     }
 
-    fn file_handler(&mut self, path: &str, t: &Table) -> Option<HandlerKind> {
+    /// FileHandler's arguments (`allow_mode`: TimedRotatingFileHandler has none).
+    fn file_options(&mut self, path: &str, t: &Table, allow_mode: bool) -> Option<FileOptions> {
         let filename = self.string(path, t, &["filename"]);
         if filename.is_none() && !t.contains_key("filename") {
-            self.issue(join(path, "filename"), "missing (FileHandler needs a file name)");
+            self.issue(join(path, "filename"), "missing (a file handler needs a file name)");
         }
-        let append = match self.string(path, t, &["mode"]).as_deref() {
-            None | Some("a") => true,
-            Some("w") => false,
-            Some(other) => {
-                self.issue(join(path, "mode"), format!("{other:?} is not supported (use \"a\" or \"w\")"));
-                true
+        let append = if !allow_mode {
+            true
+        } else {
+            match self.string(path, t, &["mode"]).as_deref() {
+                None | Some("a") => true,
+                Some("w") => false,
+                Some(other) => {
+                    self.issue(
+                        join(path, "mode"),
+                        format!("{other:?} is not supported (use \"a\" or \"w\")"),
+                    );
+                    true
+                }
             }
         };
         if let Some(enc) = self.string(path, t, &["encoding"])
@@ -634,7 +919,79 @@ impl Parser {
         {
             self.issue(join(path, "filename"), format!("directory {} does not exist", dir.display()));
         }
-        Some(HandlerKind::File { filename, append, delay })
+        Some(FileOptions { filename, append, delay })
+    }
+
+    /// TimedRotatingFileHandler's `when`, `interval`, `utc`, `at_time`, `backup_count`.
+    fn schedule(&mut self, path: &str, t: &Table) -> Option<Schedule> {
+        let when = match self.string(path, t, &["when"]) {
+            None => Some(When::Hours),
+            Some(w) => When::parse(&w).map_err(|e| self.issue(join(path, "when"), e)).ok(),
+        };
+        let interval = match self.get(path, t, &["interval"]) {
+            None => Some(1),
+            Some((_, Value::Integer(i))) if (1..=i64::from(u32::MAX)).contains(i) => Some(*i as u32),
+            Some((p, v)) => {
+                self.issue(p, format!("expected a positive number of units, found {v}"));
+                None
+            }
+        };
+        let utc = self.boolean(path, t, &["utc"]).unwrap_or(false);
+        let at_time = match self.get(path, t, &["at_time", "atTime"]) {
+            None => None,
+            Some((p, v)) => {
+                let parsed = match v {
+                    Value::String(s) => parse_time_of_day(s),
+                    Value::Datetime(d) if d.date.is_none() && d.offset.is_none() => d.time.map(|t| {
+                        u32::from(t.hour) * 3600 + u32::from(t.minute) * 60 + u32::from(t.second.unwrap_or(0))
+                    }),
+                    _ => None,
+                };
+                if parsed.is_none() {
+                    self.issue(p, format!("{v} is not a time of day (write \"HH:MM\" or \"HH:MM:SS\")"));
+                }
+                parsed
+            }
+        };
+        let backup_count = self.count(path, t, &["backup_count", "backupCount"]).unwrap_or(0);
+        Some(Schedule { when: when?, interval: interval?, utc, at_time, backup_count })
+    }
+
+    /// No chain of MemoryHandler targets loops.
+    fn memory_targets(&mut self, handlers: &BTreeMap<String, HandlerConfig>) {
+        let target_of = |name: &str| match &handlers.get(name)?.kind {
+            HandlerKind::Memory { target, .. } => Some(target.as_str()),
+            _ => None,
+        };
+        for name in handlers.keys() {
+            let Some(target) = target_of(name) else { continue };
+            let path = join(&join("handlers", name), "target");
+            if !handlers.contains_key(target) {
+                continue; // reported where it was parsed
+            }
+            let mut chain = vec![name.as_str()];
+            let mut cur = target;
+            loop {
+                if let Some(start) = chain.iter().position(|n| *n == cur) {
+                    // Reported once, at the loop's first member in name order.
+                    let members = &chain[start..];
+                    if start == 0 && members.iter().all(|m| name.as_str() <= *m) {
+                        let mut shown: Vec<&str> = members.to_vec();
+                        shown.push(cur);
+                        self.issue(
+                            path,
+                            format!("cycle through MemoryHandler targets: {}", shown.join(" → ")),
+                        );
+                    }
+                    break;
+                }
+                chain.push(cur);
+                match target_of(cur) {
+                    Some(next) if handlers.contains_key(next) => cur = next,
+                    _ => break,
+                }
+            }
+        }
     }
 
     fn check_refs<T>(&mut self, path: &str, names: &[String], known: &BTreeMap<String, T>, what: &str) {
@@ -674,6 +1031,79 @@ impl Parser {
         let propagate = if is_root { false } else { self.boolean(path, t, &["propagate"]).unwrap_or(true) };
         LoggerConfig { level, handlers: hs, filters: fs, propagate }
     }
+}
+
+/// JSON → TOML values, reporting what Python alone could interpret.
+/// `null` counts as absent, as Python's defaults would apply.
+fn json_to_toml(v: &serde_json::Value, path: &str, p: &mut Parser) -> Option<Value> {
+    use serde_json::Value as J;
+    Some(match v {
+        J::Null => return None,
+        J::Bool(b) => Value::Boolean(*b),
+        J::Number(n) => match n.as_i64() {
+            Some(i) => Value::Integer(i),
+            None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        J::String(s) => {
+            if s.starts_with("cfg://") {
+                p.issue(path, format!("{s:?}: cfg:// references are not supported (write the value itself)"));
+            }
+            Value::String(s.clone())
+        }
+        J::Array(items) => Value::Array(
+            items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, item)| json_to_toml(item, &format!("{path}[{i}]"), p))
+                .collect(),
+        ),
+        J::Object(map) => {
+            let mut t = Table::new();
+            for (k, item) in map {
+                let key_path = join(path, k);
+                match k.as_str() {
+                    "()" if !path.starts_with("formatters") => {
+                        p.issue(key_path, "'()' factories cannot be mapped: logfunnel runs no Python code");
+                        continue;
+                    }
+                    "." => {
+                        p.issue(key_path, "'.' attribute settings cannot be mapped");
+                        continue;
+                    }
+                    _ => {}
+                }
+                if let Some(value) = json_to_toml(item, &key_path, p) {
+                    t.insert(k.clone(), value);
+                }
+            }
+            Value::Table(t)
+        }
+    })
+}
+
+/// The handler classes a configuration may name.
+const SUPPORTED_CLASSES: &[&str] = &[
+    "StreamHandler",
+    "FileHandler",
+    "RotatingFileHandler",
+    "TimedRotatingFileHandler",
+    "WatchedFileHandler",
+    "MemoryHandler",
+    "NullHandler",
+];
+
+/// FileHandler's keys, shared by the file handlers.
+const FILE_KEYS: &[Keys] = &[&["filename"], &["mode"], &["encoding"], &["delay"], &["errors"]];
+
+/// `"HH:MM"` or `"HH:MM:SS"` → seconds after midnight.
+fn parse_time_of_day(s: &str) -> Option<u32> {
+    let parts: Vec<&str> = s.split(':').collect();
+    if !(2..=3).contains(&parts.len()) || parts.iter().any(|p| p.len() != 2) {
+        return None;
+    }
+    let n: Vec<u32> = parts.iter().map(|p| p.parse().ok()).collect::<Option<_>>()?;
+    let (h, m, sec) = (n[0], n[1], n.get(2).copied().unwrap_or(0));
+    (h < 24 && m < 60 && sec < 60).then_some(h * 3600 + m * 60 + sec)
 }
 
 fn absolute(p: &Path) -> PathBuf {
@@ -725,7 +1155,7 @@ propagate = false
         assert_eq!(c.loggers["app.db"].level, Some(Level::WARNING));
         assert!(!c.loggers["app.db"].propagate);
         assert!(
-            matches!(&c.handlers["file"].kind, HandlerKind::File { filename, append: true, .. } if filename.is_absolute())
+            matches!(&c.handlers["file"].kind, HandlerKind::File(FileOptions { filename, append: true, .. }) if filename.is_absolute())
         );
     }
 
@@ -774,6 +1204,155 @@ level = "INFO"
             issues("[handlers.f]\nclass = \"FileHandler\"\nfilename = \"/no/such/dir/x.log\"\ndelay = true")
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn file_handler_options_are_checked() {
+        let got = issues(
+            r#"
+[formatters.bad]
+format = "%(message)q"
+[handlers.r]
+class = "logging.handlers.RotatingFileHandler"
+filename = "r.log"
+maxBytes = -1
+backup_count = 2
+backupCount = 3
+formatter = "bad"
+[handlers.t]
+class = "TimedRotatingFileHandler"
+filename = "t.log"
+when = "W7"
+interval = 0
+at_time = "25:00"
+mode = "w"
+[handlers.t2]
+class = "TimedRotatingFileHandler"
+filename = "t.log"
+when = "fortnight"
+[handlers.w]
+class = "WatchedFileHandler"
+"#,
+        );
+        let expect = [
+            "formatters.bad.format:",
+            "handlers.r.maxBytes: expected a number of bytes",
+            "handlers.r.backupCount: given twice (also as handlers.r.backup_count)",
+            "handlers.r.formatter: formatter \"bad\" is invalid (see formatters.bad)",
+            "handlers.t.when: Invalid day specified for weekly rollover: W7",
+            "handlers.t.interval: expected a positive number of units, found 0",
+            "handlers.t.at_time: \"25:00\" is not a time of day",
+            "handlers.t.mode: unknown key",
+            "handlers.t2.when: Invalid rollover interval specified: FORTNIGHT",
+            "handlers.w.filename: missing",
+        ];
+        for e in expect {
+            assert!(got.iter().any(|g| g.starts_with(e)), "missing {e:?} in {got:#?}");
+        }
+        assert_eq!(got.len(), expect.len(), "{got:#?}");
+        let ok = Config::from_toml_str(
+            "[handlers.t]\nclass = \"TimedRotatingFileHandler\"\nfilename = \"t.log\"\nwhen = \"midnight\"\nat_time = 04:30:00\nbackupCount = 7\n",
+            "test",
+        )
+        .unwrap();
+        let HandlerKind::TimedRotatingFile { schedule, .. } = &ok.handlers["t"].kind else { panic!() };
+        assert_eq!(
+            schedule,
+            &Schedule {
+                when: When::Midnight,
+                interval: 1,
+                utc: false,
+                at_time: Some(4 * 3600 + 1800),
+                backup_count: 7
+            }
+        );
+    }
+
+    #[test]
+    fn a_python_dictconfig_in_json_is_accepted_and_what_cannot_map_is_named() {
+        let json = r#"{
+  "version": 1,
+  "disable_existing_loggers": false,
+  "formatters": {"std": {"format": "%(asctime)s %(levelname)s %(message)s", "datefmt": null}},
+  "handlers": {
+    "file": {"class": "logging.handlers.RotatingFileHandler", "filename": "app.log",
+             "maxBytes": 1048576, "backupCount": 5, "formatter": "std", "level": "INFO"},
+    "console": {"class": "logging.StreamHandler", "stream": "ext://sys.stdout"}
+  },
+  "loggers": {"app": {"handlers": ["file"], "level": 10, "propagate": false}},
+  "root": {"handlers": ["console"], "level": "WARNING"}
+}"#;
+        let c = Config::from_json_str(json, "logging.json").unwrap();
+        assert!(matches!(
+            c.handlers["file"].kind,
+            HandlerKind::RotatingFile { max_bytes: 1048576, backup_count: 5, .. }
+        ));
+        assert_eq!(c.loggers["app"].level, Some(Level::DEBUG));
+        let bad = r#"{"version": 1,
+  "handlers": {"h": {"()": "myapp.MyHandler"},
+               "m": {"class": "logging.handlers.SMTPHandlerX", ".": {"x": 1}},
+               "f": {"class": "logging.FileHandler", "filename": "x.log", "level": "cfg://handlers.h.level"}},
+  "root": {"handlers": ["h"]}}"#;
+        let got: Vec<String> = match Config::from_json_str(bad, "bad.json") {
+            Err(e) => e.issues.iter().map(|i| i.to_string()).collect(),
+            Ok(_) => panic!("accepted"),
+        };
+        for e in [
+            "handlers.h.\"()\": '()' factories cannot be mapped",
+            "handlers.h.class: missing",
+            "handlers.m.\".\": '.' attribute settings cannot be mapped",
+            "handlers.m.class: unknown handler class \"logging.handlers.SMTPHandlerX\"",
+            "handlers.f.level: \"cfg://handlers.h.level\": cfg:// references are not supported",
+        ] {
+            assert!(got.iter().any(|g| g.starts_with(e)), "missing {e:?} in {got:#?}");
+        }
+        assert!(Config::from_json_str("[1]", "x.json").is_err());
+        assert!(
+            Config::from_json_str("{", "x.json").unwrap_err().issues[0].message.starts_with("not valid JSON")
+        );
+    }
+
+    #[test]
+    fn memory_handler_targets_are_checked() {
+        let got = issues(
+            r#"
+[handlers.a]
+class = "MemoryHandler"
+capacity = 10
+target = "b"
+[handlers.b]
+class = "logging.handlers.MemoryHandler"
+capacity = 10
+flushLevel = "WARNING"
+target = "c"
+[handlers.c]
+class = "MemoryHandler"
+capacity = 5
+target = "a"
+[handlers.d]
+class = "MemoryHandler"
+capacity = 0
+target = "nowhere"
+[handlers.e]
+class = "MemoryHandler"
+target = "d"
+[handlers.self]
+class = "MemoryHandler"
+capacity = 1
+target = "self"
+"#,
+        );
+        let expect = [
+            "handlers.a.target: cycle through MemoryHandler targets: a → b → c → a",
+            "handlers.d.capacity: expected a positive integer, found 0",
+            "handlers.d.target: unknown handler \"nowhere\"",
+            "handlers.e.capacity: missing",
+            "handlers.self.target: cycle through MemoryHandler targets: self → self",
+        ];
+        for e in expect {
+            assert!(got.iter().any(|g| g.starts_with(e)), "missing {e:?} in {got:#?}");
+        }
+        assert_eq!(got.len(), expect.len(), "{got:#?}");
     }
 
     #[test]

@@ -3,9 +3,11 @@
 //! A reader owns its connection. It refuses a stranger (wrong magic) or an
 //! incompatible client (wrong version) with a reason, drops records it has
 //! already taken from this client session (a client resends what was not
-//! acknowledged after a reconnect), and acknowledges a batch once the
-//! listener queue has taken it. Any error ends this connection only: other
-//! clients never notice.
+//! acknowledged after a reconnect), and acknowledges a batch once it is
+//! settled (see `sessions.rs`): written and journaled by durable handlers,
+//! queued by the others. It closes peers the allowlist refuses before reading
+//! a byte, and clients that idle or trickle. Any error ends this connection
+//! only: other clients never notice.
 
 use std::io::{self, Read, Write};
 use std::sync::Arc;
@@ -23,33 +25,79 @@ use crossbeam_channel::Sender;
 
 use crate::HubShared;
 use crate::dispatcher::{Frame, InBatch, Peer};
-use crate::stats::{ConnCounters, add};
+use crate::sessions::{self, SettleGuard};
+use crate::stats::{ConnCounters, HubCounters, add};
 
 const POLL: Duration = Duration::from_millis(200);
 const PROBE: &str = "closed before the handshake";
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a reader with unacknowledged batches looks for newly settled ones.
+const ACK_POLL_MS: i32 = 2;
 
 pub(crate) fn serve(stream: Stream, id: u64, shared: Arc<HubShared>, tx: Sender<InBatch>) {
-    let peer_pid = peer_pid(&stream);
-    let _ = stream.set_recv_timeout(Some(POLL));
-    let _ = stream.set_send_timeout(Some(Duration::from_secs(5)));
-    let mut conn = Conn { stream, buf: vec![0; 128 << 10], start: 0, end: 0, out: FrameBuf::default() };
+    let creds = peer_creds(&stream);
+    let peer_pid = creds.pid;
+    // Open-connection count, however this ends.
+    add(&shared.counters.open, 1);
+    struct Open<'a>(&'a HubShared);
+    impl Drop for Open<'_> {
+        fn drop(&mut self) {
+            crate::stats::sub(&self.0.counters.open, 1);
+        }
+    }
+    let _open = Open(&shared);
     let who = match peer_pid {
         Some(pid) => format!("connection {id} (pid {pid})"),
         None => format!("connection {id}"),
     };
+    // Decided on the kernel's word before a byte of the client is read.
+    if !shared.policy.admits(creds.uid, creds.gid) {
+        add(&shared.counters.refused_peers, 1);
+        add(&shared.refused, 1);
+        let show = |v: Option<u32>| v.map_or("?".to_owned(), |v| v.to_string());
+        eprintln!(
+            "logfunnel hub: refused {who}: uid {} gid {} pid {} is not in allowed_uids/allowed_gids",
+            show(creds.uid),
+            show(creds.gid),
+            show(creds.pid)
+        );
+        return;
+    }
+    let _ = stream.set_recv_timeout(Some(POLL));
+    let _ = stream.set_send_timeout(Some(Duration::from_secs(5)));
+    // Small at first: an idle client costs little; the buffer grows to the
+    // largest frame this client sends (bounded by MAX_FRAME_BYTES).
+    let mut conn = Conn { stream, buf: vec![0; 1 << 10], start: 0, end: 0, out: FrameBuf::default() };
     match session(&mut conn, &shared, &tx, &who, peer_pid, id) {
         Ok(()) => {}
-        Err(Ended::Refused(reason)) => {
+        Err(Ended::Refused(reason, counter)) => {
             add(&shared.refused, 1);
+            add(counter(&shared.counters), 1);
             eprintln!("logfunnel hub: refused {who}: {reason}");
         }
         Err(Ended::Stopping) => {}
         // A connection that closes before sending a byte is a liveness probe
         // (a second hub checking the socket, or our own shutdown wake-up).
         Err(Ended::Lost(reason)) if reason == PROBE => {}
+        Err(Ended::TimedOut(reason)) => {
+            add(&shared.counters.timed_out, 1);
+            shared.warn_limited(&format!("{who}: {reason}"));
+        }
+        Err(Ended::Truncated(reason)) => {
+            add(&shared.counters.truncated_frames, 1);
+            eprintln!("logfunnel hub: {who}: {reason}");
+        }
         Err(Ended::Lost(reason)) => eprintln!("logfunnel hub: {who}: {reason}"),
     }
+}
+
+type Counter = fn(&HubCounters) -> &std::sync::atomic::AtomicU64;
+
+fn bad_frame(c: &HubCounters) -> &std::sync::atomic::AtomicU64 {
+    &c.bad_frames
+}
+
+fn bad_handshake(c: &HubCounters) -> &std::sync::atomic::AtomicU64 {
+    &c.bad_handshakes
 }
 
 /// What a frame after the handshake turned out to be.
@@ -60,8 +108,12 @@ enum Kind {
 }
 
 enum Ended {
-    /// The client broke the protocol; it was told why.
-    Refused(String),
+    /// The client broke the protocol; it was told why (and which counter says so).
+    Refused(String, Counter),
+    /// The client idled, or sent too slowly.
+    TimedOut(String),
+    /// The client went away in the middle of a frame.
+    Truncated(String),
     /// The connection failed or ended mid-frame.
     Lost(String),
     /// The hub is shutting down.
@@ -146,7 +198,12 @@ impl Conn {
             let _ = (&self.stream).write_all(&p.to_bytes());
         }
         let _ = self.send(&HubFrame::Refuse { reason: reason.clone() });
-        Ended::Refused(reason)
+        Ended::Refused(reason, if preamble { bad_handshake } else { bad_frame })
+    }
+
+    /// Waits up to `ms` for bytes (or an end of stream) to read.
+    fn readable(&self, ms: i32) -> bool {
+        readable(&self.stream, ms)
     }
 
     /// Waits until `n` bytes are buffered (handshake only).
@@ -156,9 +213,9 @@ impl Conn {
                 return Err(Ended::Stopping);
             }
             if Instant::now() >= deadline {
-                return Err(Ended::Lost(format!(
-                    "no complete handshake within {}s; closed",
-                    HANDSHAKE_TIMEOUT.as_secs()
+                return Err(Ended::TimedOut(format!(
+                    "no complete handshake within {:.1}s (handshake_timeout); closed",
+                    shared.policy.handshake_timeout.as_secs_f64()
                 )));
             }
             match self.fill() {
@@ -185,7 +242,7 @@ fn session(
     peer_pid: Option<u32>,
     id: u64,
 ) -> Result<(), Ended> {
-    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    let deadline = Instant::now() + shared.policy.handshake_timeout;
     conn.wait_for(8, shared, deadline)?;
     let pre: [u8; 8] = conn.available()[..8].try_into().expect("8 bytes");
     conn.start += 8;
@@ -230,16 +287,27 @@ fn session(
         }
     }
     let _closed = Closed(&counters);
-    let peer =
-        Arc::new(Peer { process_name: hello.process_name.clone(), host_name: hello.host_name.clone() });
-    // Resume where this session left off if it was here before.
-    let mut next_seq =
-        { shared.sessions.next_seq(hello.session).unwrap_or(hello.first_seq).max(hello.first_seq) };
-    conn.send(&HubFrame::Welcome { next_seq })
+    let peer = Arc::new(Peer {
+        process_name: hello.process_name.clone(),
+        host_name: hello.host_name.clone(),
+        session: hello.session,
+    });
+    // Resume where this session left off if it was here before: it resends
+    // from its oldest unacknowledged record; what is already here is dropped.
+    let state = shared.sessions.open(hello.session, hello.first_seq);
+    let mut sent_ack = {
+        let mut st = sessions::lock(&state);
+        st.skip_to(hello.first_seq);
+        st.settled_next().max(hello.first_seq)
+    };
+    conn.send(&HubFrame::Welcome { next_seq: sent_ack })
         .map_err(|e| Ended::Lost(format!("cannot answer the hello: {e}")))?;
-    let mut unacked = false;
+    let policy = &shared.policy;
+    let mut last_input = Instant::now();
+    let mut partial_since: Option<Instant> = None;
     loop {
         while let Some((at, len)) = conn.next_frame().map_err(|e| conn.refuse(e.to_string(), false))? {
+            partial_since = None;
             // The records keep pointing into their frame's bytes, which
             // travel with them to the handlers (see `dispatcher::Frame`).
             let bytes: Box<[u8]> = conn.buf[at..at + len].into();
@@ -265,35 +333,48 @@ fn session(
             match kind {
                 Kind::Batch(first_seq) => {
                     let count = frame.borrow_dependent().len() as u64;
-                    let end = first_seq + count;
-                    if end <= next_seq {
+                    let end = first_seq.saturating_add(count);
+                    let mut st = sessions::lock(&state);
+                    if end <= st.received_next {
+                        drop(st);
                         add(&shared.duplicates, count);
                         add(&counters.duplicates, count);
-                    } else {
-                        if first_seq > next_seq {
-                            eprintln!(
-                                "logfunnel hub: {who}: records {next_seq}..{first_seq} never arrived (the client dropped them)"
-                            );
-                        }
-                        let skip = next_seq.saturating_sub(first_seq) as usize;
-                        if skip > 0 {
-                            add(&shared.duplicates, skip as u64);
-                            add(&counters.duplicates, skip as u64);
-                            frame.with_dependent_mut(|_, records| {
-                                records.drain(..skip);
-                            });
-                        }
-                        let taken = count - skip as u64;
-                        add(&shared.received, taken);
-                        add(&counters.received, taken);
-                        // Blocks when the hub is saturated: backpressure.
-                        if tx.send(InBatch { peer: Arc::clone(&peer), frame }).is_err() {
-                            return Err(Ended::Stopping);
-                        }
-                        next_seq = end;
-                        shared.sessions.record(hello.session, next_seq);
+                        continue;
                     }
-                    unacked = true;
+                    if first_seq > st.received_next {
+                        shared.warn_limited(&format!(
+                            "{who}: records {}..{first_seq} never arrived (the client dropped them)",
+                            st.received_next
+                        ));
+                        st.skip_to(first_seq);
+                    }
+                    let skip = st.received_next - first_seq;
+                    let (guard, done) = SettleGuard::new();
+                    st.received(end, done);
+                    drop(st);
+                    if skip > 0 {
+                        add(&shared.duplicates, skip);
+                        add(&counters.duplicates, skip);
+                        frame.with_dependent_mut(|_, records| {
+                            records.drain(..skip as usize);
+                        });
+                    }
+                    let taken = count - skip;
+                    add(&shared.received, taken);
+                    add(&counters.received, taken);
+                    let batch = InBatch {
+                        peer: Arc::clone(&peer),
+                        frame,
+                        first_seq: first_seq + skip,
+                        settle: Some(guard),
+                    };
+                    // Blocks when the hub is saturated: backpressure.
+                    if let Err(e) = tx.send(batch) {
+                        if let Some(g) = &e.0.settle {
+                            g.abandon();
+                        }
+                        return Err(Ended::Stopping);
+                    }
                 }
                 Kind::Bye => return Ok(()),
                 Kind::OutOfPlace => {
@@ -301,22 +382,75 @@ fn session(
                 }
             }
         }
-        // One acknowledgement per burst of frames, not per frame: fewer
-        // writes, and a client busy writing never faces a wall of acks.
-        if unacked {
-            conn.send(&HubFrame::Ack { next_seq })
+        // One acknowledgement per burst of settled batches, not per frame:
+        // fewer writes, and a client busy writing never faces a wall of acks.
+        let (acked, received) = {
+            let mut st = sessions::lock(&state);
+            (st.settled_next(), st.received_next)
+        };
+        if acked > sent_ack {
+            conn.send(&HubFrame::Ack { next_seq: acked })
                 .map_err(|e| Ended::Lost(format!("cannot acknowledge: {e}")))?;
-            unacked = false;
+            sent_ack = acked;
         }
         if shared.stopping.load(Ordering::Acquire) {
-            return Err(Ended::Stopping);
+            // Acknowledge what the drain settles, so that the client does
+            // not resend it to the next hub.
+            let deadline = shared.deadline().unwrap_or_else(Instant::now);
+            loop {
+                let (acked, done) = {
+                    let mut st = sessions::lock(&state);
+                    let done = st.all_settled();
+                    (st.settled_next(), done)
+                };
+                if acked > sent_ack {
+                    let _ = conn.send(&HubFrame::Ack { next_seq: acked });
+                    sent_ack = acked;
+                }
+                if done || Instant::now() >= deadline {
+                    return Err(Ended::Stopping);
+                }
+                std::thread::sleep(Duration::from_millis(ACK_POLL_MS as u64));
+            }
         }
+        let waiting_for_acks = acked < received;
+        if !conn.readable(if waiting_for_acks { ACK_POLL_MS } else { POLL.as_millis() as i32 }) {
+            let now = Instant::now();
+            if let Some(since) = partial_since
+                && now.duration_since(since) >= policy.frame_timeout
+            {
+                return Err(Ended::TimedOut(format!(
+                    "sent {} bytes of a frame in {:.1}s (frame_timeout); closed",
+                    conn.available().len(),
+                    policy.frame_timeout.as_secs_f64()
+                )));
+            }
+            if !policy.idle_timeout.is_zero()
+                && !waiting_for_acks
+                && conn.available().is_empty()
+                && now.duration_since(last_input) >= policy.idle_timeout
+            {
+                return Err(Ended::TimedOut(format!(
+                    "idle for {:.0}s (idle_timeout); closed",
+                    policy.idle_timeout.as_secs_f64()
+                )));
+            }
+            continue;
+        }
+        let before = conn.end - conn.start;
         match conn.fill() {
-            Ok(true) => {}
+            Ok(true) => {
+                if conn.end - conn.start != before {
+                    last_input = Instant::now();
+                }
+                if !conn.available().is_empty() && partial_since.is_none() {
+                    partial_since = Some(Instant::now());
+                }
+            }
             Ok(false) if conn.available().is_empty() => return Ok(()),
             Ok(false) => {
                 let got = conn.available().len();
-                return Err(Ended::Lost(format!(
+                return Err(Ended::Truncated(format!(
                     "ended mid-frame ({got} bytes of an incomplete frame dropped; earlier records kept)"
                 )));
             }
@@ -325,12 +459,38 @@ fn session(
     }
 }
 
+/// What the kernel says about the peer (SO_PEERCRED on Linux).
+struct Creds {
+    uid: Option<u32>,
+    gid: Option<u32>,
+    pid: Option<u32>,
+}
+
 #[cfg(unix)]
-fn peer_pid(stream: &Stream) -> Option<u32> {
-    stream.peer_creds().ok().and_then(|c| c.pid()).map(|p| p as u32)
+fn peer_creds(stream: &Stream) -> Creds {
+    match stream.peer_creds() {
+        Ok(c) => Creds { uid: c.euid(), gid: c.egid(), pid: c.pid().map(|p| p as u32) },
+        Err(_) => Creds { uid: None, gid: None, pid: None },
+    }
 }
 
 #[cfg(not(unix))]
-fn peer_pid(_stream: &Stream) -> Option<u32> {
-    None
+fn peer_creds(_stream: &Stream) -> Creds {
+    Creds { uid: None, gid: None, pid: None }
+}
+
+#[cfg(unix)]
+fn readable(stream: &Stream, ms: i32) -> bool {
+    use std::os::fd::{AsFd, AsRawFd};
+    let fd = match stream {
+        Stream::UdSocket(s) => s.as_fd().as_raw_fd(),
+    };
+    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd.
+    unsafe { libc::poll(&mut pfd, 1, ms) != 0 }
+}
+
+#[cfg(not(unix))]
+fn readable(_stream: &Stream, _ms: i32) -> bool {
+    true // a blocking read with the receive timeout
 }

@@ -21,6 +21,7 @@ use crossbeam_channel::Receiver;
 use logfunnel_protocol::{Level, RecordView};
 
 use crate::config::Config;
+use crate::sessions::SettleGuard;
 use crate::stats::add;
 use crate::worker::{HandlerQueue, Work};
 
@@ -29,6 +30,8 @@ use crate::worker::{HandlerQueue, Work};
 pub(crate) struct Peer {
     pub(crate) process_name: String,
     pub(crate) host_name: String,
+    /// The client's session id (durable handlers drop resends by it).
+    pub(crate) session: u64,
 }
 
 type Views<'a> = Vec<RecordView<'a>>;
@@ -48,6 +51,11 @@ self_cell::self_cell!(
 pub(crate) struct InBatch {
     pub(crate) peer: Arc<Peer>,
     pub(crate) frame: Frame,
+    /// Sequence number of `records()[0]`.
+    pub(crate) first_seq: u64,
+    /// Settles the batch (lets the hub acknowledge it) when every handler
+    /// that must write it first has done so; see `sessions.rs`.
+    pub(crate) settle: Option<Arc<SettleGuard>>,
 }
 
 impl InBatch {
@@ -179,7 +187,10 @@ pub(crate) fn run(
 ) {
     let n = queues.len();
     let mut per_handler: Vec<Vec<u32>> = vec![Vec::new(); n];
-    for batch in rx {
+    for mut batch in rx {
+        // Handlers without a journal settle a batch by taking it into their
+        // queue; durable ones hold this until the records are written.
+        let settle = batch.settle.take();
         for v in &mut per_handler {
             v.clear();
         }
@@ -219,7 +230,8 @@ pub(crate) fn run(
             } else {
                 Some(std::mem::take(idx))
             };
-            queues[h].push(Work { batch: Arc::clone(&batch), indices });
+            let settle = if queues[h].is_durable() { settle.clone() } else { None };
+            queues[h].push(Work { batch: Arc::clone(&batch), indices, settle });
         }
     }
     for q in &queues {

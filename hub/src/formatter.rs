@@ -2075,22 +2075,31 @@ impl Clock {
 /// The C library's calendar conversion and strftime: what CPython calls, so
 /// TZ handling and every directive (`%f` stays literal) match exactly.
 #[cfg(unix)]
-mod unix_time {
+pub(crate) mod unix_time {
     use std::ffi::CStr;
 
-    pub(super) fn strftime(second: i64, utc: bool, fmt: &CStr, fmt_chars: usize, dst: &mut String) -> bool {
+    /// `time.gmtime(second)` or `time.localtime(second)`.
+    pub(crate) fn broken_down(second: i64, utc: bool) -> Option<libc::tm> {
         // time_t is narrower than i64 on some targets.
         #[allow(irrefutable_let_patterns)]
         let Ok(t) = libc::time_t::try_from(second) else {
-            return false;
+            return None;
         };
         // SAFETY: `tm` is plain data; the reentrant conversions only write to it.
         let mut tm: libc::tm = unsafe { std::mem::zeroed() };
         let converted =
             unsafe { if utc { libc::gmtime_r(&t, &mut tm) } else { libc::localtime_r(&t, &mut tm) } };
-        if converted.is_null() {
-            return false;
-        }
+        (!converted.is_null()).then_some(tm)
+    }
+
+    pub(crate) fn strftime(second: i64, utc: bool, fmt: &CStr, fmt_chars: usize, dst: &mut String) -> bool {
+        let Some(tm) = broken_down(second, utc) else { return false };
+        strftime_tm(&tm, fmt, fmt_chars, dst);
+        true
+    }
+
+    /// `time.strftime(fmt, tm)`.
+    pub(crate) fn strftime_tm(tm: &libc::tm, fmt: &CStr, fmt_chars: usize, dst: &mut String) {
         // Like time.strftime: grow the buffer until the result is non-empty
         // or the buffer is 256 times the format's length.
         let mut buf: Vec<u8> = Vec::new();
@@ -2098,8 +2107,8 @@ mod unix_time {
         loop {
             buf.resize(size, 0);
             // SAFETY: `buf` has `size` writable bytes, `fmt` is NUL-terminated
-            // and `tm` was filled in above.
-            let n = unsafe { libc::strftime(buf.as_mut_ptr().cast(), size, fmt.as_ptr(), &tm) };
+            // and `tm` is a filled-in broken-down time.
+            let n = unsafe { libc::strftime(buf.as_mut_ptr().cast(), size, fmt.as_ptr(), tm) };
             if n > 0 || size >= 256 * fmt_chars {
                 buf.truncate(n);
                 break;
@@ -2107,7 +2116,6 @@ mod unix_time {
             size *= 2;
         }
         dst.push_str(&String::from_utf8_lossy(&buf));
-        true
     }
 }
 

@@ -6,14 +6,18 @@
 //! through the logger tree → each handler's [`worker`] queue (bounded, with
 //! its overflow policy) → [`handlers`] format and write.
 
+pub mod access;
 #[doc(hidden)]
 pub mod bench_support;
 pub mod config;
 mod connection;
 mod dispatcher;
+mod escape;
 pub mod formatter;
 pub mod handlers;
+mod journal;
 mod listener;
+pub mod secret;
 mod sessions;
 pub mod stats;
 mod worker;
@@ -22,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 pub use config::{Config, ConfigError};
 pub use handlers::{Handler, HandlerError};
@@ -54,6 +59,14 @@ pub enum HubError {
     /// A thread could not be started.
     #[error("cannot start a hub thread: {0}")]
     Thread(std::io::Error),
+    /// A delivery journal could not be opened or recovered.
+    #[error("delivery journal {path}: {error} (set [hub] state_dir, or journal = false)")]
+    Journal {
+        /// The journal's path.
+        path: PathBuf,
+        /// The error.
+        error: std::io::Error,
+    },
 }
 
 /// State shared by the accept loop and the connection readers.
@@ -74,6 +87,14 @@ pub(crate) struct HubShared {
     queues: Vec<Arc<HandlerQueue>>,
     /// Only for its length: the listener queue's depth.
     listener_rx: crossbeam_channel::Receiver<dispatcher::InBatch>,
+    /// Access control and client limits.
+    pub(crate) policy: access::AccessConfig,
+    pub(crate) counters: stats::HubCounters,
+    /// Set by a shutdown: when readers stop waiting for their last acks.
+    pub(crate) shutdown_deadline: Mutex<Option<Instant>>,
+    shutdown_incomplete: AtomicBool,
+    truncated_at_start: Vec<u64>,
+    last_warning: Mutex<Option<Instant>>,
 }
 
 const CLOSED_CONNECTIONS_KEPT: usize = 32;
@@ -90,12 +111,35 @@ impl HubShared {
         conns.push_back(c);
     }
 
+    /// A warning on stderr, at most one a second (a flood of bad clients
+    /// must not flood the hub's own output).
+    pub(crate) fn warn_limited(&self, text: &str) {
+        let mut last = self.last_warning.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            eprintln!("logfunnel hub: {text}");
+            *last = Some(Instant::now());
+        }
+    }
+
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        *self.shutdown_deadline.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The counters now.
     pub(crate) fn snapshot(&self) -> HubStats {
+        let c = &self.counters;
         HubStats {
             uptime_ms: self.started.elapsed().as_millis() as u64,
             connections: self.next_conn_id.load(Ordering::Relaxed) - 1,
             refused: load(&self.refused),
+            open_connections: load(&c.open),
+            bad_frames: load(&c.bad_frames),
+            bad_handshakes: load(&c.bad_handshakes),
+            truncated_frames: load(&c.truncated_frames),
+            timed_out: load(&c.timed_out),
+            refused_peers: load(&c.refused_peers),
+            over_limit: load(&c.over_limit),
+            shutdown_incomplete: self.shutdown_incomplete.load(Ordering::Relaxed),
             received: load(&self.received),
             duplicates: load(&self.duplicates),
             filtered: load(&self.filtered),
@@ -105,14 +149,25 @@ impl HubShared {
                 .iter()
                 .zip(&self.handler_classes)
                 .zip(&self.queues)
-                .map(|((name, class), q)| HandlerStats {
-                    name: name.clone(),
-                    class: class.clone(),
-                    received: load(&q.counters.received),
-                    emitted: load(&q.counters.emitted),
-                    failed: load(&q.counters.failed),
-                    dropped: load(&q.counters.dropped),
-                    queue_depth: q.depth(),
+                .zip(&self.truncated_at_start)
+                .map(|(((name, class), q), truncated)| {
+                    let h = &q.counters;
+                    let (received, emitted, failed) = (load(&h.received), load(&h.emitted), load(&h.failed));
+                    let settled = emitted + failed + load(&h.duplicates) + load(&h.evicted);
+                    HandlerStats {
+                        name: name.clone(),
+                        class: class.clone(),
+                        received,
+                        emitted,
+                        failed,
+                        dropped: load(&h.dropped),
+                        queue_depth: q.depth(),
+                        undelivered: received.saturating_sub(settled) + load(&h.unflushed),
+                        duplicates: load(&h.duplicates),
+                        durable: q.is_durable(),
+                        recovered_truncated_bytes: *truncated,
+                        journal_errors: load(&h.journal_errors),
+                    }
                 })
                 .collect(),
             clients: self
@@ -154,9 +209,16 @@ impl HubBuilder {
         // Build handlers first: a file that cannot be opened stops start-up
         // before the socket exists.
         let mut names: Vec<String> = config.handlers.keys().cloned().collect();
+        let mut queues: Vec<Arc<HandlerQueue>> = names
+            .iter()
+            .map(|n| {
+                Arc::new(HandlerQueue::new(config.handlers[n].queue_capacity, config.handlers[n].overflow))
+            })
+            .collect();
+        let queue_of = |n: &str| names.iter().position(|x| x == n).map(|i| Arc::clone(&queues[i]));
         let mut built: Vec<Box<dyn Handler>> = Vec::new();
         for name in &names {
-            built.push(handlers::build(&config, name, &config.handlers[name])?);
+            built.push(handlers::build(&config, name, &config.handlers[name], &queue_of)?);
         }
         let mut classes: Vec<String> =
             names.iter().map(|n| config.handlers[n].kind.class_name().to_owned()).collect();
@@ -170,21 +232,28 @@ impl HubBuilder {
                     filters: Vec::new(),
                     queue_capacity: 16384,
                     overflow: config::OverflowPolicy::Block,
+                    escape_control_chars: false,
                 },
             );
             config.root.handlers.push(name.clone());
             names.push(name);
             classes.push("(built in)".to_owned());
             built.push(handler);
+            queues.push(Arc::new(HandlerQueue::new(16384, config::OverflowPolicy::Block)));
         }
-        let queues: Vec<Arc<HandlerQueue>> = names
-            .iter()
-            .map(|n| {
-                Arc::new(HandlerQueue::new(config.handlers[n].queue_capacity, config.handlers[n].overflow))
-            })
-            .collect();
         let router = dispatcher::Router::new(&config, &names);
-        let listener = listener::bind(&socket, config.hub.socket_mode)?;
+        let policy = config.hub.access.clone();
+        let listener = listener::bind(&socket, config.hub.socket_mode, policy.socket_group.as_deref())?;
+        // Journals after the bind: a second hub refused on a live socket
+        // must not touch the running hub's files.
+        let mut journals = Vec::new();
+        let mut truncated_at_start = Vec::new();
+        for ((name, handler), queue) in names.iter().zip(&built).zip(&queues) {
+            let (j, t) = open_journal(&policy, &socket, name, handler.as_ref())?;
+            queue.set_durable(j.is_some());
+            journals.push(j);
+            truncated_at_start.push(t);
+        }
 
         let (tx, rx) = crossbeam_channel::bounded(config.hub.queue_capacity);
         let filtered = Arc::new(AtomicU64::new(0));
@@ -202,16 +271,27 @@ impl HubBuilder {
             handler_classes: classes,
             queues: queues.clone(),
             listener_rx: rx.clone(),
+            policy,
+            counters: stats::HubCounters::default(),
+            shutdown_deadline: Mutex::new(None),
+            shutdown_incomplete: AtomicBool::new(false),
+            truncated_at_start,
+            last_warning: Mutex::new(None),
         });
         let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new().name(name).spawn(f).map_err(HubError::Thread)
         };
         let mut workers = Vec::new();
-        for ((name, handler), queue) in names.iter().zip(built).zip(&queues) {
+        for (((name, handler), queue), journal) in names.iter().zip(built).zip(&queues).zip(journals) {
             let (n, q) = (name.clone(), Arc::clone(queue));
+            let opts = worker::WorkerOptions {
+                start_ns,
+                journal,
+                escape: config.handlers[name].escape_control_chars,
+            };
             workers.push(spawn(
                 format!("logfunnel-h-{name}"),
-                Box::new(move || worker::run(n, q, handler, start_ns)),
+                Box::new(move || worker::run(n, q, handler, opts)),
             )?);
         }
         let dispatcher = {
@@ -283,20 +363,71 @@ impl Hub {
 
     fn stop(&mut self) {
         let Some(acceptor) = self.acceptor.take() else { return };
+        let deadline = Instant::now() + self.shared.policy.shutdown_timeout;
+        *self.shared.shutdown_deadline.lock().unwrap_or_else(|e| e.into_inner()) = Some(deadline);
         self.shared.stopping.store(true, Ordering::Release);
         // Wake the blocking accept with a connection of our own.
         if let Ok(name) = self.socket.as_path().to_fs_name::<GenericFilePath>() {
             let _ = Stream::connect(name);
         }
-        // The acceptor returns once every reader has finished; with them go
-        // the last senders of the listener queue, which ends the dispatcher.
-        let _ = acceptor.join();
-        if let Some(d) = self.dispatcher.take() {
-            let _ = d.join();
+        // The acceptor returns once every reader has finished (each waits,
+        // until the deadline, for its last batches to settle and acknowledges
+        // them); with them go the last senders of the listener queue, which
+        // ends the dispatcher, which closes the handler queues.
+        let mut all = vec![acceptor];
+        all.extend(self.dispatcher.take());
+        all.append(&mut self.workers);
+        for t in all {
+            while !t.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            } else {
+                // A handler that hangs (a dead server, a FIFO nobody reads)
+                // is left behind; the process exits without it, and the
+                // counters say what it never delivered.
+                self.shared.shutdown_incomplete.store(true, Ordering::Relaxed);
+            }
         }
-        for w in self.workers.drain(..) {
-            let _ = w.join();
+    }
+}
+
+/// Opens a durable handler's journal (and recovers from a killed predecessor).
+fn open_journal(
+    policy: &access::AccessConfig,
+    socket: &Path,
+    name: &str,
+    handler: &dyn Handler,
+) -> Result<(Option<journal::Journal>, u64), HubError> {
+    let Some(target) = handler.journal_target().filter(|_| policy.journal) else { return Ok((None, 0)) };
+    let dir = policy
+        .state_dir
+        .clone()
+        .or_else(|| socket.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."));
+    let stem = socket.file_name().map_or("logfunnel".into(), |s| s.to_string_lossy().into_owned());
+    let safe: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect();
+    let path = dir.join(format!("{stem}.{safe}.journal"));
+    match journal::Journal::open(&path, target) {
+        Ok(None) => Ok((None, 0)),
+        Ok(Some((j, r))) => {
+            if r.truncated_bytes > 0 {
+                eprintln!(
+                    "logfunnel hub: handler {name:?}: cut {} bytes from the end of {} (written after the last journal entry, never acknowledged; the clients resend them)",
+                    r.truncated_bytes,
+                    target.display()
+                );
+            }
+            if let Some(note) = r.note {
+                eprintln!("logfunnel hub: handler {name:?}: {note}");
+            }
+            Ok((Some(j), r.truncated_bytes))
         }
+        Err(e) => Err(HubError::Journal { path, error: e }),
     }
 }
 

@@ -17,7 +17,7 @@ use crate::{HubError, HubShared};
 /// A socket file nobody listens on (a hub that was killed) is replaced; a
 /// live hub is left alone and reported. The parent directory is created
 /// (mode 0700) if missing.
-pub(crate) fn bind(path: &Path, mode: u32) -> Result<Listener, HubError> {
+pub(crate) fn bind(path: &Path, mode: u32, group: Option<&str>) -> Result<Listener, HubError> {
     let err = |what: &str, source: io::Error| HubError::Socket {
         path: path.to_path_buf(),
         what: what.to_owned(),
@@ -27,6 +27,16 @@ pub(crate) fn bind(path: &Path, mode: u32) -> Result<Listener, HubError> {
         && !dir.exists()
     {
         create_private_dir(dir).map_err(|e| err("creating its directory", e))?;
+    }
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    crate::access::check_socket_dir(dir)
+        .map_err(|why| err("refusing to serve it", io::Error::new(io::ErrorKind::PermissionDenied, why)))?;
+    // Never follow a symlink planted where the socket should be.
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(err(
+            "refusing to serve it",
+            io::Error::new(io::ErrorKind::InvalidInput, "the path is a symbolic link"),
+        ));
     }
     let listener = match create(path) {
         Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
@@ -46,6 +56,10 @@ pub(crate) fn bind(path: &Path, mode: u32) -> Result<Listener, HubError> {
         Err(e) => return Err(err("binding", e)),
         Ok(l) => l,
     };
+    if let Some(group) = group {
+        crate::access::set_group(path, group)
+            .map_err(|why| err("setting its group", io::Error::new(io::ErrorKind::InvalidInput, why)))?;
+    }
     set_mode(path, mode).map_err(|e| err("setting its permissions", e))?;
     Ok(listener)
 }
@@ -141,6 +155,16 @@ pub(crate) fn accept_loop(
         match listener.accept() {
             Ok(stream) => {
                 readers.retain(|h| !h.is_finished());
+                if readers.len() >= shared.policy.max_connections {
+                    // Closed unread: a flood of connections costs no thread.
+                    crate::stats::add(&shared.counters.over_limit, 1);
+                    let n = shared.policy.max_connections;
+                    shared.warn_limited(&format!(
+                        "refused a connection: {n} clients already connected (max_connections)"
+                    ));
+                    drop(stream);
+                    continue;
+                }
                 let id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
                 let (s, t) = (Arc::clone(&shared), tx.clone());
                 let spawned = std::thread::Builder::new()

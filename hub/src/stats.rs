@@ -13,6 +13,28 @@ pub struct HandlerCounters {
     pub failed: AtomicU64,
     /// Records dropped by the queue's overflow policy.
     pub dropped: AtomicU64,
+    /// Resent records the output already held (dropped by the journal).
+    pub duplicates: AtomicU64,
+    /// Failed writes of the delivery journal.
+    pub journal_errors: AtomicU64,
+    /// Records removed from the queue by drop_oldest (counted in both
+    /// `received` and `dropped`).
+    pub evicted: AtomicU64,
+    /// Records emitted into the handler's buffer since its last flush
+    /// (counted as emitted, but not yet in the output).
+    pub unflushed: AtomicU64,
+}
+
+/// The hub's connection-level counters.
+#[derive(Debug, Default)]
+pub(crate) struct HubCounters {
+    pub(crate) bad_frames: AtomicU64,
+    pub(crate) bad_handshakes: AtomicU64,
+    pub(crate) truncated_frames: AtomicU64,
+    pub(crate) timed_out: AtomicU64,
+    pub(crate) refused_peers: AtomicU64,
+    pub(crate) over_limit: AtomicU64,
+    pub(crate) open: AtomicU64,
 }
 
 pub use logfunnel_protocol::{ConnectionStats, HandlerStats, HubStats};

@@ -7,6 +7,7 @@
 //! itself saying how many were dropped, as soon as it can.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -14,8 +15,11 @@ use logfunnel_protocol::{Level, Record, RecordView};
 
 use crate::config::OverflowPolicy;
 use crate::dispatcher::InBatch;
+use crate::escape::{escape, needs_escape};
 use crate::formatter::RecordContext;
 use crate::handlers::{Handler, HandlerError};
+use crate::journal::Journal;
+use crate::sessions::SettleGuard;
 use crate::stats::{HandlerCounters, add, load, sub};
 
 /// The records of one batch that go to one handler.
@@ -23,6 +27,8 @@ pub(crate) struct Work {
     pub(crate) batch: Arc<InBatch>,
     /// Indices into `batch.records`; `None` means all of them.
     pub(crate) indices: Option<Vec<u32>>,
+    /// Held until the records are written and journaled (durable handlers only).
+    pub(crate) settle: Option<Arc<SettleGuard>>,
 }
 
 impl Work {
@@ -49,6 +55,12 @@ pub(crate) struct HandlerQueue {
     not_full: Condvar,
     capacity: usize,
     policy: OverflowPolicy,
+    /// Who may still push: the dispatcher, and each MemoryHandler targeting
+    /// this handler. The queue closes when the last one is done.
+    producers: AtomicUsize,
+    /// Whether the handler journals what it writes (batches settle only
+    /// once written; see `journal.rs`).
+    durable: AtomicBool,
     pub(crate) counters: HandlerCounters,
 }
 
@@ -60,6 +72,8 @@ impl HandlerQueue {
             not_full: Condvar::new(),
             capacity,
             policy,
+            producers: AtomicUsize::new(1),
+            durable: AtomicBool::new(false),
             counters: HandlerCounters::default(),
         }
     }
@@ -94,6 +108,7 @@ impl HandlerQueue {
                             if let Some(Job::Records(old)) = st.jobs.remove(i) {
                                 st.records -= old.len();
                                 add(&self.counters.dropped, old.len() as u64);
+                                add(&self.counters.evicted, old.len() as u64);
                             }
                         }
                         None => break,
@@ -113,8 +128,27 @@ impl HandlerQueue {
         self.not_empty.notify_one();
     }
 
-    /// No more pushes; the worker drains what is queued and stops.
+    /// Marks the handler as journaled (set once, before records flow).
+    pub(crate) fn set_durable(&self, durable: bool) {
+        self.durable.store(durable, Ordering::Release);
+    }
+
+    /// Whether batches settle only once this handler has written them.
+    pub(crate) fn is_durable(&self) -> bool {
+        self.durable.load(Ordering::Relaxed)
+    }
+
+    /// One more producer (a MemoryHandler) that will call [`close`](Self::close).
+    pub(crate) fn add_producer(&self) {
+        self.producers.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// One producer is done; after the last, the worker drains what is
+    /// queued and stops.
     pub(crate) fn close(&self) {
+        if self.producers.fetch_sub(1, Ordering::AcqRel) > 1 {
+            return;
+        }
         self.lock().closed = true;
         self.not_empty.notify_all();
         self.not_full.notify_all();
@@ -125,8 +159,9 @@ impl HandlerQueue {
     }
 
     /// Next job; `Ok(None)` when the queue is momentarily empty (time to
-    /// flush), `Err(())` when closed and drained.
-    fn pop(&self, wait: bool) -> Result<Option<Job>, ()> {
+    /// flush) or stayed empty for half a second, `Err(())` when closed and
+    /// drained.
+    fn pop(&self, mut wait: bool) -> Result<Option<Job>, ()> {
         let mut st = self.lock();
         loop {
             if let Some(job) = st.jobs.pop_front() {
@@ -142,26 +177,70 @@ impl HandlerQueue {
             if !wait {
                 return Ok(None);
             }
+            // Wake up now and then even when idle, for `Handler::poll`.
             st = self
                 .not_empty
                 .wait_timeout(st, Duration::from_millis(500))
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+            wait = false;
         }
     }
 }
 
+/// What a worker needs besides its queue and handler.
+pub(crate) struct WorkerOptions {
+    pub(crate) start_ns: i64,
+    /// The delivery journal of a durable handler.
+    pub(crate) journal: Option<Journal>,
+    /// Escape control characters in messages (log-injection safety).
+    pub(crate) escape: bool,
+}
+
+/// A durable handler flushes and journals at least this often under
+/// sustained load (its batches are acknowledged only then).
+const COMMIT_INTERVAL: Duration = Duration::from_millis(10);
+const COMMIT_BATCHES: usize = 256;
+
 /// Runs a handler until its queue is closed and drained.
-pub(crate) fn run(name: String, queue: Arc<HandlerQueue>, mut handler: Box<dyn Handler>, start_ns: i64) {
+pub(crate) fn run(
+    name: String,
+    queue: Arc<HandlerQueue>,
+    mut handler: Box<dyn Handler>,
+    mut opts: WorkerOptions,
+) {
+    let start_ns = opts.start_ns;
     let mut errors = ErrorReporter::new(name.clone());
     let mut reported_drops = 0u64;
     let mut dirty = false;
+    // Batches written since the last commit; dropping them settles them.
+    let mut uncommitted: Vec<Arc<SettleGuard>> = Vec::new();
+    let mut first_uncommitted = std::time::Instant::now();
+    let commit = |handler: &mut dyn Handler,
+                  journal: &mut Option<Journal>,
+                  uncommitted: &mut Vec<Arc<SettleGuard>>,
+                  errors: &mut ErrorReporter| {
+        count_write(handler.flush(), &queue.counters, errors);
+        queue.counters.unflushed.store(0, std::sync::atomic::Ordering::Relaxed);
+        if let Some(j) = journal
+            && let Err(e) = j.commit()
+        {
+            // The records are written; only a restart's dedup is at risk.
+            add(&queue.counters.journal_errors, 1);
+            errors.report(&format!("cannot write the delivery journal: {e}"));
+        }
+        uncommitted.clear();
+    };
     loop {
         // Block only when everything written so far has been flushed.
         let job = match queue.pop(!dirty) {
             Ok(Some(job)) => job,
             Ok(None) => {
-                count_write(handler.flush(), &queue.counters, &mut errors);
+                if dirty {
+                    commit(handler.as_mut(), &mut opts.journal, &mut uncommitted, &mut errors);
+                } else {
+                    count_write(handler.poll(), &queue.counters, &mut errors);
+                }
                 dirty = false;
                 continue;
             }
@@ -170,8 +249,23 @@ pub(crate) fn run(name: String, queue: Arc<HandlerQueue>, mut handler: Box<dyn H
         match job {
             Job::Reopen => count_write(handler.reopen(), &queue.counters, &mut errors),
             Job::Records(work) => {
-                emit_work(&work, handler.as_mut(), &queue.counters, &mut errors, start_ns);
+                let before = load(&queue.counters.emitted);
+                emit_work(&work, handler.as_mut(), &queue.counters, &mut errors, &mut opts);
+                // Once per batch, not per record: emitted but not yet flushed.
+                add(&queue.counters.unflushed, load(&queue.counters.emitted).saturating_sub(before));
+                if let Some(s) = work.settle {
+                    if uncommitted.is_empty() {
+                        first_uncommitted = std::time::Instant::now();
+                    }
+                    uncommitted.push(s);
+                }
                 dirty = true;
+                if uncommitted.len() >= COMMIT_BATCHES
+                    || !uncommitted.is_empty() && first_uncommitted.elapsed() >= COMMIT_INTERVAL
+                {
+                    commit(handler.as_mut(), &mut opts.journal, &mut uncommitted, &mut errors);
+                    dirty = false;
+                }
             }
         }
         let dropped = load(&queue.counters.dropped);
@@ -201,6 +295,13 @@ pub(crate) fn run(name: String, queue: Arc<HandlerQueue>, mut handler: Box<dyn H
         }
     }
     count_write(handler.close(), &queue.counters, &mut errors);
+    if let Some(j) = &mut opts.journal
+        && let Err(e) = j.commit()
+    {
+        add(&queue.counters.journal_errors, 1);
+        errors.report(&format!("cannot write the delivery journal: {e}"));
+    }
+    drop(uncommitted);
     errors.summary();
 }
 
@@ -210,6 +311,10 @@ pub(crate) fn run(name: String, queue: Arc<HandlerQueue>, mut handler: Box<dyn H
 fn count_emit(result: Result<(), HandlerError>, counters: &HandlerCounters, errors: &mut ErrorReporter) {
     match result {
         Ok(()) => add(&counters.emitted, 1),
+        Err(e) if e.record_kept() => {
+            add(&counters.emitted, 1);
+            errors.report(&e.to_string());
+        }
         Err(e) => {
             let lost = e.records_lost();
             add(&counters.failed, lost.max(1));
@@ -235,21 +340,46 @@ fn emit_work(
     handler: &mut dyn Handler,
     counters: &HandlerCounters,
     errors: &mut ErrorReporter,
-    start_ns: i64,
+    opts: &mut WorkerOptions,
 ) {
     let batch = &work.batch;
-    let mut emit = |rec: &RecordView<'_>| {
+    let session = batch.peer.session;
+    // Records the output already holds (written before a restart and resent
+    // because their acknowledgement never reached the client) are skipped.
+    // A MemoryHandler's forwarded records (first_seq 0) are no client's
+    // sequence: never skipped, never journaled.
+    let sequenced = batch.first_seq != 0;
+    let written_below = if sequenced { opts.journal.as_ref().map_or(0, |j| j.next_seq(session)) } else { 0 };
+    let mut last_seq = None;
+    let escape_on = opts.escape;
+    let mut emit = |i: usize, rec: &RecordView<'_>| {
+        let seq = batch.first_seq + i as u64;
+        if seq < written_below {
+            add(&counters.duplicates, 1);
+            return;
+        }
+        last_seq = Some(seq);
+        let escaped;
+        let rec = if escape_on && (needs_escape(rec.message) || needs_escape(rec.name)) {
+            escaped = (escape(rec.message), escape(rec.name));
+            &RecordView { message: &escaped.0, name: &escaped.1, ..rec.clone() }
+        } else {
+            rec
+        };
         let ctx = RecordContext {
             record: rec,
             process_name: &batch.peer.process_name,
             host_name: &batch.peer.host_name,
-            start_ns,
+            start_ns: opts.start_ns,
         };
         count_emit(handler.emit(&ctx), counters, errors);
     };
     match &work.indices {
-        None => batch.records().iter().for_each(&mut emit),
-        Some(ix) => ix.iter().for_each(|&i| emit(&batch.records()[i as usize])),
+        None => batch.records().iter().enumerate().for_each(|(i, r)| emit(i, r)),
+        Some(ix) => ix.iter().for_each(|&i| emit(i as usize, &batch.records()[i as usize])),
+    }
+    if let (Some(j), Some(seq), true) = (opts.journal.as_mut(), last_seq, sequenced) {
+        j.advance(session, seq + 1);
     }
 }
 

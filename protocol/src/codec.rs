@@ -152,6 +152,7 @@ fn decode_frame<'de, T: serde::Deserialize<'de>>(payload: &'de [u8]) -> Result<T
     check_len(u32::try_from(payload.len()).unwrap_or(u32::MAX))?;
     // The borrowing decoder, so that types which borrow from `payload`
     // (zero-copy decoding) can use this path too; owned types decode alike.
+    crate::record::FRAME_BYTES.with(|b| b.set(payload.len()));
     let (frame, used) = bincode::serde::borrow_decode_from_slice(payload, CONFIG)?;
     if used != payload.len() {
         return Err(ProtocolError::TrailingBytes { used, extra: payload.len() - used });

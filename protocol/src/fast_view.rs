@@ -10,7 +10,7 @@
 use crate::record::{ClientFrameView, RecordView, ValueRef};
 
 /// The smallest encoded record: every field at its shortest.
-const MIN_RECORD_BYTES: usize = 16;
+const MIN_RECORD_BYTES: usize = 14;
 
 struct Reader<'a> {
     buf: &'a [u8],

@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 /// own `String` impl asks bincode for an owned string, which it builds by
 /// zero-filling a buffer and reading into it: a calloc per field (8% of the
 /// hub's samples in a profile of `logfunnel bench`).
+pub(crate) use de::FRAME_BYTES;
+
 mod de {
     use std::fmt;
 
@@ -48,6 +50,47 @@ mod de {
 
     pub(super) fn opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
         d.deserialize_option(OptStr)
+    }
+
+    std::thread_local! {
+        /// Bytes of the frame being decoded (set by the codec): no sequence
+        /// in it can hold more elements than this divided by their smallest
+        /// encoding.
+        pub(crate) static FRAME_BYTES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    struct BoundedVec<T, const MIN_BYTES: usize>(std::marker::PhantomData<T>);
+
+    impl<'de, T: serde::Deserialize<'de>, const MIN_BYTES: usize> Visitor<'de> for BoundedVec<T, MIN_BYTES> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a sequence")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            // The claimed length is the peer's word (serde would still
+            // pre-allocate up to 1 MiB for it: bincode issue 764). Trust it
+            // only as far as the frame's bytes could hold that many elements.
+            let room = FRAME_BYTES.with(|b| b.get()) / MIN_BYTES;
+            let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(room));
+            while let Some(x) = seq.next_element()? {
+                v.push(x);
+            }
+            Ok(v)
+        }
+    }
+
+    /// Records: each takes at least 14 bytes on the wire (one per field).
+    pub(super) fn records<'de, D: Deserializer<'de>, T: serde::Deserialize<'de>>(
+        d: D,
+    ) -> Result<Vec<T>, D::Error> {
+        d.deserialize_seq(BoundedVec::<T, 14>(std::marker::PhantomData))
+    }
+
+    /// Extra fields: each takes at least 3 bytes (key length, variant, value).
+    pub(super) fn extra<'de, D: Deserializer<'de>, T: serde::Deserialize<'de>>(
+        d: D,
+    ) -> Result<Vec<T>, D::Error> {
+        d.deserialize_seq(BoundedVec::<T, 3>(std::marker::PhantomData))
     }
 }
 
@@ -126,6 +169,7 @@ pub struct Record {
     #[serde(deserialize_with = "de::opt_string")]
     pub exc_text: Option<String>,
     /// Structured fields, in the order they were given.
+    #[serde(deserialize_with = "de::extra")]
     pub extra: Vec<(String, Value)>,
 }
 
@@ -200,7 +244,7 @@ pub struct RecordView<'a> {
     #[serde(borrow)]
     pub exc_text: Option<&'a str>,
     /// See [`Record::extra`] (an empty `Vec` does not allocate).
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "de::extra")]
     pub extra: Vec<(&'a str, ValueRef<'a>)>,
 }
 
@@ -213,6 +257,29 @@ impl Value {
             Value::U64(u) => ValueRef::U64(*u),
             Value::F64(f) => ValueRef::F64(*f),
             Value::Bool(b) => ValueRef::Bool(*b),
+        }
+    }
+}
+
+impl RecordView<'_> {
+    /// The same record for encoding again (the hub's MemoryHandler keeps
+    /// copies this way).
+    pub fn as_record_ref(&self) -> RecordRef<'_> {
+        RecordRef {
+            created_ns: self.created_ns,
+            levelno: self.levelno,
+            name: self.name,
+            message: self.message,
+            pathname: self.pathname,
+            lineno: self.lineno,
+            func_name: self.func_name,
+            module_path: self.module_path,
+            process: self.process,
+            process_name: self.process_name,
+            thread: self.thread,
+            thread_name: self.thread_name,
+            exc_text: self.exc_text,
+            extra: &self.extra,
         }
     }
 }
@@ -282,6 +349,7 @@ pub struct Batch {
     /// Sequence number of `records[0]`.
     pub first_seq: u64,
     /// The records.
+    #[serde(deserialize_with = "de::records")]
     pub records: Vec<Record>,
 }
 
@@ -291,7 +359,7 @@ pub enum ClientFrameView<'a> {
     /// See [`ClientFrame::Hello`].
     Hello(Hello),
     /// See [`ClientFrame::Batch`]: first sequence number and records.
-    Batch(u64, #[serde(borrow)] Vec<RecordView<'a>>),
+    Batch(u64, #[serde(borrow, deserialize_with = "de::records")] Vec<RecordView<'a>>),
     /// See [`ClientFrame::Bye`].
     Bye,
     /// See [`ClientFrame::Stats`].

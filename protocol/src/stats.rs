@@ -19,6 +19,19 @@ pub struct HandlerStats {
     pub dropped: u64,
     /// Records queued now.
     pub queue_depth: u64,
+    /// Records taken but neither written, failed nor dropped yet (queued or
+    /// being written); after a shutdown, what its deadline left undelivered.
+    pub undelivered: u64,
+    /// Resent records this handler's output already held (dropped by its
+    /// delivery journal after a hub restart).
+    pub duplicates: u64,
+    /// Whether the handler journals its output (exactly-once across a killed hub).
+    pub durable: bool,
+    /// Bytes of unacknowledged output truncated at start-up (written by a
+    /// killed predecessor, resent by the clients).
+    pub recovered_truncated_bytes: u64,
+    /// Failed writes of its delivery journal.
+    pub journal_errors: u64,
 }
 
 /// One client connection's counters.
@@ -47,6 +60,24 @@ pub struct HubStats {
     pub connections: u64,
     /// Connections refused (bad magic, wrong version, malformed frames).
     pub refused: u64,
+    /// Connections open now.
+    pub open_connections: u64,
+    /// Frames refused as malformed (bad length, bad bincode, bad UTF-8,
+    /// trailing bytes, out of place); each closed its connection.
+    pub bad_frames: u64,
+    /// Connections refused at the handshake (wrong magic or version).
+    pub bad_handshakes: u64,
+    /// Connections that ended in the middle of a frame (the partial frame
+    /// was dropped; earlier records were kept).
+    pub truncated_frames: u64,
+    /// Connections closed for idling or sending too slowly.
+    pub timed_out: u64,
+    /// Connections refused by the uid/gid allowlist (SO_PEERCRED).
+    pub refused_peers: u64,
+    /// Connections refused because `max_connections` were open.
+    pub over_limit: u64,
+    /// Set when a shutdown's deadline passed with records undelivered.
+    pub shutdown_incomplete: bool,
     /// Records received from all clients.
     pub received: u64,
     /// Records dropped as duplicates of already-received ones.

@@ -1,7 +1,12 @@
 //! `logging.FileHandler`: formatted records appended to one file.
+//!
+//! [`LogFile`], the buffered file every file handler writes through, lives
+//! here too: the rotating and watched handlers are FileHandlers with a rule
+//! for when to switch files, as in Python.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use super::{Handler, HandlerError};
@@ -10,19 +15,194 @@ use crate::formatter::{Formatter, RecordContext};
 /// Output is written once this much is buffered (and whenever the queue runs dry).
 const BUFFER: usize = 256 << 10;
 
-/// Python's FileHandler: `format(record) + "\n"` in UTF-8, mode `a` or `w`,
-/// optionally opened on the first record (`delay`). Records are formatted
-/// straight into one output buffer, written in chunks of 256 KiB and
-/// whenever the handler's queue runs dry.
+/// A file opened the way Python's `FileHandler._open` does (mode `a` or `w`,
+/// UTF-8), with records formatted straight into one output buffer that is
+/// written in chunks of 256 KiB and whenever the handler's queue runs dry.
 #[derive(Debug)]
-pub struct FileHandler {
+pub(crate) struct LogFile {
     path: PathBuf,
+    /// Mode `a`; mode `w` truncates at the first open only.
     append: bool,
-    formatter: Formatter,
     file: Option<File>,
+    /// Bytes in the file when it was opened plus bytes written since: Python's
+    /// `stream.tell()` after `seek(0, 2)`, minus what is still buffered.
+    on_disk: u64,
+    /// Whether the open path is a regular file (Python never rotates
+    /// `/dev/null` or a FIFO, bpo-45401).
+    regular: bool,
     buf: Vec<u8>,
     /// Records in `buf`.
     buffered: u64,
+}
+
+impl LogFile {
+    /// A file not opened yet.
+    pub(crate) fn new(path: &Path, append: bool) -> LogFile {
+        LogFile {
+            path: path.to_path_buf(),
+            append,
+            file: None,
+            on_disk: 0,
+            regular: true,
+            buf: Vec::with_capacity(BUFFER + (16 << 10)),
+            buffered: 0,
+        }
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        self.file.is_some()
+    }
+
+    pub(crate) fn is_regular(&self) -> bool {
+        self.regular
+    }
+
+    /// Python's `tell()`: the byte position the next record starts at.
+    pub(crate) fn position(&self) -> u64 {
+        self.on_disk + self.buf.len() as u64
+    }
+
+    /// The open file (for `fstat`).
+    pub(crate) fn file(&self) -> Option<&File> {
+        self.file.as_ref()
+    }
+
+    /// Opens the file unless it is open.
+    pub(crate) fn open(&mut self) -> Result<(), HandlerError> {
+        if self.file.is_some() {
+            return Ok(());
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(self.append)
+            .write(true)
+            .truncate(!self.append)
+            .open(&self.path)
+            .map_err(|e| HandlerError::io(format!("cannot open {}", self.path.display()), e))?;
+        let meta =
+            file.metadata().map_err(|e| HandlerError::io(format!("stat {}", self.path.display()), e))?;
+        self.on_disk = meta.len();
+        self.regular = meta.is_file();
+        self.file = Some(file);
+        // Mode "w" truncates once, at the first open; a reopen appends.
+        self.append = true;
+        Ok(())
+    }
+
+    /// Formats one record and its newline into the buffer; returns its
+    /// byte range there. Nothing is buffered when formatting fails.
+    pub(crate) fn format(
+        &mut self,
+        formatter: &mut Formatter,
+        ctx: &RecordContext<'_>,
+    ) -> Result<Range<usize>, HandlerError> {
+        let start = self.buf.len();
+        formatter.format(ctx, &mut self.buf)?;
+        self.buf.push(b'\n');
+        Ok(start..self.buf.len())
+    }
+
+    pub(crate) fn buffered_bytes(&self, range: Range<usize>) -> &[u8] {
+        &self.buf[range]
+    }
+
+    /// Counts the record just formatted as accepted, and writes the buffer
+    /// out once it is large.
+    pub(crate) fn commit(&mut self) -> Result<(), HandlerError> {
+        if self.accept() { self.write_out() } else { Ok(()) }
+    }
+
+    /// Counts the record just formatted as accepted; true when the buffer
+    /// is large enough to be written out.
+    pub(crate) fn accept(&mut self) -> bool {
+        self.buffered += 1;
+        self.buf.len() >= BUFFER
+    }
+
+    /// Writes everything buffered.
+    pub(crate) fn write_out(&mut self) -> Result<(), HandlerError> {
+        self.write_prefix(self.buf.len())
+    }
+
+    /// Writes the buffered bytes before `end` (whole records) and keeps the
+    /// rest buffered: a rollover writes the records before the one that
+    /// triggered it to the old file.
+    pub(crate) fn write_prefix(&mut self, end: usize) -> Result<(), HandlerError> {
+        if end == 0 {
+            return Ok(());
+        }
+        let records = std::mem::take(&mut self.buffered);
+        let result = match self.open() {
+            Ok(()) => {
+                let file = self.file.as_mut().expect("opened above");
+                file.write_all(&self.buf[..end]).map_err(|e| (format!("writing {}", self.path.display()), e))
+            }
+            Err(HandlerError::Io { context, error }) => Err((context, error)),
+            Err(other) => Err((other.to_string(), std::io::Error::other("open failed"))),
+        };
+        // On failure the buffered records are lost, and counted as failed:
+        // keeping them would grow memory without bound while the disk is full.
+        self.buf.drain(..end);
+        match result {
+            Ok(()) => {
+                self.on_disk += end as u64;
+                Ok(())
+            }
+            Err((context, error)) => Err(HandlerError::Write { context, error, records }),
+        }
+    }
+
+    /// Whether nothing is buffered.
+    pub(crate) fn nothing_buffered(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Drops everything buffered because it cannot be written (`error` says
+    /// why); the returned error counts the records lost.
+    pub(crate) fn drop_buffer(&mut self, error: HandlerError) -> HandlerError {
+        let records = std::mem::take(&mut self.buffered);
+        self.buf.clear();
+        match error {
+            HandlerError::Io { context, error } => HandlerError::Write { context, error, records },
+            HandlerError::Write { context, error, records: r } => {
+                HandlerError::Write { context, error, records: r + records }
+            }
+            other => other,
+        }
+    }
+
+    /// Drops buffered bytes from `from` on: a record formatted but not
+    /// committed because it could not be written.
+    pub(crate) fn discard_uncommitted(&mut self, from: usize) {
+        self.buf.truncate(from);
+    }
+
+    /// Writes out and closes the file; it reopens on the next write.
+    pub(crate) fn close(&mut self) -> Result<(), HandlerError> {
+        let result = self.write_out();
+        self.file = None;
+        result
+    }
+
+    /// Closes the file without writing the buffer (used around a rollover,
+    /// after the earlier records were written out).
+    pub(crate) fn close_file(&mut self) {
+        self.file = None;
+    }
+}
+
+/// Python's FileHandler: `format(record) + "\n"` in UTF-8, mode `a` or `w`,
+/// optionally opened on the first record (`delay`).
+#[derive(Debug)]
+pub struct FileHandler {
+    file: LogFile,
+    formatter: Formatter,
+    /// Opened in append mode (mode "w" starts afresh: nothing to journal).
+    appends: bool,
 }
 
 impl FileHandler {
@@ -33,77 +213,34 @@ impl FileHandler {
         delay: bool,
         formatter: Formatter,
     ) -> Result<FileHandler, HandlerError> {
-        let mut h = FileHandler {
-            path: path.to_path_buf(),
-            append,
-            formatter,
-            file: None,
-            buf: Vec::with_capacity(BUFFER + (16 << 10)),
-            buffered: 0,
-        };
+        let mut file = LogFile::new(path, append);
         if !delay {
-            h.ensure_open()?;
+            file.open()?;
         }
-        Ok(h)
-    }
-
-    fn ensure_open(&mut self) -> Result<&mut File, HandlerError> {
-        if self.file.is_none() {
-            let file = OpenOptions::new()
-                .create(true)
-                .append(self.append)
-                .write(true)
-                .truncate(!self.append)
-                .open(&self.path)
-                .map_err(|e| HandlerError::io(format!("cannot open {}", self.path.display()), e))?;
-            // Mode "w" truncates once, at open; a reopen appends (as Python's
-            // reopen after close does in mode "a").
-            self.append = true;
-            self.file = Some(file);
-        }
-        Ok(self.file.as_mut().expect("just opened"))
-    }
-
-    fn write_out(&mut self) -> Result<(), HandlerError> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let records = std::mem::take(&mut self.buffered);
-        let result = match self.ensure_open().map(|_| ()) {
-            Ok(()) => {
-                let file = self.file.as_mut().expect("opened above");
-                file.write_all(&self.buf).map_err(|e| (format!("writing {}", self.path.display()), e))
-            }
-            Err(HandlerError::Io { context, error }) => Err((context, error)),
-            Err(other) => Err((other.to_string(), std::io::Error::other("open failed"))),
-        };
-        // On failure the buffered records are lost, and counted as failed:
-        // keeping them would grow memory without bound while the disk is full.
-        self.buf.clear();
-        result.map_err(|(context, error)| HandlerError::Write { context, error, records })
+        Ok(FileHandler { file, formatter, appends: append })
     }
 }
 
 impl Handler for FileHandler {
     fn emit(&mut self, ctx: &RecordContext<'_>) -> Result<(), HandlerError> {
-        self.formatter.format(ctx, &mut self.buf)?;
-        self.buf.push(b'\n');
-        self.buffered += 1;
-        if self.buf.len() >= BUFFER { self.write_out() } else { Ok(()) }
+        self.file.format(&mut self.formatter, ctx)?;
+        self.file.commit()
     }
 
     fn flush(&mut self) -> Result<(), HandlerError> {
-        self.write_out()
+        self.file.write_out()
     }
 
     fn reopen(&mut self) -> Result<(), HandlerError> {
-        self.close()?;
-        self.ensure_open().map(|_| ())
+        self.file.close()?;
+        self.file.open()
     }
 
     fn close(&mut self) -> Result<(), HandlerError> {
-        let result = self.write_out();
-        self.file = None;
-        result
+        self.file.close()
+    }
+
+    fn journal_target(&self) -> Option<&Path> {
+        self.appends.then_some(self.file.path())
     }
 }

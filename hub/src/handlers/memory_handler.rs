@@ -1,0 +1,160 @@
+//! `logging.handlers.MemoryHandler`: holds records back until one is
+//! serious enough (or the buffer is full), then hands them all to its target.
+
+use std::sync::Arc;
+
+use logfunnel_protocol::{
+    BatchBuilder, ClientFrameView, ProtocolError, decode_client_frame_view, encode_record_ref,
+    encoded_record_len,
+};
+
+use super::{Handler, HandlerError};
+use crate::config::FilterConfig;
+use crate::dispatcher::{Frame, InBatch, Peer};
+use crate::formatter::RecordContext;
+use crate::worker::{HandlerQueue, Work};
+
+/// A run of records is split into frames of at most this many bytes.
+const RUN_BYTES: usize = 1 << 20;
+
+/// Python's MemoryHandler: records are buffered (copied, so the frames they
+/// came in are not kept alive) until the buffer holds `capacity` records or
+/// a record at `flush_level` or above arrives; then every buffered record
+/// goes to the target handler's queue, in order. As in Python, the target's
+/// filters apply and its level does not. At shutdown the buffer goes to the
+/// target, as Python 3.11's `logging.shutdown()` does.
+pub struct MemoryHandler {
+    capacity: usize,
+    flush_level: u32,
+    target: Arc<HandlerQueue>,
+    target_filters: Vec<FilterConfig>,
+    /// Encoded records, in runs that share a sender.
+    runs: Vec<(Arc<Peer>, BatchBuilder)>,
+    /// Records counted towards `capacity` (Python counts the ones its
+    /// target's filters will reject too).
+    buffered: usize,
+    /// Records actually held in `runs`.
+    held: u64,
+    scratch: Vec<u8>,
+}
+
+impl std::fmt::Debug for MemoryHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryHandler")
+            .field("capacity", &self.capacity)
+            .field("flush_level", &self.flush_level)
+            .field("buffered", &self.buffered)
+            .finish()
+    }
+}
+
+impl MemoryHandler {
+    /// A MemoryHandler that flushes into `target` (one more producer of that queue).
+    pub(crate) fn new(
+        capacity: usize,
+        flush_level: u32,
+        target: Arc<HandlerQueue>,
+        target_filters: Vec<FilterConfig>,
+    ) -> MemoryHandler {
+        target.add_producer();
+        MemoryHandler {
+            capacity,
+            flush_level,
+            target,
+            target_filters,
+            runs: Vec::new(),
+            buffered: 0,
+            held: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    fn hold(&mut self, ctx: &RecordContext<'_>) -> Result<(), HandlerError> {
+        let record = ctx.record.as_record_ref();
+        self.scratch.resize(encoded_record_len(&record), 0);
+        let n = encode_record_ref(&record, &mut self.scratch).map_err(|e| forward_error(e.into(), 1))?;
+        let same_peer = |p: &Peer| p.process_name == ctx.process_name && p.host_name == ctx.host_name;
+        let fits = match self.runs.last() {
+            Some((peer, batch)) => same_peer(peer) && batch.records_len() + n <= RUN_BYTES,
+            None => false,
+        };
+        if !fits {
+            let peer = match self.runs.last() {
+                Some((peer, _)) if same_peer(peer) => Arc::clone(peer),
+                _ => Arc::new(Peer {
+                    process_name: ctx.process_name.to_owned(),
+                    host_name: ctx.host_name.to_owned(),
+                    session: 0,
+                }),
+            };
+            let mut batch = BatchBuilder::with_capacity(n.max(4096));
+            batch.reset(1);
+            self.runs.push((peer, batch));
+        }
+        let (_, batch) = self.runs.last_mut().expect("a run was just ensured");
+        batch.push_encoded(&self.scratch[..n]);
+        self.held += 1;
+        Ok(())
+    }
+
+    /// Python's `flush`: everything buffered goes to the target, in order.
+    fn forward(&mut self) -> Result<(), HandlerError> {
+        self.buffered = 0;
+        let held = std::mem::take(&mut self.held);
+        for (peer, mut batch) in self.runs.drain(..) {
+            let count = batch.count();
+            let frame = batch.finish().map_err(|e| forward_error(e, held))?;
+            // Skip the length prefix: frames are decoded from their payload.
+            let bytes: Box<[u8]> = frame[4..].into();
+            let frame = Frame::try_new(bytes, |b| match decode_client_frame_view(b)? {
+                ClientFrameView::Batch(_, records) => Ok(records),
+                _ => Err(ProtocolError::Unexpected("the memory handler built a frame that is not a batch")),
+            })
+            .map_err(|e| forward_error(e, count))?;
+            // first_seq 0: not a client's sequence (see worker::emit_work).
+            // The original batches were settled when this handler took them.
+            let batch = InBatch { peer, frame, first_seq: 0, settle: None };
+            self.target.push(Work { batch: Arc::new(batch), indices: None, settle: None });
+        }
+        Ok(())
+    }
+}
+
+fn forward_error(e: ProtocolError, records: u64) -> HandlerError {
+    HandlerError::Write {
+        context: "memory handler: re-encoding records".into(),
+        error: std::io::Error::other(e),
+        records,
+    }
+}
+
+impl Handler for MemoryHandler {
+    fn emit(&mut self, ctx: &RecordContext<'_>) -> Result<(), HandlerError> {
+        let name = ctx.record.name;
+        if self.target_filters.iter().all(|f| f.passes(name)) {
+            self.hold(ctx)?;
+        }
+        self.buffered += 1;
+        if self.buffered >= self.capacity || ctx.record.levelno >= self.flush_level {
+            self.forward()?;
+        }
+        Ok(())
+    }
+
+    /// Nothing: holding records back until a flush condition is the point.
+    fn flush(&mut self) -> Result<(), HandlerError> {
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<(), HandlerError> {
+        // Python 3.11's logging.shutdown() flushes every handler before
+        // closing it, so held records reach the target even with
+        // flushOnClose = False (3.12 changed that); the hub's shutdown does
+        // the same, and loses nothing.
+        let result = self.forward();
+        // This handler will push no more: the target may finish once its
+        // other producers are done too.
+        self.target.close();
+        result
+    }
+}

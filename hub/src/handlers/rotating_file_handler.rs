@@ -1,0 +1,141 @@
+//! `logging.handlers.RotatingFileHandler`: a new file once the current one
+//! would pass `max_bytes`, older ones shifted to `.1`, `.2`, … `.backup_count`.
+
+use std::path::{Path, PathBuf};
+
+use super::file_handler::LogFile;
+use super::{Handler, HandlerError};
+use crate::config::FileOptions;
+use crate::formatter::{Formatter, RecordContext};
+
+/// Python 3.11's RotatingFileHandler. The rollover is decided before the
+/// record that would take the file to `max_bytes` or beyond is written, with
+/// Python's units: the file position in bytes plus the record's length in
+/// characters. A record bigger than `max_bytes` still goes whole into a new
+/// file. `backup_count = 0` never rotates (Python reopens the same file,
+/// which changes nothing on disk). Non-regular files (`/dev/null`, a FIFO)
+/// never rotate.
+#[derive(Debug)]
+pub struct RotatingFileHandler {
+    file: LogFile,
+    formatter: Formatter,
+    max_bytes: u64,
+    backup_count: u32,
+}
+
+impl RotatingFileHandler {
+    /// Opens (or, with `delay`, prepares to open) the file.
+    pub fn open(
+        options: &FileOptions,
+        max_bytes: u64,
+        backup_count: u32,
+        formatter: Formatter,
+    ) -> Result<RotatingFileHandler, HandlerError> {
+        // Python forces mode "a" when max_bytes > 0: truncating on every
+        // restart would lose the log the rotation is there to keep.
+        let append = options.append || max_bytes > 0;
+        let mut file = LogFile::new(&options.filename, append);
+        if !options.delay {
+            file.open()?;
+        }
+        Ok(RotatingFileHandler { file, formatter, max_bytes, backup_count })
+    }
+
+    /// Writes the records before `start` to the current file, then shifts the
+    /// backups and starts a new file; the record at `start` stays buffered.
+    fn roll_over(&mut self, start: usize) -> Result<(), HandlerError> {
+        if let Err(e) = self.file.write_prefix(start) {
+            // The triggering record is lost with the buffer it followed.
+            self.file.discard_uncommitted(0);
+            return Err(e.with_current_record());
+        }
+        self.file.close_file();
+        let renamed = shift_backups(self.file.path(), self.backup_count);
+        if let Err(e) = self.file.open() {
+            self.file.discard_uncommitted(0);
+            return Err(e);
+        }
+        renamed
+    }
+}
+
+/// `doRollover`'s renames: `.N-1 → .N` … `.1 → .2`, then the file → `.1`.
+/// The oldest backup beyond `backup_count` is overwritten, as in Python.
+fn shift_backups(base: &Path, backup_count: u32) -> Result<(), HandlerError> {
+    let numbered = |i: u32| -> PathBuf {
+        let mut name = base.as_os_str().to_owned();
+        name.push(format!(".{i}"));
+        PathBuf::from(name)
+    };
+    let rename = |from: &Path, to: &Path| -> Result<(), HandlerError> {
+        if !from.exists() {
+            return Ok(());
+        }
+        // rename(2) replaces `to` atomically, which is Python's
+        // remove-then-rename without the window where neither exists.
+        std::fs::rename(from, to).map_err(|e| HandlerError::Rotate {
+            context: format!("renaming {} to {}", from.display(), to.display()),
+            error: e,
+        })
+    };
+    for i in (1..backup_count).rev() {
+        rename(&numbered(i), &numbered(i + 1))?;
+    }
+    rename(base, &numbered(1))
+}
+
+/// Python's `len(str)`: characters, not bytes.
+fn chars(utf8: &[u8]) -> u64 {
+    utf8.iter().filter(|&&b| (b as i8) >= -0x40).count() as u64
+}
+
+impl Handler for RotatingFileHandler {
+    fn emit(&mut self, ctx: &RecordContext<'_>) -> Result<(), HandlerError> {
+        // shouldRollover opens a delayed file before measuring it.
+        self.file.open()?;
+        let range = self.file.format(&mut self.formatter, ctx)?;
+        if self.max_bytes > 0 && self.backup_count > 0 && self.file.is_regular() {
+            let position = self.file.position() - range.len() as u64;
+            let length = chars(self.file.buffered_bytes(range.clone()));
+            if position + length >= self.max_bytes {
+                match self.roll_over(range.start) {
+                    Ok(()) => {}
+                    // A failed rename: the record still goes to the file
+                    // that could be opened, and the failure is reported.
+                    Err(e @ HandlerError::Rotate { .. }) => {
+                        self.file.commit()?;
+                        return Err(e);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        self.file.commit()
+    }
+
+    fn flush(&mut self) -> Result<(), HandlerError> {
+        self.file.write_out()
+    }
+
+    fn reopen(&mut self) -> Result<(), HandlerError> {
+        self.file.close()?;
+        self.file.open()
+    }
+
+    fn close(&mut self) -> Result<(), HandlerError> {
+        self.file.close()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chars;
+
+    #[test]
+    fn length_counts_characters_as_python_does() {
+        assert_eq!(chars(b"abc\n"), 4);
+        assert_eq!(chars("café\n".as_bytes()), 5);
+        assert_eq!(chars("日本\n".as_bytes()), 3);
+        assert_eq!(chars("😀".as_bytes()), 1);
+    }
+}

@@ -1,0 +1,139 @@
+//! Nobody let in: socket permissions, the peer-credential allowlist, hostile
+//! socket paths, log injection. The cases that need a second user run as
+//! root (CI does) and switch to `nobody` with setpriv(1).
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::util::*;
+
+const NOBODY: u32 = 65534;
+
+/// A directory every user can enter, holding a copy of the binary every
+/// user can run (the build tree may be private to root).
+struct Shared {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+}
+
+fn shared_dir() -> Shared {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "this test runs a client as another user and must run as root (CI does; locally: sudo -E cargo nextest run)"
+    );
+    let ok = Command::new("setpriv").arg("--version").output().is_ok_and(|o| o.status.success());
+    assert!(ok, "setpriv(1) is missing: apt-get install util-linux (scripts/test installs it)");
+    let dir = tempfile::Builder::new().prefix("lf-sec-").tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let bin = dir.path().join("logfunnel");
+    std::fs::copy(BIN, &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    Shared { dir, bin }
+}
+
+fn as_nobody(bin: &Path, args: &[&str]) -> Output {
+    Command::new("setpriv")
+        .args(["--reuid", &NOBODY.to_string(), "--regid", &NOBODY.to_string(), "--clear-groups"])
+        .arg(bin)
+        .args(args)
+        .output()
+        .expect("run setpriv")
+}
+
+fn hub_in(shared: &Shared, toml: &str) -> HubProc {
+    let d = Dir::new();
+    let cfg = shared.dir.path().join("hub.toml");
+    std::fs::write(&cfg, format!("{toml}\n[handlers.file]\nclass = \"FileHandler\"\nfilename = {:?}\n[root]\nlevel = \"NOTSET\"\nhandlers = [\"file\"]\n", shared.dir.path().join("out.log"))).unwrap();
+    let mut hub = HubProc::spawn_at(&d, &cfg, &shared.dir.path().join("hub.sock"));
+    hub.keep_dir(d);
+    hub.wait_ready();
+    hub
+}
+
+#[test]
+fn another_user_cannot_open_a_0600_socket() {
+    let shared = shared_dir();
+    let hub = hub_in(&shared, "");
+    let meta = std::fs::metadata(&hub.socket).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let out = as_nobody(&shared.bin, &["send", "--socket", hub.socket.to_str().unwrap(), "intruder"]);
+    assert!(!out.status.success(), "nobody got in");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Permission denied"), "{err}");
+    assert_eq!(stats(&hub.socket)["received"], 0);
+    hub.stop();
+}
+
+#[test]
+fn the_allowlist_refuses_a_peer_by_its_kernel_credentials_and_logs_it() {
+    let shared = shared_dir();
+    // The file mode lets everyone connect; only the allowlist keeps nobody out.
+    let hub = hub_in(&shared, "[hub]\nsocket_mode = \"0666\"\nallowed_uids = [0]\nsocket_group = 65534");
+    assert_eq!(std::fs::metadata(&hub.socket).unwrap().gid(), NOBODY, "socket_group applied");
+    let out = as_nobody(&shared.bin, &["send", "--socket", hub.socket.to_str().unwrap(), "intruder"]);
+    assert!(!out.status.success(), "nobody got in: {}", String::from_utf8_lossy(&out.stdout));
+    // An allowed uid (root, this test) is served.
+    let ok = run(&["send", "--socket", hub.socket.to_str().unwrap(), "w1 t0 s0"]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let v = stats(&hub.socket);
+    assert_eq!(v["refused_peers"], 1, "{v}");
+    assert_eq!(v["received"], 1, "{v}");
+    let err = hub.stop();
+    assert!(
+        err.contains(&format!("uid {NOBODY} gid {NOBODY}")) && err.contains("not in allowed_uids"),
+        "{err}"
+    );
+    let text = std::fs::read_to_string(shared.dir.path().join("out.log")).unwrap();
+    assert_eq!(text, "w1 t0 s0\n");
+}
+
+#[test]
+fn world_writable_directories_and_symlinked_socket_paths_are_refused() {
+    let dir = Dir::new();
+    let open = dir.path("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = run(&["hub", "--socket", open.join("hub.sock").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("writable by every user"), "{err}");
+    let link = dir.path("link.sock");
+    std::os::unix::fs::symlink(dir.path("elsewhere.sock"), &link).unwrap();
+    let out = run(&["hub", "--socket", link.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("symbolic link"), "{err}");
+    // An abstract socket name is a configuration error.
+    let cfg = dir.write("abstract.toml", "[hub]\nsocket = \"@logfunnel\"\n");
+    let out = run(&["check-config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("hub.socket: abstract socket"));
+}
+
+#[test]
+fn control_characters_cannot_forge_lines_unless_raw_is_configured() {
+    let dir = Dir::new();
+    let raw = dir.path("raw.log");
+    let cfg = config_with(
+        &dir,
+        "",
+        &["raw"],
+        &format!(
+            "[handlers.raw]\nclass = \"FileHandler\"\nfilename = {raw:?}\nescape_control_chars = false\n"
+        ),
+    );
+    let hub = HubProc::start(&dir, &cfg);
+    let s = hub.socket.to_str().unwrap();
+    for msg in ["ok\nFAKE 2026-01-01 CRITICAL root", "\x1b[2Jcleared", "a\rb\tc"] {
+        let out = run(&["send", "--socket", s, msg]);
+        assert!(out.status.success());
+    }
+    hub.stop();
+    let text = std::fs::read_to_string(dir.path("out.log")).unwrap();
+    assert_eq!(text, "ok\\nFAKE 2026-01-01 CRITICAL root\n\\x1b[2Jcleared\na\\rb\tc\n");
+    let raw = std::fs::read_to_string(raw).unwrap();
+    assert_eq!(raw.lines().count(), 4, "raw output keeps the bytes: {raw:?}");
+}
