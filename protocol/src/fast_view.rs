@@ -185,7 +185,10 @@ mod tests {
         crate::codec::decode_view_with_bincode(payload).ok()
     }
 
-    fn frame(records: &[(i64, u32, String, String, Option<String>, u64, Vec<(String, u8, u64)>)]) -> Vec<u8> {
+    /// created, level, name, message, path, thread, extra (key, kind, value).
+    type Spec = (i64, u32, String, String, Option<String>, u64, Vec<(String, u8, u64)>);
+
+    fn frame(records: &[Spec]) -> Vec<u8> {
         let mut b = BatchBuilder::with_capacity(1 << 16);
         b.reset(77);
         let mut slot = vec![0u8; 1 << 16];
