@@ -27,6 +27,8 @@ use crate::oneshot::{connect, handshake_session};
 
 const IDLE_SLEEP_MIN: Duration = Duration::from_micros(20);
 const IDLE_SLEEP_MAX: Duration = Duration::from_millis(1);
+/// Buffers of acknowledged batches kept for reuse.
+const SPARE_BUFFERS: usize = 8;
 /// After a pass that moved less than a full batch.
 const BATCH_WINDOW: Duration = Duration::from_micros(50);
 /// The longest a batch of less than a quarter of `batch_bytes` is held open.
@@ -43,7 +45,15 @@ const DROP_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 struct PendingBatch {
     first_seq: u64,
     count: u64,
-    frame: Vec<u8>,
+    /// The batch builder's buffer, handed over whole: the frame is `buf[start..]`.
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl PendingBatch {
+    fn frame(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
 }
 
 struct Conn {
@@ -69,6 +79,9 @@ struct Sender {
     reported_drops: u64,
     last_drop_report: Instant,
     last_logged_error: Option<String>,
+    /// Acknowledged batches' buffers, for the builder's next batches (at
+    /// most SPARE_BUFFERS: fresh 128 KiB buffers would come from mmap).
+    spare: Vec<Vec<u8>>,
 }
 
 pub(crate) fn run(shared: Arc<Shared>) {
@@ -87,6 +100,7 @@ pub(crate) fn run(shared: Arc<Shared>) {
         reported_drops: 0,
         last_drop_report: Instant::now(),
         last_logged_error: None,
+        spare: Vec::new(),
         shared,
     };
     s.builder.reset(1);
@@ -201,8 +215,17 @@ impl Sender {
         }
         let count = self.builder.count();
         let first_seq = self.builder.first_seq();
-        let frame = match self.builder.finish() {
-            Ok(f) => f.to_vec(),
+        // A batch that fills most of the builder's buffer takes the buffer
+        // itself (no copy; an acknowledged batch's buffer becomes the
+        // builder's); a smaller one is copied, so that memory held for
+        // unacknowledged batches stays close to their size.
+        let taken = if self.builder.records_len() >= self.shared.settings.batch_bytes / 2 {
+            self.builder.take_frame(self.spare.pop())
+        } else {
+            self.builder.finish().map(|f| (f.to_vec(), 0))
+        };
+        let (buf, start) = match taken {
+            Ok(taken) => taken,
             Err(e) => {
                 // Cannot happen for records that fit a ring; never panic.
                 self.note_error(format!("dropping a batch that cannot be framed: {e}"));
@@ -211,8 +234,8 @@ impl Sender {
                 return;
             }
         };
-        self.pending_bytes += frame.len();
-        self.pending.push_back(PendingBatch { first_seq, count, frame });
+        self.pending_bytes += buf.len() - start;
+        self.pending.push_back(PendingBatch { first_seq, count, buf, start });
         self.next_seq = first_seq + count;
         self.builder.reset(self.next_seq);
     }
@@ -326,7 +349,7 @@ impl Sender {
         let mut wrote = false;
         while self.unsent < self.pending.len() {
             let Some(conn) = &self.conn else { return wrote };
-            let frame = &self.pending[self.unsent].frame;
+            let frame = self.pending[self.unsent].frame();
             match (&conn.stream).write(&frame[self.written..]) {
                 Ok(0) => {
                     self.lost_hub_while_writing("the hub stopped reading (wrote 0 bytes)".into());
@@ -454,8 +477,13 @@ impl Sender {
             if front.first_seq + front.count > next {
                 break;
             }
-            self.pending_bytes -= front.frame.len();
-            self.pending.pop_front();
+            self.pending_bytes -= front.frame().len();
+            if let Some(done) = self.pending.pop_front()
+                && self.spare.len() < SPARE_BUFFERS
+                && done.start > 0
+            {
+                self.spare.push(done.buf);
+            }
             self.unsent = self.unsent.saturating_sub(1);
         }
         let prev = self.shared.acked.load(Ordering::Acquire);

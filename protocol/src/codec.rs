@@ -282,4 +282,19 @@ impl BatchBuilder {
     pub fn frame(&self) -> &[u8] {
         &self.buf[self.start..]
     }
+
+    /// Finishes the batch and hands over its buffer without copying it: the
+    /// frame is `buffer[start..]` of the returned `(buffer, start)`. The
+    /// builder goes on in `spare` (a buffer handed over earlier and no longer
+    /// needed) or in a new one of the same capacity; call
+    /// [`reset`](Self::reset) before the next batch. On error nothing is
+    /// handed over.
+    pub fn take_frame(&mut self, spare: Option<Vec<u8>>) -> Result<(Vec<u8>, usize), ProtocolError> {
+        self.finish()?;
+        let mut next = spare.unwrap_or_else(|| Vec::with_capacity(self.buf.capacity()));
+        next.clear();
+        next.resize(HEADER_ROOM, 0);
+        let start = std::mem::replace(&mut self.start, HEADER_ROOM);
+        Ok((std::mem::replace(&mut self.buf, next), start))
+    }
 }
