@@ -384,11 +384,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             match w.child.try_wait()? {
                 Some(_) => break,
                 None => {
-                    if polls.is_multiple_of(10) {
+                    if polls.is_multiple_of(100) {
                         bar.set_position(progress(&hub));
                     }
                     polls += 1;
-                    std::thread::sleep(Duration::from_millis(10));
+                    // Fine-grained: the clock stops after the last worker's
+                    // exit is noticed, and a short run lasts a few 100 ms.
+                    std::thread::sleep(Duration::from_millis(1));
                 }
             }
         }
