@@ -4,9 +4,10 @@
 //! duplication and order.
 
 use std::io::{Read, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use hdrhistogram::Histogram;
 use logfunnel_client::{Builder, Overflow};
 
 #[derive(clap::Args)]
@@ -35,6 +36,13 @@ pub(crate) struct Args {
     /// Logger name.
     #[arg(long, default_value = "bench.worker")]
     logger: String,
+    /// Log at most this many records per second per thread (0: as fast as possible).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Time one log call in 8 and add their latency histogram (ns: [[value, count], ...])
+    /// and the process's peak RSS to the JSON line.
+    #[arg(long)]
+    latency: bool,
     /// Bytes of records kept until the hub acknowledges them (client default if unset).
     #[arg(long)]
     max_unacked: Option<usize>,
@@ -69,20 +77,18 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     }
     let threads = args.threads.max(1) as u64;
     let pad = "x".repeat(args.message_bytes.saturating_sub(24));
-    std::thread::scope(|s| {
-        for t in 0..threads {
-            let n = args.records / threads + u64::from(t < args.records % threads);
-            let (pad, logger, id) = (&pad, &args.logger, args.id);
-            s.spawn(move || {
-                for seq in 0..n {
-                    log::info!(target: logger, "w{id} t{t} s{seq} {pad}");
-                    if args.interval_us > 0 {
-                        std::thread::sleep(Duration::from_micros(args.interval_us));
-                    }
-                }
-            });
-        }
+    let (t0, c0) = (Instant::now(), ticks());
+    let hists: Vec<Histogram<u64>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let n = args.records / threads + u64::from(t < args.records % threads);
+                let (pad, args) = (&pad, &args);
+                s.spawn(move || log_records(args, t, n, pad))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("logging thread")).collect()
     });
+    let ns_per_tick = t0.elapsed().as_nanos() as f64 / ticks().wrapping_sub(c0).max(1) as f64;
     match args.exit_mode.as_str() {
         "finish" => {}
         "drop" => {
@@ -99,9 +105,75 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         other => anyhow::bail!("unknown --exit-mode {other:?} (finish, drop, flush-exit, exit)"),
     }
     let stats = guard.finish().context("flushing to the hub")?;
+    let mut extra = String::new();
+    if args.latency {
+        // Merge the threads' histograms (in ticks), converting to ns.
+        let mut merged: Vec<(u64, u64)> = Vec::new();
+        for h in &hists {
+            for v in h.iter_recorded() {
+                let ns = ((v.value_iterated_to() as f64) * ns_per_tick).round() as u64;
+                merged.push((ns.max(1), v.count_at_value()));
+            }
+        }
+        merged.sort_unstable();
+        let list: Vec<String> = merged.iter().map(|(v, c)| format!("[{v},{c}]")).collect();
+        extra = format!(",\"latency_ns\":[{}],\"max_rss_kib\":{}", list.join(","), max_rss_kib());
+    }
     println!(
-        "{{\"sent\":{},\"acked\":{},\"dropped\":{},\"connects\":{}}}",
+        "{{\"sent\":{},\"acked\":{},\"dropped\":{},\"connects\":{}{extra}}}",
         stats.sent, stats.acked, stats.dropped, stats.connects
     );
     Ok(())
+}
+
+/// One logging thread: `n` records, paced by `--rate`, timed with `--latency`.
+fn log_records(args: &Args, t: u64, n: u64, pad: &str) -> Histogram<u64> {
+    let mut hist = Histogram::<u64>::new(3).expect("sigfig");
+    let (logger, id) = (&args.logger, args.id);
+    let start = Instant::now();
+    for seq in 0..n {
+        if args.rate > 0.0 {
+            let due = start + Duration::from_secs_f64(seq as f64 / args.rate);
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+        }
+        // One call in 8 is timed: enough samples for p99.9, and the timer
+        // (two rdtsc and a histogram update) stays out of the throughput.
+        if args.latency && seq.is_multiple_of(8) {
+            let c0 = ticks();
+            log::info!(target: logger, "w{id} t{t} s{seq} {pad}");
+            hist.saturating_record(ticks().wrapping_sub(c0).max(1));
+        } else {
+            log::info!(target: logger, "w{id} t{t} s{seq} {pad}");
+        }
+        if args.interval_us > 0 {
+            std::thread::sleep(Duration::from_micros(args.interval_us));
+        }
+    }
+    hist
+}
+
+/// A cheap timestamp: the TSC on x86-64 (converted with the run's own
+/// calibration), elsewhere nanoseconds from a monotonic clock.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn ticks() -> u64 {
+    // SAFETY: rdtsc has no preconditions on x86-64.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn ticks() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+/// This process's peak resident set size.
+pub(crate) fn max_rss_kib() -> u64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } == 0 { ru.ru_maxrss as u64 } else { 0 }
 }

@@ -1,8 +1,10 @@
 //! The sender thread: polls the rings, batches, writes, reconnects, resends.
 //!
-//! It is never woken by a log call. It polls: after a pass that found work it
-//! polls again at once; after an idle pass it sleeps, 20 µs at first,
-//! doubling to 1 ms. Every batch stays in `pending` until the hub
+//! It is never woken by a log call. It polls: after a pass that sealed a
+//! full batch it polls again at once; after one that found less it sleeps
+//! 50 µs (records gather into larger frames); after an idle pass it sleeps,
+//! 20 µs at first, doubling to 1 ms. A batch is sent once it holds a quarter
+//! of `batch_bytes`, or its first record has waited 250 µs. Every batch stays in `pending` until the hub
 //! acknowledges it, so a dead or restarting hub loses nothing that fits in
 //! `max_unacked`; beyond that the sender stops draining the rings, they fill
 //! up, and the overflow policy applies at the log call.
@@ -25,6 +27,12 @@ use crate::oneshot::{connect, handshake_session};
 
 const IDLE_SLEEP_MIN: Duration = Duration::from_micros(20);
 const IDLE_SLEEP_MAX: Duration = Duration::from_millis(1);
+/// Buffers of acknowledged batches kept for reuse.
+const SPARE_BUFFERS: usize = 8;
+/// After a pass that moved less than a full batch.
+const BATCH_WINDOW: Duration = Duration::from_micros(50);
+/// The longest a batch of less than a quarter of `batch_bytes` is held open.
+const MAX_BATCH_DELAY: Duration = Duration::from_micros(250);
 const RECONNECT_MIN: Duration = Duration::from_millis(10);
 const RECONNECT_MAX: Duration = Duration::from_millis(500);
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -37,7 +45,15 @@ const DROP_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 struct PendingBatch {
     first_seq: u64,
     count: u64,
-    frame: Vec<u8>,
+    /// The batch builder's buffer, handed over whole: the frame is `buf[start..]`.
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl PendingBatch {
+    fn frame(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
 }
 
 struct Conn {
@@ -63,6 +79,9 @@ struct Sender {
     reported_drops: u64,
     last_drop_report: Instant,
     last_logged_error: Option<String>,
+    /// Acknowledged batches' buffers, for the builder's next batches (at
+    /// most SPARE_BUFFERS: fresh 128 KiB buffers would come from mmap).
+    spare: Vec<Vec<u8>>,
 }
 
 pub(crate) fn run(shared: Arc<Shared>) {
@@ -81,18 +100,36 @@ pub(crate) fn run(shared: Arc<Shared>) {
         reported_drops: 0,
         last_drop_report: Instant::now(),
         last_logged_error: None,
+        spare: Vec::new(),
         shared,
     };
     s.builder.reset(1);
     let mut idle = IDLE_SLEEP_MIN;
+    // When the open batch got its first record.
+    let mut opened: Option<Instant> = None;
     loop {
         let stopping = s.shared.stop.load(Ordering::Acquire);
+        // `collect` seals a batch only when it is full: then more is waiting.
+        let sealed_before = s.pending.len();
         let mut worked = s.collect();
+        let full = s.pending.len() > sealed_before;
         worked |= s.report_drops();
-        // While disconnected, keep filling the open batch instead of
-        // sealing small ones: fewer, fuller frames to resend later.
-        if s.conn.is_some() || stopping {
+        if s.builder.count() == 0 {
+            opened = None;
+        } else if opened.is_none() {
+            opened = Some(Instant::now());
+        }
+        // A small batch waits up to MAX_BATCH_DELAY for company: with many
+        // clients each one's share of the load is small, and a frame per
+        // pass would cost the hub a wake-up, a decode and an ack for a
+        // handful of records. While disconnected, keep filling the open
+        // batch instead of sealing small ones: fewer, fuller frames to
+        // resend later.
+        let due = s.builder.records_len() >= batch_bytes / 4
+            || opened.is_some_and(|t| t.elapsed() >= MAX_BATCH_DELAY);
+        if stopping || s.conn.is_some() && due {
             s.seal();
+            opened = None;
         }
         // Records in the open batch are taken too (flush waits for them).
         s.shared.assigned.store(s.builder.first_seq() + s.builder.count(), Ordering::Release);
@@ -109,8 +146,16 @@ pub(crate) fn run(shared: Arc<Shared>) {
         }
         if worked {
             idle = IDLE_SLEEP_MIN;
+            // Unless a full batch is waiting, let records gather for a
+            // moment: under moderate load, polling again at once would send
+            // a frame (and take an ack) per record or two, which costs the
+            // hub far more than these microseconds of latency.
+            if !full {
+                std::thread::sleep(BATCH_WINDOW);
+            }
         } else {
-            std::thread::sleep(idle);
+            // An open batch is sealed on time, however idle the rings are.
+            std::thread::sleep(if opened.is_some() { idle.min(MAX_BATCH_DELAY / 2) } else { idle });
             idle = (idle * 2).min(IDLE_SLEEP_MAX);
         }
     }
@@ -170,8 +215,17 @@ impl Sender {
         }
         let count = self.builder.count();
         let first_seq = self.builder.first_seq();
-        let frame = match self.builder.finish() {
-            Ok(f) => f.to_vec(),
+        // A batch that fills most of the builder's buffer takes the buffer
+        // itself (no copy; an acknowledged batch's buffer becomes the
+        // builder's); a smaller one is copied, so that memory held for
+        // unacknowledged batches stays close to their size.
+        let taken = if self.builder.records_len() >= self.shared.settings.batch_bytes / 2 {
+            self.builder.take_frame(self.spare.pop())
+        } else {
+            self.builder.finish().map(|f| (f.to_vec(), 0))
+        };
+        let (buf, start) = match taken {
+            Ok(taken) => taken,
             Err(e) => {
                 // Cannot happen for records that fit a ring; never panic.
                 self.note_error(format!("dropping a batch that cannot be framed: {e}"));
@@ -180,8 +234,8 @@ impl Sender {
                 return;
             }
         };
-        self.pending_bytes += frame.len();
-        self.pending.push_back(PendingBatch { first_seq, count, frame });
+        self.pending_bytes += buf.len() - start;
+        self.pending.push_back(PendingBatch { first_seq, count, buf, start });
         self.next_seq = first_seq + count;
         self.builder.reset(self.next_seq);
     }
@@ -295,7 +349,7 @@ impl Sender {
         let mut wrote = false;
         while self.unsent < self.pending.len() {
             let Some(conn) = &self.conn else { return wrote };
-            let frame = &self.pending[self.unsent].frame;
+            let frame = self.pending[self.unsent].frame();
             match (&conn.stream).write(&frame[self.written..]) {
                 Ok(0) => {
                     self.lost_hub_while_writing("the hub stopped reading (wrote 0 bytes)".into());
@@ -423,8 +477,13 @@ impl Sender {
             if front.first_seq + front.count > next {
                 break;
             }
-            self.pending_bytes -= front.frame.len();
-            self.pending.pop_front();
+            self.pending_bytes -= front.frame().len();
+            if let Some(done) = self.pending.pop_front()
+                && self.spare.len() < SPARE_BUFFERS
+                && done.start > 0
+            {
+                self.spare.push(done.buf);
+            }
             self.unsent = self.unsent.saturating_sub(1);
         }
         let prev = self.shared.acked.load(Ordering::Acquire);

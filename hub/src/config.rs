@@ -75,7 +75,7 @@ pub struct HubConfig {
     pub socket: Option<PathBuf>,
     /// Permission bits of the socket file (default 0600).
     pub socket_mode: u32,
-    /// Capacity of the listener queue, in batches (default 1024).
+    /// Capacity of the listener queue, in batches (default 64).
     pub queue_capacity: usize,
     /// Access control and client limits (see `hub/src/access.rs`).
     pub access: crate::access::AccessConfig,
@@ -278,7 +278,7 @@ pub struct HandlerConfig {
     pub formatter: Option<String>,
     /// Filter names.
     pub filters: Vec<String>,
-    /// Queue capacity in records (default 65536).
+    /// Queue capacity in records (default 16384).
     pub queue_capacity: usize,
     /// What happens when the queue is full.
     pub overflow: OverflowPolicy,
@@ -591,7 +591,7 @@ impl Parser {
         let mut hub = HubConfig {
             socket: None,
             socket_mode: 0o600,
-            queue_capacity: 1024,
+            queue_capacity: 64,
             access: crate::access::AccessConfig::default(),
         };
         let Some(t) = self.section(table, "hub") else { return hub };
@@ -836,7 +836,7 @@ impl Parser {
             }
             let handler_filters = self.string_list(&path, t, &["filters"]);
             self.check_refs(&join(&path, "filters"), &handler_filters, filters, "filter");
-            let queue_capacity = self.positive(&path, t, &["queue_capacity"]).unwrap_or(65536);
+            let queue_capacity = self.positive(&path, t, &["queue_capacity"]).unwrap_or(16384);
             let overflow = match self.string(&path, t, &["overflow"]).as_deref() {
                 None | Some("block") => OverflowPolicy::Block,
                 Some("drop_newest") => OverflowPolicy::DropNewest,

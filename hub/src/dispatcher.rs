@@ -66,13 +66,13 @@ impl InBatch {
 
 /// Where records of one logger name go.
 #[derive(Debug, Clone, PartialEq)]
-struct Route {
+pub(crate) struct Route {
     /// The origin logger's effective level.
-    level: u32,
+    pub(crate) level: u32,
     /// Whether the origin logger's own filters pass the name.
-    passes: bool,
+    pub(crate) passes: bool,
     /// (handler index, handler level), in Python's call order.
-    handlers: Vec<(usize, u32)>,
+    pub(crate) handlers: Vec<(usize, u32)>,
 }
 
 /// The logger tree, compiled from the configuration.
@@ -157,7 +157,7 @@ impl Router {
         Route { level, passes, handlers }
     }
 
-    fn route(&mut self, name: &str) -> Arc<Route> {
+    pub(crate) fn route(&mut self, name: &str) -> Arc<Route> {
         if let Some(r) = self.cache.get(name) {
             return Arc::clone(r);
         }
@@ -169,6 +169,13 @@ impl Router {
         self.cache.insert(name.to_owned(), Arc::clone(&r));
         r
     }
+}
+
+/// String equality that first asks whether both are the same bytes (the
+/// decoder points consecutive equal logger names at one copy).
+#[inline]
+pub(crate) fn same_str(a: &str, b: &str) -> bool {
+    (std::ptr::eq(a.as_ptr(), b.as_ptr()) && a.len() == b.len()) || a == b
 }
 
 /// Runs until every sender of `rx` is gone, then closes the handler queues.
@@ -191,7 +198,7 @@ pub(crate) fn run(
         // Consecutive records usually share a logger name: reuse its route.
         let mut current: Option<(&str, Arc<Route>)> = None;
         for (i, rec) in batch.records().iter().enumerate() {
-            if current.as_ref().is_none_or(|(name, _)| *name != rec.name) {
+            if current.as_ref().is_none_or(|(name, _)| !same_str(name, rec.name)) {
                 current = Some((rec.name, router.route(rec.name)));
             }
             let route = &current.as_ref().expect("set above").1;

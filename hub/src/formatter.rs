@@ -1147,6 +1147,9 @@ fn render_field(
     work: &mut Work,
     out: &mut Vec<u8>,
 ) -> Result<(), FormatError> {
+    if let Some(done) = fast_path(field, ctx, clock, out) {
+        return done;
+    }
     let value = lookup(&field.attr, ctx, clock, &mut slots.value)?;
     match &field.render {
         Render::Plain => {
@@ -1172,6 +1175,85 @@ fn render_field(
             let type_name = if conv.is_some() { "str" } else { value.type_name() };
             let spec = parse_spec(&slots.spec, type_name).map_err(FormatError::Conversion)?;
             brace(out, value, *conv, &spec, work).map_err(FormatError::Conversion)
+        }
+    }
+}
+
+/// The common fields of common formats (`%(asctime)s`, `%(levelname)-8s`,
+/// `%(process)d`, `{message}`, …) written straight into `out`: the same
+/// bytes as the general path below, without its intermediate buffers.
+/// `None` when the general path must run.
+fn fast_path(
+    field: &Field,
+    ctx: &RecordContext<'_>,
+    clock: &mut Clock,
+    out: &mut Vec<u8>,
+) -> Option<Result<(), FormatError>> {
+    // Only plain `s`/`d` conversions with at most a width (`%(x)s`,
+    // `%(x)-8s`, `%(x)d`, `{x}`, `$x`).
+    let (left, width, int) = match &field.render {
+        Render::Plain => (false, 0, false),
+        Render::Printf(p) if !p.plus && !p.space && !p.alt && !p.zero && p.precision.is_none() => {
+            match p.conv {
+                's' => (p.left, p.width, false),
+                'd' | 'i' | 'u' => (p.left, p.width, true),
+                _ => return None,
+            }
+        }
+        _ => return None,
+    };
+    let r = ctx.record;
+    let text: &str = match (&field.attr, int) {
+        (Attr::Asctime, false) if width == 0 => return Some(clock.asctime_into(created(r), out)),
+        (Attr::Name, false) => r.name,
+        (Attr::Msg | Attr::Message, false) => r.message,
+        (Attr::Levelname, false) => match level_name(r.levelno) {
+            Cow::Borrowed(name) => name,
+            Cow::Owned(_) => return None,
+        },
+        (Attr::ProcessName, false) => r.process_name.unwrap_or(ctx.process_name),
+        (Attr::Process | Attr::Thread | Attr::Lineno | Attr::Levelno, _) => {
+            let n: u64 = match field.attr {
+                Attr::Process => r.process.into(),
+                Attr::Thread => r.thread,
+                Attr::Lineno => r.lineno.into(),
+                _ => r.levelno.into(),
+            };
+            let mut buf = [0u8; 20];
+            let digits = push_u64(&mut buf, n);
+            // ASCII digits: bytes are characters.
+            let total = width.saturating_sub(digits.len());
+            if !left {
+                out.resize(out.len() + total, b' ');
+            }
+            out.extend_from_slice(digits);
+            if left {
+                out.resize(out.len() + total, b' ');
+            }
+            return Some(Ok(()));
+        }
+        _ => return None,
+    };
+    if int {
+        return None;
+    }
+    if width == 0 {
+        out.extend_from_slice(text.as_bytes());
+    } else {
+        pad_str(out, text, Pad { fill: ' ', align: if left { '<' } else { '>' }, width });
+    }
+    Some(Ok(()))
+}
+
+/// The decimal digits of `n`, written at the end of `buf`.
+fn push_u64(buf: &mut [u8; 20], mut n: u64) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
         }
     }
 }
@@ -1937,6 +2019,39 @@ impl Clock {
         if self.datefmt.is_none() {
             // default_msec_format '%s,%03d'
             let _ = write!(dst, ",{:03}", msecs(created) as i64);
+        }
+        Ok(())
+    }
+
+    /// [`Clock::asctime`] appended straight to a byte buffer.
+    fn asctime_into(&mut self, created: f64, out: &mut Vec<u8>) -> Result<(), FormatError> {
+        let floor = created.floor();
+        if !(-9.2e18..9.2e18).contains(&floor) {
+            return Err(FormatError::TimeOutOfRange(created));
+        }
+        let second = floor as i64;
+        if self.second != Some(second) {
+            self.second = None;
+            self.text.clear();
+            if !self.render(second) {
+                return Err(FormatError::TimeOutOfRange(created));
+            }
+            self.second = Some(second);
+        }
+        out.extend_from_slice(self.text.as_bytes());
+        if self.datefmt.is_none() {
+            let ms = msecs(created) as i64;
+            if (0..1000).contains(&ms) {
+                let ms = ms as u32;
+                out.extend_from_slice(&[
+                    b',',
+                    b'0' + (ms / 100) as u8,
+                    b'0' + (ms / 10 % 10) as u8,
+                    b'0' + (ms % 10) as u8,
+                ]);
+            } else {
+                let _ = write!(out, ",{ms:03}");
+            }
         }
         Ok(())
     }

@@ -7,6 +7,8 @@
 //! its overflow policy) → [`handlers`] format and write.
 
 pub mod access;
+#[doc(hidden)]
+pub mod bench_support;
 pub mod config;
 mod connection;
 mod dispatcher;
@@ -228,7 +230,7 @@ impl HubBuilder {
                     level: logfunnel_protocol::Level::NOTSET,
                     formatter: None,
                     filters: Vec::new(),
-                    queue_capacity: 65536,
+                    queue_capacity: 16384,
                     overflow: config::OverflowPolicy::Block,
                     escape_control_chars: false,
                 },
@@ -237,7 +239,7 @@ impl HubBuilder {
             names.push(name);
             classes.push("(built in)".to_owned());
             built.push(handler);
-            queues.push(Arc::new(HandlerQueue::new(65536, config::OverflowPolicy::Block)));
+            queues.push(Arc::new(HandlerQueue::new(16384, config::OverflowPolicy::Block)));
         }
         let router = dispatcher::Router::new(&config, &names);
         let policy = config.hub.access.clone();

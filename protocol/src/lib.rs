@@ -17,6 +17,8 @@
 
 mod codec;
 mod error;
+mod fast_encode;
+mod fast_view;
 mod level;
 mod record;
 mod stats;

@@ -1,0 +1,269 @@
+//! A hand-written decoder for batch frames into [`RecordView`]s: the hub's
+//! hot path. It reads exactly bincode's standard (varint, little-endian)
+//! layout, but only the canonical forms bincode's encoder writes; anything
+//! else (another frame kind, a non-canonical integer, a bad tag, invalid
+//! UTF-8, a truncated or overlong payload) makes it give up with `None`, and
+//! the caller decodes with bincode, which then accepts or refuses exactly as
+//! before. So a frame decodes to the same views either way, and errors are
+//! bincode's own.
+
+use crate::record::{ClientFrameView, RecordView, ValueRef};
+
+/// The smallest encoded record: every field at its shortest.
+const MIN_RECORD_BYTES: usize = 14;
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    #[inline(always)]
+    fn byte(&mut self) -> Option<u8> {
+        let b = *self.buf.get(self.pos)?;
+        self.pos += 1;
+        Some(b)
+    }
+
+    #[inline(always)]
+    fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.pos.checked_add(n)?;
+        let s = self.buf.get(self.pos..end)?;
+        self.pos = end;
+        Some(s)
+    }
+
+    /// A canonical varint u64 (bincode writes the shortest form).
+    #[inline(always)]
+    fn varint(&mut self) -> Option<u64> {
+        let b = self.byte()?;
+        match b {
+            0..=250 => Some(b as u64),
+            251 => {
+                let v = u16::from_le_bytes(self.bytes(2)?.try_into().ok()?) as u64;
+                (v >= 251).then_some(v)
+            }
+            252 => {
+                let v = u32::from_le_bytes(self.bytes(4)?.try_into().ok()?) as u64;
+                (v > u16::MAX as u64).then_some(v)
+            }
+            253 => {
+                let v = u64::from_le_bytes(self.bytes(8)?.try_into().ok()?);
+                (v > u32::MAX as u64).then_some(v)
+            }
+            _ => None,
+        }
+    }
+
+    #[inline(always)]
+    fn u32(&mut self) -> Option<u32> {
+        u32::try_from(self.varint()?).ok()
+    }
+
+    #[inline(always)]
+    fn i64(&mut self) -> Option<i64> {
+        let z = self.varint()?;
+        Some(((z >> 1) as i64) ^ -((z & 1) as i64))
+    }
+
+    #[inline(always)]
+    fn str(&mut self) -> Option<&'a str> {
+        let len = usize::try_from(self.varint()?).ok()?;
+        let bytes = self.bytes(len)?;
+        if bytes.is_ascii() {
+            // SAFETY: ASCII is valid UTF-8 (and `is_ascii` checks a word at a time).
+            Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+        } else {
+            std::str::from_utf8(bytes).ok()
+        }
+    }
+
+    #[inline(always)]
+    fn opt_str(&mut self) -> Option<Option<&'a str>> {
+        match self.byte()? {
+            0 => Some(None),
+            1 => Some(Some(self.str()?)),
+            _ => None,
+        }
+    }
+
+    fn value(&mut self) -> Option<ValueRef<'a>> {
+        Some(match self.u32()? {
+            0 => ValueRef::Str(self.str()?),
+            1 => ValueRef::I64(self.i64()?),
+            2 => ValueRef::U64(self.varint()?),
+            3 => ValueRef::F64(f64::from_le_bytes(self.bytes(8)?.try_into().ok()?)),
+            4 => ValueRef::Bool(match self.byte()? {
+                0 => false,
+                1 => true,
+                _ => return None,
+            }),
+            _ => return None,
+        })
+    }
+
+    fn record(&mut self, prev_name: Option<&'a str>) -> Option<RecordView<'a>> {
+        let created_ns = self.i64()?;
+        let levelno = self.u32()?;
+        let mut name = self.str()?;
+        // Consecutive records mostly share their logger name: point at the
+        // first copy, so that the router (on another core) can tell they
+        // are equal from the pointer instead of reading the bytes again.
+        if let Some(prev) = prev_name
+            && prev == name
+        {
+            name = prev;
+        }
+        let message = self.str()?;
+        let pathname = self.opt_str()?;
+        let lineno = self.u32()?;
+        let func_name = self.opt_str()?;
+        let module_path = self.opt_str()?;
+        let process = self.u32()?;
+        let process_name = self.opt_str()?;
+        let thread = self.varint()?;
+        let thread_name = self.opt_str()?;
+        let exc_text = self.opt_str()?;
+        let n = usize::try_from(self.varint()?).ok()?;
+        // Each pair takes at least 3 bytes: never allocate beyond the input.
+        if n > (self.buf.len() - self.pos) / 3 {
+            return None;
+        }
+        let mut extra = Vec::with_capacity(n);
+        for _ in 0..n {
+            let key = self.str()?;
+            extra.push((key, self.value()?));
+        }
+        Some(RecordView {
+            created_ns,
+            levelno,
+            name,
+            message,
+            pathname,
+            lineno,
+            func_name,
+            module_path,
+            process,
+            process_name,
+            thread,
+            thread_name,
+            exc_text,
+            extra,
+        })
+    }
+}
+
+/// Decodes `payload` if it is a batch frame in canonical form; `None`
+/// means "ask bincode" (see the module docs).
+pub(crate) fn decode_batch_view(payload: &[u8]) -> Option<ClientFrameView<'_>> {
+    let mut r = Reader { buf: payload, pos: 0 };
+    // ClientFrame::Batch is variant 1.
+    if r.u32()? != 1 {
+        return None;
+    }
+    let first_seq = r.varint()?;
+    let n = usize::try_from(r.varint()?).ok()?;
+    if n > payload.len() / MIN_RECORD_BYTES + 1 {
+        return None;
+    }
+    let mut records = Vec::with_capacity(n);
+    for _ in 0..n {
+        let prev = records.last().map(|r: &RecordView<'_>| r.name);
+        records.push(r.record(prev)?);
+    }
+    (r.pos == payload.len()).then_some(ClientFrameView::Batch(first_seq, records))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::{BatchBuilder, RecordRef, encode_record_ref};
+
+    fn borrowed_bincode(payload: &[u8]) -> Option<ClientFrameView<'_>> {
+        crate::codec::decode_view_with_bincode(payload).ok()
+    }
+
+    /// created, level, name, message, path, thread, extra (key, kind, value).
+    type Spec = (i64, u32, String, String, Option<String>, u64, Vec<(String, u8, u64)>);
+
+    fn frame(records: &[Spec]) -> Vec<u8> {
+        let mut b = BatchBuilder::with_capacity(1 << 16);
+        b.reset(77);
+        let mut slot = vec![0u8; 1 << 16];
+        for (created, level, name, message, path, thread, extra) in records {
+            let values: Vec<(&str, ValueRef<'_>)> = extra
+                .iter()
+                .map(|(k, kind, v)| {
+                    let value = match kind % 5 {
+                        0 => ValueRef::Str(k),
+                        1 => ValueRef::I64(*v as i64),
+                        2 => ValueRef::U64(*v),
+                        3 => ValueRef::F64(*v as f64 / 3.0),
+                        _ => ValueRef::Bool(v % 2 == 0),
+                    };
+                    (k.as_str(), value)
+                })
+                .collect();
+            let rec = RecordRef {
+                created_ns: *created,
+                levelno: *level,
+                name,
+                message,
+                pathname: path.as_deref(),
+                lineno: *level / 3,
+                func_name: None,
+                module_path: path.as_deref(),
+                process: *level ^ 0xffff,
+                process_name: Some(name),
+                thread: *thread,
+                thread_name: None,
+                exc_text: path.as_deref(),
+                extra: &values,
+            };
+            let n = encode_record_ref(&rec, &mut slot).unwrap();
+            b.push_encoded(&slot[..n]);
+        }
+        b.finish().unwrap()[4..].to_vec()
+    }
+
+    proptest! {
+        #[test]
+        fn decodes_what_bincode_decodes(
+            records in proptest::collection::vec(
+                (any::<i64>(), any::<u32>(), ".{0,20}", ".{0,300}", proptest::option::of(".{0,10}"), any::<u64>(),
+                 proptest::collection::vec((".{0,5}", any::<u8>(), any::<u64>()), 0..3)),
+                0..20)
+        ) {
+            let payload = frame(&records);
+            let fast = decode_batch_view(&payload);
+            prop_assert!(fast.is_some());
+            prop_assert_eq!(fast, borrowed_bincode(&payload));
+        }
+
+        #[test]
+        fn accepts_nothing_bincode_refuses(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            if let Some(fast) = decode_batch_view(&bytes) {
+                prop_assert_eq!(Some(fast), borrowed_bincode(&bytes));
+            }
+        }
+
+        #[test]
+        fn mutated_frames_agree_with_bincode(
+            records in proptest::collection::vec(
+                (any::<i64>(), any::<u32>(), ".{0,8}", ".{0,40}", proptest::option::of(".{0,4}"), any::<u64>(),
+                 proptest::collection::vec((".{0,3}", any::<u8>(), any::<u64>()), 0..2)),
+                1..4),
+            at in any::<prop::sample::Index>(),
+            byte in any::<u8>(),
+        ) {
+            let mut payload = frame(&records);
+            let i = at.index(payload.len());
+            payload[i] = byte;
+            if let Some(fast) = decode_batch_view(&payload) {
+                prop_assert_eq!(Some(fast), borrowed_bincode(&payload));
+            }
+        }
+    }
+}
