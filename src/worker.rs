@@ -54,6 +54,14 @@ pub(crate) struct Args {
     /// std::process::exit), `exit` (std::process::exit without flushing).
     #[arg(long, default_value = "finish")]
     exit_mode: String,
+    /// While the threads log, fork this many children one after another;
+    /// child k logs `--child-records` records as worker `id * 10000 + k + 1`,
+    /// flushes and exits (the fork-safety test).
+    #[arg(long, default_value_t = 0)]
+    fork_children: u32,
+    /// Records each forked child logs.
+    #[arg(long, default_value_t = 100)]
+    child_records: u64,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
@@ -78,6 +86,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let threads = args.threads.max(1) as u64;
     let pad = "x".repeat(args.message_bytes.saturating_sub(24));
     let (t0, c0) = (Instant::now(), ticks());
+    let mut children_failed = 0;
     let hists: Vec<Histogram<u64>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
@@ -86,6 +95,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
                 s.spawn(move || log_records(args, t, n, pad))
             })
             .collect();
+        let failed = fork_children(&args, &guard);
+        children_failed = failed;
         handles.into_iter().map(|h| h.join().expect("logging thread")).collect()
     });
     let ns_per_tick = t0.elapsed().as_nanos() as f64 / ticks().wrapping_sub(c0).max(1) as f64;
@@ -119,11 +130,47 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         let list: Vec<String> = merged.iter().map(|(v, c)| format!("[{v},{c}]")).collect();
         extra = format!(",\"latency_ns\":[{}],\"max_rss_kib\":{}", list.join(","), max_rss_kib());
     }
+    if args.fork_children > 0 {
+        extra += &format!(",\"children_failed\":{children_failed}");
+    }
     println!(
         "{{\"sent\":{},\"acked\":{},\"dropped\":{},\"connects\":{}{extra}}}",
         stats.sent, stats.acked, stats.dropped, stats.connects
     );
     Ok(())
+}
+
+/// Forks `--fork-children` children one after another (the parent's
+/// threads keep logging meanwhile); returns how many did not exit cleanly.
+fn fork_children(args: &Args, guard: &logfunnel_client::Guard) -> u32 {
+    let mut failed = 0;
+    for k in 0..args.fork_children {
+        // SAFETY: the child only logs through the client (which rebuilds
+        // itself after a fork), flushes and leaves with _exit, never
+        // returning into the parent's stack frames or destructors.
+        match unsafe { libc::fork() } {
+            -1 => failed += 1,
+            0 => {
+                let id = args.id * 10_000 + k + 1;
+                for seq in 0..args.child_records {
+                    log::info!(target: &args.logger, "w{id} t0 s{seq} child");
+                }
+                let flushed = guard.handler().flush_timeout(Duration::from_secs(20));
+                let ok = flushed.is_ok() && guard.handler().stats().dropped == 0;
+                // SAFETY: ends the child without running the parent's exit handlers.
+                unsafe { libc::_exit(if ok { 0 } else { 3 }) }
+            }
+            pid => {
+                let mut status = 0;
+                // SAFETY: waits for our own child.
+                let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
+                if waited != pid || !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
+                    failed += 1;
+                }
+            }
+        }
+    }
+    failed
 }
 
 /// One logging thread: `n` records, paced by `--rate`, timed with `--latency`.

@@ -346,3 +346,36 @@ fn connection_churn_leaves_no_thread_or_descriptor_behind() {
         assert_complete(&seqs, w, 0, 2000);
     }
 }
+
+/// F8: a worker whose four threads are logging forks 1,000 children one
+/// after another; each child logs 100 records and flushes. Nothing
+/// deadlocks, every child's records arrive under their own session, the
+/// parent's queued records are never sent twice (the children inherit
+/// them, but must not send them), and no frame is mangled.
+#[test]
+fn forked_children_log_on_their_own_and_never_resend_the_parents_records() {
+    let dir = Dir::new();
+    let hub = HubProc::start(&dir, &dir.file_config());
+    let parent = worker(
+        &hub.socket,
+        0,
+        40_000,
+        &["--threads", "4", "--interval-us", "50", "--fork-children", "1000", "--child-records", "100"],
+    );
+    let out = parent.wait_with_output().expect("worker output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "worker failed: {stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("\"children_failed\":0"), "some children failed or hung: {stdout}");
+    let s = stats(&hub.socket);
+    assert_eq!(s["bad_frames"], 0, "{s}");
+    hub.stop();
+    let (seqs, other) = sequences(&dir.path("out.log"));
+    assert!(other.is_empty(), "unexpected lines: {:?}", &other[..other.len().min(3)]);
+    for t in 0..4 {
+        assert_complete(&seqs, 0, t, 10_000);
+    }
+    for child in 1..=1000 {
+        assert_complete(&seqs, child, 0, 100);
+    }
+    assert_eq!(seqs.len(), 4 + 1000, "records from an unexpected worker or thread");
+}

@@ -19,8 +19,13 @@
 //! policy applies: [`Overflow::Block`] (the default) makes the caller sleep
 //! until there is room; [`Overflow::DropNewest`] drops the record and counts
 //! it, and the hub receives a WARNING record saying how many were dropped.
+//!
+//! A process that forks needs nothing special: the child's first log call
+//! gives it a client of its own (see `fork.rs`). Flush before leaving a
+//! child with `_exit` (`QueueHandler::flush_timeout`, or the guard).
 
 mod error;
+mod fork;
 mod oneshot;
 mod ring;
 mod sender;
@@ -28,7 +33,7 @@ mod sender;
 use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -151,43 +156,21 @@ impl Builder {
             .clone()
             .or_else(|| std::env::var_os(logfunnel_protocol::SOCKET_ENV).map(PathBuf::from))
             .unwrap_or_else(logfunnel_protocol::default_socket_path);
-        let shared = Arc::new(Shared {
-            id: NEXT_HANDLER_ID.fetch_add(1, Ordering::Relaxed),
-            socket,
-            level,
-            pid: std::process::id(),
-            process_name: self.process_name.clone().unwrap_or_else(oneshot::process_name),
-            session: new_session_id(),
-            settings: self,
-            rings: Mutex::new(Vec::new()),
-            dropped: AtomicU64::new(0),
-            report_drops_now: AtomicBool::new(false),
-            truncated: AtomicU64::new(0),
-            assigned: AtomicU64::new(1),
-            acked: AtomicU64::new(1),
-            epoch: AtomicU64::new(0),
-            stop: AtomicBool::new(false),
-            stopped: AtomicBool::new(false),
-            connected: AtomicBool::new(false),
-            connects: AtomicU64::new(0),
-            last_error: Mutex::new(None),
-        });
-        let thread = {
-            let shared = Arc::clone(&shared);
-            std::thread::Builder::new()
-                .name("logfunnel-sender".into())
-                .spawn(move || sender::run(shared))
-                .map_err(InitError::Spawn)?
+        fork::install();
+        let process_name = self.process_name.clone().unwrap_or_else(oneshot::process_name);
+        let state = Shared::new(self, socket, level, process_name, fork::generation());
+        let shared = Shared::start(state).map_err(|(_, e)| e)?;
+        let handler = QueueHandler {
+            inner: Arc::new(Inner { current: AtomicPtr::new(Arc::into_raw(shared).cast_mut()) }),
         };
-        let handler = QueueHandler { shared };
-        let guard = Guard { handler: handler.clone(), thread: Some(thread) };
+        let guard = Guard { handler: handler.clone() };
         Ok((handler, guard))
     }
 
     /// Builds the handler and installs it as the global `log` logger.
     pub fn init(self) -> Result<Guard, InitError> {
         let (handler, guard) = self.build()?;
-        let level = handler.shared.level;
+        let level = handler.shared().level;
         log::set_boxed_logger(Box::new(handler))?;
         log::set_max_level(level);
         Ok(guard)
@@ -215,6 +198,10 @@ pub(crate) fn new_session_id() -> u64 {
 
 pub(crate) struct Shared {
     id: u64,
+    /// The process generation this client belongs to (see `fork.rs`).
+    generation: u64,
+    /// The sender thread, taken by the guard to join it.
+    sender: Mutex<Option<JoinHandle<()>>>,
     socket: PathBuf,
     level: log::LevelFilter,
     pid: u32,
@@ -240,8 +227,59 @@ pub(crate) struct Shared {
     last_error: Mutex<Option<String>>,
 }
 
+impl Shared {
+    /// A fresh client: new session, no queues yet, no sender thread.
+    fn new(
+        settings: Builder,
+        socket: PathBuf,
+        level: log::LevelFilter,
+        process_name: String,
+        generation: u64,
+    ) -> Shared {
+        Shared {
+            id: NEXT_HANDLER_ID.fetch_add(1, Ordering::Relaxed),
+            generation,
+            sender: Mutex::new(None),
+            socket,
+            level,
+            pid: std::process::id(),
+            process_name,
+            session: new_session_id(),
+            settings,
+            rings: Mutex::new(Vec::new()),
+            dropped: AtomicU64::new(0),
+            report_drops_now: AtomicBool::new(false),
+            truncated: AtomicU64::new(0),
+            assigned: AtomicU64::new(1),
+            acked: AtomicU64::new(1),
+            epoch: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            connected: AtomicBool::new(false),
+            connects: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+        }
+    }
+
+    /// Starts the sender thread of a new client.
+    fn start(shared: Shared) -> Result<Arc<Shared>, (Arc<Shared>, InitError)> {
+        let shared = Arc::new(shared);
+        let spawned = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new().name("logfunnel-sender".into()).spawn(move || sender::run(shared))
+        };
+        match spawned {
+            Ok(thread) => {
+                *shared.sender.lock().unwrap_or_else(|e| e.into_inner()) = Some(thread);
+                Ok(shared)
+            }
+            Err(e) => Err((shared, InitError::Spawn(e))),
+        }
+    }
+}
+
 /// Counters of one client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ClientStats {
     /// Records taken from the queues by the sender.
     pub sent: u64,
@@ -260,13 +298,27 @@ pub struct ClientStats {
 /// The `log::Log` implementation: Python's QueueHandler. Cheap to clone.
 #[derive(Clone)]
 pub struct QueueHandler {
-    shared: Arc<Shared>,
+    inner: Arc<Inner>,
+}
+
+/// The client of the current process: replaced (never freed: another thread
+/// of the parent may have been using it) in a forked child.
+struct Inner {
+    /// From `Arc::into_raw`; one strong count belongs to this pointer.
+    current: AtomicPtr<Shared>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // SAFETY: `current` came from `Arc::into_raw` and owns one count.
+        drop(unsafe { Arc::from_raw(self.current.load(Ordering::Acquire)) });
+    }
 }
 
 impl std::fmt::Debug for QueueHandler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("QueueHandler")
-            .field("socket", &self.shared.socket)
+            .field("socket", &self.shared().socket)
             .field("stats", &self.stats())
             .finish()
     }
@@ -321,9 +373,64 @@ fn os_thread_id() -> u64 {
 }
 
 impl QueueHandler {
+    /// This process's client; in a forked child, a fresh one built on first use.
+    fn shared(&self) -> &Shared {
+        // SAFETY: `current` always points at a live Shared: replaced ones
+        // are leaked, and the last one is freed only with `Inner`.
+        let s = unsafe { &*self.inner.current.load(Ordering::Acquire) };
+        if s.generation == fork::generation() { s } else { self.rebuild() }
+    }
+
+    /// The current client without building one (None in a child that has
+    /// not logged yet).
+    fn current(&self) -> Option<&Shared> {
+        // SAFETY: as in `shared`.
+        let s = unsafe { &*self.inner.current.load(Ordering::Acquire) };
+        (s.generation == fork::generation()).then_some(s)
+    }
+
+    #[cold]
+    fn rebuild(&self) -> &Shared {
+        let generation = fork::generation();
+        loop {
+            if let Some(s) = self.current() {
+                return s;
+            }
+            if fork::REBUILDING.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        // SAFETY: as in `shared`; only immutable fields of the parent's
+        // client are read (no lock it may hold is touched).
+        let old = unsafe { &*self.inner.current.load(Ordering::Acquire) };
+        let state = Shared::new(
+            old.settings.clone(),
+            old.socket.clone(),
+            old.level,
+            old.process_name.clone(),
+            generation,
+        );
+        let fresh = match Shared::start(state) {
+            Ok(s) => s,
+            Err((s, e)) => {
+                // No sender: nothing can be delivered, so nothing may wait.
+                eprintln!("logfunnel client: after fork: {e}");
+                s.stop.store(true, Ordering::Release);
+                s.stopped.store(true, Ordering::Release);
+                s
+            }
+        };
+        // The parent's client is left as it is (leaked): its memory is the
+        // parent's queues, which this process must never send.
+        self.inner.current.store(Arc::into_raw(fresh).cast_mut(), Ordering::Release);
+        fork::REBUILDING.store(false, Ordering::Release);
+        self.current().expect("just installed")
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> ClientStats {
-        let s = &self.shared;
+        let s = self.shared();
         ClientStats {
             sent: s.assigned.load(Ordering::Acquire) - 1,
             acked: s.acked.load(Ordering::Acquire) - 1,
@@ -337,7 +444,7 @@ impl QueueHandler {
     /// Waits until every record logged before this call has been
     /// acknowledged by the hub, or `timeout` passes.
     pub fn flush_timeout(&self, timeout: Duration) -> Result<(), FlushError> {
-        let s = &self.shared;
+        let s = self.shared();
         let start = Instant::now();
         s.report_drops_now.store(true, Ordering::Release);
         let targets: Vec<(Arc<Ring>, u64)> = s
@@ -389,27 +496,28 @@ impl QueueHandler {
     }
 
     fn enqueue(&self, record: &log::Record<'_>) {
+        let shared = self.shared();
         let ok = LOCAL.try_with(|cell| {
             // A log call made while formatting this one (a Display impl that
             // logs) finds the cell borrowed; it is dropped and counted.
             let Ok(mut slot) = cell.try_borrow_mut() else { return false };
-            if slot.as_ref().is_none_or(|l| l.handler_id != self.shared.id) {
-                *slot = Some(self.register_thread());
+            if slot.as_ref().is_none_or(|l| l.handler_id != shared.id) {
+                *slot = Some(Self::register_thread(shared));
             }
             let local = slot.as_mut().expect("just set");
-            self.enqueue_local(local, record);
+            Self::enqueue_local(shared, local, record);
             true
         });
         if ok != Ok(true) {
-            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+            shared.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    fn register_thread(&self) -> Local {
-        let ring = Arc::new(Ring::new(self.shared.settings.queue_capacity));
-        self.shared.rings.lock().unwrap_or_else(|e| e.into_inner()).push(Arc::clone(&ring));
+    fn register_thread(shared: &Shared) -> Local {
+        let ring = Arc::new(Ring::new(shared.settings.queue_capacity));
+        shared.rings.lock().unwrap_or_else(|e| e.into_inner()).push(Arc::clone(&ring));
         Local {
-            handler_id: self.shared.id,
+            handler_id: shared.id,
             ring,
             message: String::with_capacity(256),
             kv: Vec::new(),
@@ -419,7 +527,7 @@ impl QueueHandler {
         }
     }
 
-    fn enqueue_local(&self, local: &mut Local, record: &log::Record<'_>) {
+    fn enqueue_local(shared: &Shared, local: &mut Local, record: &log::Record<'_>) {
         let created_ns =
             SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
         let message: &str = match record.args().as_str() {
@@ -429,7 +537,7 @@ impl QueueHandler {
                 let _ = write!(local.message, "{}", record.args());
                 if local.message.len() > MAX_MESSAGE_BYTES {
                     truncate_message(&mut local.message);
-                    self.shared.truncated.fetch_add(1, Ordering::Relaxed);
+                    shared.truncated.fetch_add(1, Ordering::Relaxed);
                 }
                 &local.message
             }
@@ -457,7 +565,7 @@ impl QueueHandler {
             lineno: record.line().unwrap_or(0),
             func_name: None,
             module_path: record.module_path(),
-            process: self.shared.pid,
+            process: shared.pid,
             process_name: None,
             thread: local.thread,
             thread_name: local.thread_name.as_deref(),
@@ -471,8 +579,8 @@ impl QueueHandler {
             match pushed {
                 Ok(()) => return,
                 Err(PushError::Full)
-                    if self.shared.settings.overflow == Overflow::Block
-                        && !self.shared.stopped.load(Ordering::Relaxed) =>
+                    if shared.settings.overflow == Overflow::Block
+                        && !shared.stopped.load(Ordering::Relaxed) =>
                 {
                     // Sleep, never spin: on two cores a spinning producer
                     // starves the very threads that would make room. And
@@ -486,13 +594,13 @@ impl QueueHandler {
                     loop {
                         std::thread::sleep(backoff);
                         backoff = (backoff * 2).min(Duration::from_millis(4));
-                        if local.ring.free() >= want || self.shared.stopped.load(Ordering::Relaxed) {
+                        if local.ring.free() >= want || shared.stopped.load(Ordering::Relaxed) {
                             break;
                         }
                     }
                 }
                 Err(_) => {
-                    self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+                    shared.dropped.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
             }
@@ -550,7 +658,7 @@ fn collect_kv(record: &log::Record<'_>, kv: &mut Vec<(String, KvScratch)>, len: 
 
 impl log::Log for QueueHandler {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.level() <= self.shared.level
+        metadata.level() <= self.shared().level
     }
 
     fn log(&self, record: &log::Record<'_>) {
@@ -560,7 +668,7 @@ impl log::Log for QueueHandler {
     }
 
     fn flush(&self) {
-        let _ = self.flush_timeout(self.shared.settings.flush_timeout);
+        let _ = self.flush_timeout(self.shared().settings.flush_timeout);
     }
 }
 
@@ -571,7 +679,6 @@ impl log::Log for QueueHandler {
 #[must_use = "dropping the guard at once stops logging; bind it to `_guard`"]
 pub struct Guard {
     handler: QueueHandler,
-    thread: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Guard {
@@ -587,15 +694,21 @@ impl Guard {
     }
 
     /// Flushes (waiting up to the configured flush timeout), stops the
-    /// sender and returns the final counters, or the flush error.
+    /// sender and returns the final counters, or the flush error. In a
+    /// forked child it does this for the child's own client.
     pub fn finish(mut self) -> Result<ClientStats, FlushError> {
         self.shutdown()
     }
 
     fn shutdown(&mut self) -> Result<ClientStats, FlushError> {
-        let Some(thread) = self.thread.take() else { return Ok(self.handler.stats()) };
-        let flushed = self.handler.flush_timeout(self.handler.shared.settings.flush_timeout);
-        self.handler.shared.stop.store(true, Ordering::Release);
+        // A child that never logged has nothing of its own to flush, and
+        // the parent's sender is not its to stop.
+        let Some(s) = self.handler.current() else { return Ok(ClientStats::default()) };
+        let Some(thread) = s.sender.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return Ok(self.handler.stats());
+        };
+        let flushed = self.handler.flush_timeout(s.settings.flush_timeout);
+        s.stop.store(true, Ordering::Release);
         let _ = thread.join();
         flushed.map(|()| self.handler.stats())
     }
