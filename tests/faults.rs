@@ -379,3 +379,62 @@ fn forked_children_log_on_their_own_and_never_resend_the_parents_records() {
     }
     assert_eq!(seqs.len(), 4 + 1000, "records from an unexpected worker or thread");
 }
+
+/// Unmounts a test's tmpfs, even when the test fails.
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// F5 on a real filesystem: a FileHandler on a tiny tmpfs that fills up.
+/// Records that do not fit are counted as failed, every line in the file
+/// is whole (a short write is cut back, never left torn), the other
+/// handler is unaffected, and writing resumes as soon as space is freed.
+#[test]
+fn a_tiny_filesystem_fills_up_lines_stay_whole_and_writing_resumes_when_space_is_freed() {
+    let dir = Dir::new();
+    let mnt = dir.path("tiny");
+    std::fs::create_dir(&mnt).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(mounted, "mounting a 1 MiB tmpfs needs root (scripts/test runs as root, as CI does)");
+    let _mount = Mount(mnt.clone());
+    // Leave ~200 KiB free.
+    std::fs::write(mnt.join("filler"), vec![b'f'; 800 << 10]).unwrap();
+    let log = mnt.join("app.log");
+    let cfg = config_with(
+        &dir,
+        "",
+        &["disk"],
+        &format!("[handlers.disk]\nclass = \"FileHandler\"\nfilename = {log:?}\n"),
+    );
+    let hub = HubProc::start(&dir, &cfg);
+    finish_worker(worker(&hub.socket, 1, 20_000, &[]));
+    let v = stats_when(&hub.socket, |v| {
+        let d = handler(v, "disk");
+        d["emitted"].as_u64().unwrap() + d["failed"].as_u64().unwrap() == 20_000
+    });
+    let disk = handler(&v, "disk").clone();
+    let (emitted, failed) = (disk["emitted"].as_u64().unwrap(), disk["failed"].as_u64().unwrap());
+    assert!(failed > 0 && emitted > 0, "the disk should fill part-way: {disk}");
+    assert_eq!(handler(&v, "file")["emitted"], 20_000, "the other handler is unaffected");
+    let (seqs, other) = sequences(&log);
+    assert!(other.is_empty(), "a torn line: {:?}", &other[..other.len().min(3)]);
+    let got = seqs.get(&(1, 0)).cloned().unwrap_or_default();
+    assert_eq!(got.len() as u64, emitted, "the file holds exactly the records counted as emitted");
+    assert!(got.windows(2).all(|w| w[0] < w[1]), "in order, no duplicates");
+
+    // Space is freed: the next records are written, each on a line of its own.
+    std::fs::remove_file(mnt.join("filler")).unwrap();
+    finish_worker(worker(&hub.socket, 2, 2_000, &[]));
+    hub.stop();
+    let (seqs, other) = sequences(&log);
+    assert!(other.is_empty(), "a torn line: {:?}", &other[..other.len().min(3)]);
+    assert_complete(&seqs, 2, 0, 2_000);
+}

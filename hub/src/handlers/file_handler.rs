@@ -152,7 +152,18 @@ impl LogFile {
                 self.on_disk += end as u64;
                 Ok(())
             }
-            Err((context, error)) => Err(HandlerError::Write { context, error, records }),
+            Err((context, error)) => {
+                // A short write (a full disk) may have left part of a record
+                // behind: cut the file back to the last whole record, so each
+                // line is whole or absent, and later records start on a line
+                // of their own.
+                if self.regular
+                    && let Some(file) = &self.file
+                {
+                    let _ = file.set_len(self.on_disk);
+                }
+                Err(HandlerError::Write { context, error, records })
+            }
         }
     }
 
