@@ -5,7 +5,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use logfunnel_hub::formatter::{Formatter, RecordContext, Style};
+use logfunnel_hub::formatter::{Formatter, PeerCred, RecordContext, Style};
 use logfunnel_protocol::{RecordView, decode_client_frame_view};
 
 #[path = "common.rs"]
@@ -34,7 +34,13 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 out.clear();
                 for r in &records {
-                    let ctx = RecordContext { record: r, process_name: "w", host_name: "h", start_ns: 0 };
+                    let ctx = RecordContext {
+                        record: r,
+                        peer: PeerCred::UNKNOWN,
+                        process_name: "w",
+                        host_name: "h",
+                        start_ns: 0,
+                    };
                     f.format(black_box(&ctx), &mut out).unwrap();
                     out.push(b'\n');
                 }

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
-use logfunnel_hub::formatter::{Formatter, RecordContext, Style};
+use logfunnel_hub::formatter::{Formatter, PeerCred, RecordContext, Style};
 use logfunnel_hub::handlers::FileHandler;
 use logfunnel_hub::{Config, Handler, HandlerError, HubBuilder};
 
@@ -511,8 +511,13 @@ fn in_process(args: &Args, tmp: &std::path::Path) -> anyhow::Result<()> {
                     exc_text: None,
                     extra: Vec::new(),
                 };
-                let ctx =
-                    RecordContext { record: &record, process_name: "floor", host_name: "", start_ns: 0 };
+                let ctx = RecordContext {
+                    record: &record,
+                    peer: PeerCred::UNKNOWN,
+                    process_name: "floor",
+                    host_name: "",
+                    start_ns: 0,
+                };
                 handler.emit(&ctx)?;
             }
         }

@@ -137,3 +137,29 @@ fn control_characters_cannot_forge_lines_unless_raw_is_configured() {
     let raw = std::fs::read_to_string(raw).unwrap();
     assert_eq!(raw.lines().count(), 4, "raw output keeps the bytes: {raw:?}");
 }
+
+/// S3: a client may claim any pid, host or extra field, but the kernel's
+/// view of the connection (`%(peer_uid)s`, `%(peer_pid)s`) is the hub's
+/// own, and an extra of the same name cannot shadow it.
+#[test]
+fn the_kernels_view_of_the_sender_cannot_be_forged() {
+    use logfunnel_protocol::{Record, Value};
+    let dir = Dir::new();
+    let cfg = dir.write(
+        "hub.toml",
+        &format!(
+            "[formatters.f]\nformat = \"%(peer_uid)s %(peer_gid)s %(peer_pid)s claimed=%(process)d %(message)s\"\n[handlers.file]\nclass = \"FileHandler\"\nfilename = {:?}\nformatter = \"f\"\n[root]\nlevel = \"NOTSET\"\nhandlers = [\"file\"]\n",
+            dir.path("out.log")
+        ),
+    );
+    let hub = HubProc::start(&dir, &cfg);
+    let mut forged = Record::new(20, "app", "hello");
+    forged.process = 4242;
+    forged.extra = vec![("peer_uid".into(), Value::Str("666".into())), ("peer_pid".into(), Value::I64(1))];
+    logfunnel_client::send_records(&hub.socket, vec![forged], std::time::Duration::from_secs(10)).unwrap();
+    hub.stop();
+    // SAFETY: getuid/getgid have no preconditions.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let line = std::fs::read_to_string(dir.path("out.log")).unwrap();
+    assert_eq!(line, format!("{uid} {gid} {} claimed=4242 hello\n", std::process::id()));
+}

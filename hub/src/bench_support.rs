@@ -8,7 +8,7 @@ use logfunnel_protocol::{ClientFrameView, ProtocolError, decode_client_frame_vie
 
 use crate::config::Config;
 use crate::dispatcher::Router;
-use crate::formatter::RecordContext;
+use crate::formatter::{PeerCred, RecordContext};
 use crate::handlers::{self, Handler, HandlerError};
 
 /// A compiled logger tree and its handlers, driven on the caller's thread.
@@ -52,8 +52,13 @@ impl Pipeline {
             if rec.levelno < route.level || !route.passes {
                 continue;
             }
-            let ctx =
-                RecordContext { record: rec, process_name: "bench", host_name: "", start_ns: self.start_ns };
+            let ctx = RecordContext {
+                record: rec,
+                peer: PeerCred::UNKNOWN,
+                process_name: "bench",
+                host_name: "",
+                start_ns: self.start_ns,
+            };
             for &(h, level) in &route.handlers {
                 if rec.levelno >= level && self.handlers[h].emit(&ctx).is_ok() {
                     emitted += 1;

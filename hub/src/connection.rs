@@ -25,6 +25,7 @@ use crossbeam_channel::Sender;
 
 use crate::HubShared;
 use crate::dispatcher::{Frame, InBatch, Peer};
+use crate::formatter::PeerCred;
 use crate::sessions::{self, SettleGuard};
 use crate::stats::{ConnCounters, HubCounters, add};
 
@@ -67,7 +68,7 @@ pub(crate) fn serve(stream: Stream, id: u64, shared: Arc<HubShared>, tx: Sender<
     // Small at first: an idle client costs little; the buffer grows to the
     // largest frame this client sends (bounded by MAX_FRAME_BYTES).
     let mut conn = Conn { stream, buf: vec![0; 1 << 10], start: 0, end: 0, out: FrameBuf::default() };
-    match session(&mut conn, &shared, &tx, &who, peer_pid, id) {
+    match session(&mut conn, &shared, &tx, &who, creds, id) {
         Ok(()) => {}
         Err(Ended::Refused(reason, counter)) => {
             add(&shared.refused, 1);
@@ -239,7 +240,7 @@ fn session(
     shared: &HubShared,
     tx: &Sender<InBatch>,
     who: &str,
-    peer_pid: Option<u32>,
+    creds: PeerCred,
     id: u64,
 ) -> Result<(), Ended> {
     let deadline = Instant::now() + shared.policy.handshake_timeout;
@@ -277,7 +278,8 @@ fn session(
         }
     };
     // The kernel's word for the pid where there is one; the client's otherwise.
-    let counters = Arc::new(ConnCounters::new(id, peer_pid.unwrap_or(hello.pid), hello.process_name.clone()));
+    let counters =
+        Arc::new(ConnCounters::new(id, creds.pid.unwrap_or(hello.pid), hello.process_name.clone()));
     shared.register_conn(Arc::clone(&counters));
     // Marks the connection closed however the session ends.
     struct Closed<'a>(&'a ConnCounters);
@@ -291,6 +293,7 @@ fn session(
         process_name: hello.process_name.clone(),
         host_name: hello.host_name.clone(),
         session: hello.session,
+        creds,
     });
     // Resume where this session left off if it was here before: it resends
     // from its oldest unacknowledged record; what is already here is dropped.
@@ -460,23 +463,17 @@ fn session(
 }
 
 /// What the kernel says about the peer (SO_PEERCRED on Linux).
-struct Creds {
-    uid: Option<u32>,
-    gid: Option<u32>,
-    pid: Option<u32>,
-}
-
 #[cfg(unix)]
-fn peer_creds(stream: &Stream) -> Creds {
+fn peer_creds(stream: &Stream) -> PeerCred {
     match stream.peer_creds() {
-        Ok(c) => Creds { uid: c.euid(), gid: c.egid(), pid: c.pid().map(|p| p as u32) },
-        Err(_) => Creds { uid: None, gid: None, pid: None },
+        Ok(c) => PeerCred { uid: c.euid(), gid: c.egid(), pid: c.pid().map(|p| p as u32) },
+        Err(_) => PeerCred::UNKNOWN,
     }
 }
 
 #[cfg(not(unix))]
-fn peer_creds(_stream: &Stream) -> Creds {
-    Creds { uid: None, gid: None, pid: None }
+fn peer_creds(_stream: &Stream) -> PeerCred {
+    PeerCred::UNKNOWN
 }
 
 #[cfg(unix)]

@@ -32,6 +32,8 @@ pub(crate) struct Peer {
     pub(crate) host_name: String,
     /// The client's session id (durable handlers drop resends by it).
     pub(crate) session: u64,
+    /// The kernel's credentials of the connection.
+    pub(crate) creds: crate::formatter::PeerCred,
 }
 
 type Views<'a> = Vec<RecordView<'a>>;

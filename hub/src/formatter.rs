@@ -68,12 +68,33 @@ use logfunnel_protocol::{RecordView, ValueRef, level_name};
 pub struct RecordContext<'a> {
     /// The record being formatted.
     pub record: &'a RecordView<'a>,
+    /// Who sent it, as the kernel saw the connection (not as it claims).
+    pub peer: PeerCred,
     /// The connection's `processName`, used when `record.process_name` is None.
     pub process_name: &'a str,
     /// The connection's host name, exposed as `%(hostname)s`.
     pub host_name: &'a str,
     /// Hub start time (ns since the epoch), the origin of `relativeCreated`.
     pub start_ns: i64,
+}
+
+/// A client connection's credentials from the kernel (SO_PEERCRED), shown
+/// as `%(peer_uid)s`, `%(peer_gid)s` and `%(peer_pid)s`: unlike `process` or
+/// `hostname`, which the client states itself, these cannot be forged by
+/// it. `None` where the platform cannot tell (or for the hub's own records).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PeerCred {
+    /// The peer's user id.
+    pub uid: Option<u32>,
+    /// The peer's primary group id.
+    pub gid: Option<u32>,
+    /// The peer's process id.
+    pub pid: Option<u32>,
+}
+
+impl PeerCred {
+    /// Credentials not known.
+    pub const UNKNOWN: PeerCred = PeerCred { uid: None, gid: None, pid: None };
 }
 
 /// The format string style, as Python's `style` argument.
@@ -382,6 +403,11 @@ enum Attr {
     Process,
     Message,
     Asctime,
+    /// The kernel's view of the sender (see [`PeerCred`]); extras of the same
+    /// name cannot shadow them.
+    PeerUid,
+    PeerGid,
+    PeerPid,
     /// An extra, else `hostname`.
     Other(String),
 }
@@ -411,6 +437,9 @@ impl Attr {
             "process" => Attr::Process,
             "message" => Attr::Message,
             "asctime" => Attr::Asctime,
+            "peer_uid" => Attr::PeerUid,
+            "peer_gid" => Attr::PeerGid,
+            "peer_pid" => Attr::PeerPid,
             other => Attr::Other(other.to_owned()),
         }
     }
@@ -425,7 +454,7 @@ impl Attr {
             Levelno | Lineno | Process | Thread => Some(Val::Int(0)),
             Created | Msecs | RelativeCreated => Some(Val::Float(0.0)),
             Args | ExcInfo | StackInfo => Some(Val::None),
-            ExcText | Other(_) => None,
+            ExcText | PeerUid | PeerGid | PeerPid | Other(_) => None,
         }
     }
 }
@@ -1036,6 +1065,9 @@ fn attr_name(attr: &Attr) -> &str {
         Process => "process",
         Message => "message",
         Asctime => "asctime",
+        PeerUid => "peer_uid",
+        PeerGid => "peer_gid",
+        PeerPid => "peer_pid",
         Other(name) => name,
     }
 }
@@ -1131,6 +1163,9 @@ fn lookup<'v>(
             clock.asctime(created(r), slot)?;
             Val::Str(slot)
         }
+        Attr::PeerUid => ctx.peer.uid.map_or(Val::None, |v| Val::Int(v.into())),
+        Attr::PeerGid => ctx.peer.gid.map_or(Val::None, |v| Val::Int(v.into())),
+        Attr::PeerPid => ctx.peer.pid.map_or(Val::None, |v| Val::Int(v.into())),
         Attr::Other(name) => match r.extra.iter().find(|(k, _)| *k == name.as_str()) {
             Some((_, value)) => value_of_extra(value),
             None if name == "hostname" => Val::Str(ctx.host_name),
@@ -2311,7 +2346,13 @@ mod tests {
     }
 
     fn ctx<'a>(record: &'a RecordView<'a>) -> RecordContext<'a> {
-        RecordContext { record, process_name: "MainProcess", host_name: "box-1", start_ns: START }
+        RecordContext {
+            record,
+            peer: PeerCred::UNKNOWN,
+            process_name: "MainProcess",
+            host_name: "box-1",
+            start_ns: START,
+        }
     }
 
     fn try_fmt(fmt: &str, style: Style, r: &Record) -> Result<String, FormatError> {
@@ -2853,6 +2894,7 @@ print('\n'.join(out))
             .iter()
             .map(|r| RecordContext {
                 record: r,
+                peer: PeerCred::UNKNOWN,
                 process_name: "MainProcess",
                 host_name: "box-1",
                 start_ns: START,

@@ -16,7 +16,7 @@ use logfunnel_protocol::{Level, Record, RecordView};
 use crate::config::OverflowPolicy;
 use crate::dispatcher::InBatch;
 use crate::escape::{escape, needs_escape};
-use crate::formatter::RecordContext;
+use crate::formatter::{PeerCred, RecordContext};
 use crate::handlers::{Handler, HandlerError};
 use crate::journal::Journal;
 use crate::sessions::SettleGuard;
@@ -285,7 +285,13 @@ pub(crate) fn run(
                 )
             };
             let view = rec.view();
-            let ctx = RecordContext { record: &view, process_name: "logfunnel-hub", host_name: "", start_ns };
+            let ctx = RecordContext {
+                record: &view,
+                peer: PeerCred::UNKNOWN,
+                process_name: "logfunnel-hub",
+                host_name: "",
+                start_ns,
+            };
             // The report itself is not a client's record: it is not counted
             // as emitted, but a failed write it triggers still counts its losses.
             match handler.emit(&ctx) {
@@ -368,6 +374,7 @@ fn emit_work(
         };
         let ctx = RecordContext {
             record: rec,
+            peer: batch.peer.creds,
             process_name: &batch.peer.process_name,
             host_name: &batch.peer.host_name,
             start_ns: opts.start_ns,

@@ -73,7 +73,9 @@ impl MemoryHandler {
         let record = ctx.record.as_record_ref();
         self.scratch.resize(encoded_record_len(&record), 0);
         let n = encode_record_ref(&record, &mut self.scratch).map_err(|e| forward_error(e.into(), 1))?;
-        let same_peer = |p: &Peer| p.process_name == ctx.process_name && p.host_name == ctx.host_name;
+        let same_peer = |p: &Peer| {
+            p.process_name == ctx.process_name && p.host_name == ctx.host_name && p.creds == ctx.peer
+        };
         let fits = match self.runs.last() {
             Some((peer, batch)) => same_peer(peer) && batch.records_len() + n <= RUN_BYTES,
             None => false,
@@ -85,6 +87,7 @@ impl MemoryHandler {
                     process_name: ctx.process_name.to_owned(),
                     host_name: ctx.host_name.to_owned(),
                     session: 0,
+                    creds: ctx.peer,
                 }),
             };
             let mut batch = BatchBuilder::with_capacity(n.max(4096));
