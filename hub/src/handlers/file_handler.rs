@@ -136,9 +136,17 @@ impl LogFile {
             return Ok(());
         }
         let records = std::mem::take(&mut self.buffered);
+        // The file's real length before this write: where a failed write is
+        // cut back to, and the base of `position()`. Someone else may have
+        // changed it since the last write (copytruncate, a journal recovery),
+        // which Python's seek(0, 2) before tell() also notices.
+        let mut before = None;
         let result = match self.open() {
             Ok(()) => {
                 let file = self.file.as_mut().expect("opened above");
+                if self.regular {
+                    before = file.metadata().ok().map(|m| m.len());
+                }
                 file.write_all(&self.buf[..end]).map_err(|e| (format!("writing {}", self.path.display()), e))
             }
             Err(HandlerError::Io { context, error }) => Err((context, error)),
@@ -149,18 +157,17 @@ impl LogFile {
         self.buf.drain(..end);
         match result {
             Ok(()) => {
-                self.on_disk += end as u64;
+                self.on_disk = before.unwrap_or(self.on_disk) + end as u64;
                 Ok(())
             }
             Err((context, error)) => {
                 // A short write (a full disk) may have left part of a record
-                // behind: cut the file back to the last whole record, so each
+                // behind: cut the file back to where this write began, so each
                 // line is whole or absent, and later records start on a line
                 // of their own.
-                if self.regular
-                    && let Some(file) = &self.file
-                {
-                    let _ = file.set_len(self.on_disk);
+                if let (Some(len), Some(file)) = (before, &self.file) {
+                    let _ = file.set_len(len);
+                    self.on_disk = len;
                 }
                 Err(HandlerError::Write { context, error, records })
             }
