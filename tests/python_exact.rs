@@ -537,3 +537,29 @@ fn memory_handler_matches_python() {
     assert!(lines("mem.log") > 0 && lines("chained.log") > 0);
     assert_eq!(lines("tail.log"), 23, "the held tail is passed on at shutdown");
 }
+
+/// logrotate's copytruncate empties the file under the hub: like Python
+/// (which seeks to the end before measuring), the rotating handler measures
+/// the file as it now is, rather than rotating early on a stale size.
+#[test]
+fn a_rotating_handler_sees_a_copytruncate() {
+    let dir = Dir::new();
+    let log = dir.path("app.log");
+    let cfg = dir.write(
+        "hub.toml",
+        &format!(
+            "[handlers.r]\nclass = \"RotatingFileHandler\"\nfilename = {log:?}\nmax_bytes = 1000\nbackup_count = 3\n\n[root]\nhandlers = [\"r\"]\nlevel = \"NOTSET\"\n"
+        ),
+    );
+    let hub = HubProc::start(&dir, &cfg);
+    let line = |i: i64| record(NOV_14 + i * S, "app", 20, &format!("{i:03} {}", "x".repeat(95)));
+    send(&hub.socket, &(0..9).map(line).collect::<Vec<_>>());
+    wait_lines(&log, 9);
+    // copytruncate: copy away, then empty the file in place.
+    std::fs::copy(&log, dir.path("app.log.copied")).unwrap();
+    std::fs::OpenOptions::new().write(true).open(&log).unwrap().set_len(0).unwrap();
+    send(&hub.socket, &(9..14).map(line).collect::<Vec<_>>());
+    hub.stop();
+    assert!(!dir.path("app.log.1").exists(), "rotated on the size before the truncation");
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 5);
+}

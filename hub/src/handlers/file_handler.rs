@@ -174,6 +174,16 @@ impl LogFile {
         }
     }
 
+    /// Re-reads the file's size (someone else may have truncated it, as
+    /// logrotate's copytruncate does): Python's `seek(0, 2)` before `tell()`.
+    pub(crate) fn refresh_size(&mut self) {
+        if self.regular
+            && let Some(len) = self.file.as_ref().and_then(|f| f.metadata().ok()).map(|m| m.len())
+        {
+            self.on_disk = len;
+        }
+    }
+
     /// Whether nothing is buffered.
     pub(crate) fn nothing_buffered(&self) -> bool {
         self.buf.is_empty()

@@ -93,6 +93,10 @@ impl Handler for RotatingFileHandler {
     fn emit(&mut self, ctx: &RecordContext<'_>) -> Result<(), HandlerError> {
         // shouldRollover opens a delayed file before measuring it.
         self.file.open()?;
+        if self.max_bytes > 0 && self.file.nothing_buffered() {
+            // Once per burst, not per record: the size as the disk has it.
+            self.file.refresh_size();
+        }
         let range = self.file.format(&mut self.formatter, ctx)?;
         if self.max_bytes > 0 && self.backup_count > 0 && self.file.is_regular() {
             let position = self.file.position() - range.len() as u64;
