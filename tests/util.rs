@@ -160,15 +160,8 @@ pub fn worker(socket: &Path, id: u32, records: u64, extra: &[&str]) -> Child {
 
 /// Waits for a worker and asserts it succeeded with nothing dropped.
 pub fn finish_worker(child: Child) {
-    let out: Output = child.wait_with_output().expect("worker output");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "worker failed ({}): {stdout} {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(stdout.contains("\"dropped\":0"), "worker dropped records: {stdout}");
+    let report = worker_report(child);
+    assert_eq!(report["dropped"], 0, "worker dropped records: {report}");
 }
 
 pub fn run(args: &[&str]) -> Output {

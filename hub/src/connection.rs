@@ -368,7 +368,7 @@ fn session(
                     let batch = InBatch {
                         peer: Arc::clone(&peer),
                         frame,
-                        first_seq: first_seq + skip,
+                        first_seq: Some(first_seq + skip),
                         settle: Some(guard),
                     };
                     // Blocks when the hub is saturated: backpressure.

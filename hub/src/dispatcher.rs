@@ -53,8 +53,10 @@ self_cell::self_cell!(
 pub(crate) struct InBatch {
     pub(crate) peer: Arc<Peer>,
     pub(crate) frame: Frame,
-    /// Sequence number of `records()[0]`.
-    pub(crate) first_seq: u64,
+    /// Sequence number of `records()[0]` in its client's session; `None`
+    /// for records a MemoryHandler passes on (no client's sequence: never
+    /// deduplicated or journaled by the handler that receives them).
+    pub(crate) first_seq: Option<u64>,
     /// Settles the batch (lets the hub acknowledge it) when every handler
     /// that must write it first has done so; see `sessions.rs`.
     pub(crate) settle: Option<Arc<SettleGuard>>,

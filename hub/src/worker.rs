@@ -352,14 +352,15 @@ fn emit_work(
     let session = batch.peer.session;
     // Records the output already holds (written before a restart and resent
     // because their acknowledgement never reached the client) are skipped.
-    // A MemoryHandler's forwarded records (first_seq 0) are no client's
-    // sequence: never skipped, never journaled.
-    let sequenced = batch.first_seq != 0;
+    // A MemoryHandler's forwarded records carry no client's sequence: never
+    // skipped, never journaled.
+    let sequenced = batch.first_seq.is_some();
+    let first_seq = batch.first_seq.unwrap_or(0);
     let written_below = if sequenced { opts.journal.as_ref().map_or(0, |j| j.next_seq(session)) } else { 0 };
     let mut last_seq = None;
     let escape_on = opts.escape;
     let mut emit = |i: usize, rec: &RecordView<'_>| {
-        let seq = batch.first_seq + i as u64;
+        let seq = first_seq + i as u64;
         if seq < written_below {
             add(&counters.duplicates, 1);
             return;

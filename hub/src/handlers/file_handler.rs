@@ -216,6 +216,12 @@ impl LogFile {
         result
     }
 
+    /// Writes out, closes and opens the file again (SIGHUP).
+    pub(crate) fn reopen(&mut self) -> Result<(), HandlerError> {
+        self.close()?;
+        self.open()
+    }
+
     /// Closes the file without writing the buffer (used around a rollover,
     /// after the earlier records were written out).
     pub(crate) fn close_file(&mut self) {
@@ -260,8 +266,7 @@ impl Handler for FileHandler {
     }
 
     fn reopen(&mut self) -> Result<(), HandlerError> {
-        self.file.close()?;
-        self.file.open()
+        self.file.reopen()
     }
 
     fn close(&mut self) -> Result<(), HandlerError> {

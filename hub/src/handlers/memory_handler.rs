@@ -103,21 +103,23 @@ impl MemoryHandler {
     /// Python's `flush`: everything buffered goes to the target, in order.
     fn forward(&mut self) -> Result<(), HandlerError> {
         self.buffered = 0;
-        let held = std::mem::take(&mut self.held);
-        for (peer, mut batch) in self.runs.drain(..) {
+        // On a failure, the records not yet passed on are lost and counted.
+        let mut left = std::mem::take(&mut self.held);
+        for (peer, mut batch) in std::mem::take(&mut self.runs) {
             let count = batch.count();
-            let frame = batch.finish().map_err(|e| forward_error(e, held))?;
+            let frame = batch.finish().map_err(|e| forward_error(e, left))?;
             // Skip the length prefix: frames are decoded from their payload.
             let bytes: Box<[u8]> = frame[4..].into();
             let frame = Frame::try_new(bytes, |b| match decode_client_frame_view(b)? {
                 ClientFrameView::Batch(_, records) => Ok(records),
                 _ => Err(ProtocolError::Unexpected("the memory handler built a frame that is not a batch")),
             })
-            .map_err(|e| forward_error(e, count))?;
-            // first_seq 0: not a client's sequence (see worker::emit_work).
-            // The original batches were settled when this handler took them.
-            let batch = InBatch { peer, frame, first_seq: 0, settle: None };
+            .map_err(|e| forward_error(e, left))?;
+            // Not a client's sequence; the original batches were settled
+            // when this handler took them.
+            let batch = InBatch { peer, frame, first_seq: None, settle: None };
             self.target.push(Work { batch: Arc::new(batch), indices: None, settle: None });
+            left -= count;
         }
         Ok(())
     }

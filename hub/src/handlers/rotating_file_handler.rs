@@ -122,8 +122,7 @@ impl Handler for RotatingFileHandler {
     }
 
     fn reopen(&mut self) -> Result<(), HandlerError> {
-        self.file.close()?;
-        self.file.open()
+        self.file.reopen()
     }
 
     fn close(&mut self) -> Result<(), HandlerError> {

@@ -281,8 +281,7 @@ impl Handler for TimedRotatingFileHandler {
     }
 
     fn reopen(&mut self) -> Result<(), HandlerError> {
-        self.file.close()?;
-        self.file.open()
+        self.file.reopen()
     }
 
     fn close(&mut self) -> Result<(), HandlerError> {
