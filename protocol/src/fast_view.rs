@@ -70,7 +70,7 @@ impl<'a> Reader<'a> {
     fn str(&mut self) -> Option<&'a str> {
         let len = usize::try_from(self.varint()?).ok()?;
         let bytes = self.bytes(len)?;
-        if bytes.is_ascii() {
+        if short_ascii(bytes).unwrap_or_else(|| bytes.is_ascii()) {
             // SAFETY: ASCII is valid UTF-8 (and `is_ascii` checks a word at a time).
             Some(unsafe { std::str::from_utf8_unchecked(bytes) })
         } else {
@@ -110,7 +110,7 @@ impl<'a> Reader<'a> {
         // first copy, so that the router (on another core) can tell they
         // are equal from the pointer instead of reading the bytes again.
         if let Some(prev) = prev_name
-            && prev == name
+            && short_eq(prev.as_bytes(), name.as_bytes()).unwrap_or_else(|| prev == name)
         {
             name = prev;
         }
@@ -151,6 +151,38 @@ impl<'a> Reader<'a> {
             extra,
         })
     }
+}
+
+/// The first and last 8 bytes of a string of 8 to 16 bytes (they overlap
+/// when it is shorter than 16): enough to look at every byte.
+#[inline(always)]
+fn ends(b: &[u8]) -> (u64, u64) {
+    let head = u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
+    let tail = u64::from_le_bytes(b[b.len() - 8..].try_into().expect("8 bytes"));
+    (head, tail)
+}
+
+/// Whether `b` is ASCII, inline for 8 to 16 bytes (logger names, paths);
+/// `None` for other lengths. `is_ascii` is a call per string otherwise.
+#[inline(always)]
+fn short_ascii(b: &[u8]) -> Option<bool> {
+    if !(8..=16).contains(&b.len()) {
+        return None;
+    }
+    let (head, tail) = ends(b);
+    Some((head | tail) & 0x8080_8080_8080_8080 == 0)
+}
+
+/// `a == b` inline for 8 to 16 bytes; `None` for other lengths.
+#[inline(always)]
+fn short_eq(a: &[u8], b: &[u8]) -> Option<bool> {
+    if a.len() != b.len() {
+        return Some(false);
+    }
+    if !(8..=16).contains(&a.len()) {
+        return None;
+    }
+    Some(ends(a) == ends(b))
 }
 
 /// Decodes `payload` if it is a batch frame in canonical form; `None`
@@ -226,6 +258,33 @@ mod tests {
             b.push_encoded(&slot[..n]);
         }
         b.finish().unwrap()[4..].to_vec()
+    }
+
+    #[test]
+    fn short_helpers_agree_with_std() {
+        let samples: [&[u8]; 8] = [
+            b"",
+            b"abc",
+            b"app.work",
+            b"app.worker.inge",
+            b"app.worker.ingest",
+            b"caf\xc3\xa9 ok!",
+            b"ok\x80okokok",
+            b"0123456789abcdef",
+        ];
+        for a in samples {
+            if let Some(v) = short_ascii(a) {
+                assert_eq!(v, a.is_ascii(), "{a:?}");
+            }
+            for b in samples {
+                if let Some(v) = short_eq(a, b) {
+                    assert_eq!(v, a == b, "{a:?} {b:?}");
+                }
+            }
+        }
+        // Strings that differ only in the middle byte.
+        assert_eq!(short_eq(b"abcdefghijk", b"abcdefXhijk"), Some(false));
+        assert_eq!(short_ascii(b"abcdefgh\xffijklmn"), Some(false));
     }
 
     proptest! {
