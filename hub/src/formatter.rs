@@ -277,7 +277,7 @@ impl Formatter {
     ) -> Result<(), FormatError> {
         for segment in &self.segments {
             match segment {
-                Segment::Lit(text) => out.extend_from_slice(text.as_bytes()),
+                Segment::Lit(text) => put(out, text.as_bytes()),
                 Segment::Field(field) => {
                     render_field(field, ctx, &mut self.clock, &mut self.slots, &mut self.work, out)?
                 }
@@ -1087,7 +1087,22 @@ fn created(record: &RecordView<'_>) -> f64 {
 /// Python 3.11's `msecs`: `int((ct - int(ct)) * 1000) + 0.0`.
 fn msecs(ct: f64) -> f64 {
     // The + 0.0 turns -0.0 into 0.0, as Python's int() + 0.0 does.
-    ((ct - ct.trunc()) * 1000.0).trunc() + 0.0
+    trunc((ct - trunc(ct)) * 1000.0) + 0.0
+}
+
+/// `f64::trunc` without a call into libm (the baseline x86-64 target has no
+/// rounding instruction): exact for every finite value.
+#[inline]
+fn trunc(x: f64) -> f64 {
+    // Beyond 2^52 every f64 is already an integer.
+    if x.abs() < 4_503_599_627_370_496.0 { (x as i64) as f64 } else { x.trunc() }
+}
+
+/// `f64::floor`, as [`trunc`].
+#[inline]
+fn floor(x: f64) -> f64 {
+    let t = trunc(x);
+    if t > x { t - 1.0 } else { t }
 }
 
 /// `os.path.basename` (posix; Windows also splits at backslashes).
@@ -1261,7 +1276,7 @@ fn fast_path(
             if !left {
                 out.resize(out.len() + total, b' ');
             }
-            out.extend_from_slice(digits);
+            put(out, digits);
             if left {
                 out.resize(out.len() + total, b' ');
             }
@@ -1273,11 +1288,52 @@ fn fast_path(
         return None;
     }
     if width == 0 {
-        out.extend_from_slice(text.as_bytes());
+        put(out, text.as_bytes());
     } else {
         pad_str(out, text, Pad { fill: ' ', align: if left { '<' } else { '>' }, width });
     }
     Some(Ok(()))
+}
+
+/// Appends `bytes`: short ones (the literals and most fields of a format)
+/// with a few inline moves instead of a call to `memcpy`, which dominated
+/// formatting of typical lines; long ones with `extend_from_slice`.
+#[inline(always)]
+fn put(out: &mut Vec<u8>, bytes: &[u8]) {
+    let n = bytes.len();
+    if n > 32 || out.capacity() - out.len() < 32 {
+        out.extend_from_slice(bytes);
+        return;
+    }
+    let len = out.len();
+    let src = bytes.as_ptr();
+    // SAFETY: at least 32 bytes of spare capacity; every read below lies
+    // within `bytes` (the overlapping head/tail moves of a small memcpy);
+    // the first `n` spare bytes are written before the length grows.
+    unsafe {
+        let dst = out.as_mut_ptr().add(len);
+        if n >= 16 {
+            let a = std::ptr::read_unaligned(src.cast::<[u8; 16]>());
+            let b = std::ptr::read_unaligned(src.add(n - 16).cast::<[u8; 16]>());
+            std::ptr::write_unaligned(dst.cast::<[u8; 16]>(), a);
+            std::ptr::write_unaligned(dst.add(n - 16).cast::<[u8; 16]>(), b);
+        } else if n >= 8 {
+            let a = std::ptr::read_unaligned(src.cast::<u64>());
+            let b = std::ptr::read_unaligned(src.add(n - 8).cast::<u64>());
+            std::ptr::write_unaligned(dst.cast::<u64>(), a);
+            std::ptr::write_unaligned(dst.add(n - 8).cast::<u64>(), b);
+        } else if n >= 4 {
+            let a = std::ptr::read_unaligned(src.cast::<u32>());
+            let b = std::ptr::read_unaligned(src.add(n - 4).cast::<u32>());
+            std::ptr::write_unaligned(dst.cast::<u32>(), a);
+            std::ptr::write_unaligned(dst.add(n - 4).cast::<u32>(), b);
+        } else if n > 0 {
+            *dst = *src;
+            *dst.add(n / 2) = *src.add(n / 2);
+            *dst.add(n - 1) = *src.add(n - 1);
+        }
+        out.set_len(len + n);
+    }
 }
 
 /// The decimal digits of `n`, written at the end of `buf`.
@@ -1399,6 +1455,10 @@ struct Pad {
 }
 
 fn push_fill(out: &mut Vec<u8>, fill: char, count: usize) {
+    if fill == ' ' {
+        out.resize(out.len() + count, b' ');
+        return;
+    }
     let mut buf = [0u8; 4];
     let bytes = fill.encode_utf8(&mut buf).as_bytes();
     for _ in 0..count {
@@ -1423,7 +1483,7 @@ fn pad_str(out: &mut Vec<u8>, s: &str, pad: Pad) {
         _ => 0,
     };
     push_fill(out, pad.fill, left);
-    out.extend_from_slice(s.as_bytes());
+    put(out, s.as_bytes());
     push_fill(out, pad.fill, total - left);
 }
 
@@ -2037,7 +2097,7 @@ impl Clock {
     /// Appends asctime for `created` (float seconds) to `dst`.
     fn asctime(&mut self, created: f64, dst: &mut String) -> Result<(), FormatError> {
         // time.localtime(float) floors to whole seconds.
-        let floor = created.floor();
+        let floor = floor(created);
         if !(-9.2e18..9.2e18).contains(&floor) {
             return Err(FormatError::TimeOutOfRange(created));
         }
@@ -2060,7 +2120,7 @@ impl Clock {
 
     /// [`Clock::asctime`] appended straight to a byte buffer.
     fn asctime_into(&mut self, created: f64, out: &mut Vec<u8>) -> Result<(), FormatError> {
-        let floor = created.floor();
+        let floor = floor(created);
         if !(-9.2e18..9.2e18).contains(&floor) {
             return Err(FormatError::TimeOutOfRange(created));
         }
@@ -2073,7 +2133,7 @@ impl Clock {
             }
             self.second = Some(second);
         }
-        out.extend_from_slice(self.text.as_bytes());
+        put(out, self.text.as_bytes());
         if self.datefmt.is_none() {
             let ms = msecs(created) as i64;
             if (0..1000).contains(&ms) {
@@ -2317,6 +2377,43 @@ static NON_PRINTABLE: &[u32] = &[
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn inline_trunc_floor_and_put_agree_with_std() {
+        let xs = [
+            0.0,
+            -0.0,
+            0.4,
+            -0.4,
+            1.0,
+            -1.0,
+            1.5,
+            -1.5,
+            1_700_000_000.123_456,
+            -1_700_000_000.999,
+            4_503_599_627_370_495.5,
+            4_503_599_627_370_496.0,
+            1e300,
+            -1e300,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ];
+        for x in xs {
+            assert_eq!(super::trunc(x).to_bits() & !(1 << 63), x.trunc().to_bits() & !(1 << 63), "trunc {x}");
+            assert_eq!(super::floor(x), x.floor(), "floor {x}");
+        }
+        assert!(super::trunc(f64::NAN).is_nan() && super::floor(f64::NAN).is_nan());
+        for cap in [0, 8, 40, 100] {
+            for n in 0..=40 {
+                let src: Vec<u8> = (0..n as u8).map(|b| b.wrapping_mul(37)).collect();
+                let mut out = Vec::with_capacity(cap);
+                out.extend_from_slice(b"ab");
+                super::put(&mut out, &src);
+                assert_eq!(&out[..2], b"ab");
+                assert_eq!(&out[2..], &src[..], "n {n} cap {cap}");
+            }
+        }
+    }
+
     use super::*;
     use chrono::TimeZone;
     use logfunnel_protocol::{Record, Value};
