@@ -359,6 +359,9 @@ fn emit_work(
     let written_below = if sequenced { opts.journal.as_ref().map_or(0, |j| j.next_seq(session)) } else { 0 };
     let mut last_seq = None;
     let escape_on = opts.escape;
+    // Counted once per batch: an atomic add per record costs more than
+    // some handlers' whole emit.
+    let mut emitted = 0u64;
     let mut emit = |i: usize, rec: &RecordView<'_>| {
         let seq = first_seq + i as u64;
         if seq < written_below {
@@ -380,12 +383,20 @@ fn emit_work(
             host_name: &batch.peer.host_name,
             start_ns: opts.start_ns,
         };
-        count_emit(handler.emit(&ctx), counters, errors);
+        match handler.emit(&ctx) {
+            Ok(()) => emitted += 1,
+            Err(e) => {
+                // What the error takes back must have been counted first.
+                add(&counters.emitted, std::mem::take(&mut emitted));
+                count_emit(Err(e), counters, errors);
+            }
+        }
     };
     match &work.indices {
         None => batch.records().iter().enumerate().for_each(|(i, r)| emit(i, r)),
         Some(ix) => ix.iter().for_each(|&i| emit(i as usize, &batch.records()[i as usize])),
     }
+    add(&counters.emitted, emitted);
     if let (Some(j), Some(seq), true) = (opts.journal.as_mut(), last_seq, sequenced) {
         j.advance(session, seq + 1);
     }
