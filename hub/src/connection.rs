@@ -67,7 +67,8 @@ pub(crate) fn serve(stream: Stream, id: u64, shared: Arc<HubShared>, tx: Sender<
     let _ = stream.set_send_timeout(Some(Duration::from_secs(5)));
     // Small at first: an idle client costs little; the buffer grows to the
     // largest frame this client sends (bounded by MAX_FRAME_BYTES).
-    let mut conn = Conn { stream, buf: vec![0; 1 << 10], start: 0, end: 0, out: FrameBuf::default() };
+    let mut conn =
+        Conn { stream, buf: vec![0; 1 << 10], start: 0, end: 0, frame: None, out: FrameBuf::default() };
     match session(&mut conn, &shared, &tx, &who, creds, id) {
         Ok(()) => {}
         Err(Ended::Refused(reason, counter)) => {
@@ -127,13 +128,24 @@ struct Conn {
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    /// A batch frame being read straight into its own buffer (its length
+    /// is the frame's; what has arrived is `len()`), so that the frame is
+    /// never copied out of `buf`.
+    frame: Option<Vec<u8>>,
     out: FrameBuf,
 }
+
+/// `buf`'s size once a client sends frames larger than it: the bytes that
+/// arrive after a frame (the next one's start) land here and are copied.
+const TAIL_BYTES: usize = 4 << 10;
 
 impl Conn {
     /// Reads more bytes; `Ok(false)` on end of stream. Timeouts return
     /// `Ok(true)` with nothing new, so the caller can check for shutdown.
     fn fill(&mut self) -> io::Result<bool> {
+        if self.frame.is_some() {
+            return self.fill_frame();
+        }
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
@@ -166,9 +178,45 @@ impl Conn {
         &self.buf[self.start..self.end]
     }
 
+    /// Bytes received that are not yet a whole frame (a frame being read
+    /// counts its 4-byte length too).
+    fn partial(&self) -> usize {
+        self.frame.as_ref().map_or(0, |f| 4 + f.len()) + self.available().len()
+    }
+
+    /// Reads the rest of the frame in `self.frame` into its own buffer,
+    /// and what follows it (up to `buf`'s free space) into `buf`, in one
+    /// call.
+    fn fill_frame(&mut self) -> io::Result<bool> {
+        let frame = self.frame.as_mut().expect("a frame is being read");
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        let want = frame.capacity() - frame.len();
+        let n = match read_two(&self.stream, frame, &mut self.buf[self.end..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let into_frame = n.min(want);
+        // SAFETY: `read_two` wrote `n` bytes: the first `into_frame` into
+        // the frame's spare capacity, the rest into `buf[end..]`.
+        unsafe { frame.set_len(frame.len() + into_frame) };
+        self.end += n - into_frame;
+        Ok(true)
+    }
+
+    /// Takes the frame being read if it is complete.
+    fn take_frame(&mut self) -> Option<Box<[u8]>> {
+        let done = self.frame.as_ref().is_some_and(|f| f.len() == f.capacity());
+        if done { self.frame.take().map(Vec::into_boxed_slice) } else { None }
+    }
+
     /// The next whole frame's payload, if buffered. Checks the length prefix
     /// against the limit before waiting for (or allocating) the payload.
     fn next_frame(&mut self) -> Result<Option<(usize, usize)>, ProtocolError> {
+        debug_assert!(self.frame.is_none());
         let avail = self.available();
         if avail.len() < 4 {
             return Ok(None);
@@ -186,6 +234,33 @@ impl Conn {
         let at = self.start + 4;
         self.start += 4 + len;
         Ok(Some((at, len)))
+    }
+
+    /// The next whole frame, in a buffer of its own. A frame that has not
+    /// fully arrived is read straight into a buffer of its exact length from
+    /// then on (the length was checked against the limit, and the untouched
+    /// capacity of a large claim costs no memory until bytes arrive).
+    fn next_owned_frame(&mut self) -> Result<Option<Box<[u8]>>, ProtocolError> {
+        if self.frame.is_some() {
+            return Ok(self.take_frame());
+        }
+        if let Some((at, len)) = self.next_frame()? {
+            return Ok(Some(self.buf[at..at + len].into()));
+        }
+        let avail = self.available();
+        if avail.len() < 4 {
+            return Ok(None);
+        }
+        let len = u32::from_le_bytes(avail[..4].try_into().expect("4 bytes")) as usize;
+        let mut frame = Vec::with_capacity(len);
+        frame.extend_from_slice(&avail[4..]);
+        self.start = 0;
+        self.end = 0;
+        if self.buf.len() < TAIL_BYTES {
+            self.buf.resize(TAIL_BYTES, 0);
+        }
+        self.frame = Some(frame);
+        Ok(None)
     }
 
     fn send(&mut self, frame: &HubFrame) -> io::Result<()> {
@@ -309,11 +384,10 @@ fn session(
     let mut last_input = Instant::now();
     let mut partial_since: Option<Instant> = None;
     loop {
-        while let Some((at, len)) = conn.next_frame().map_err(|e| conn.refuse(e.to_string(), false))? {
+        while let Some(bytes) = conn.next_owned_frame().map_err(|e| conn.refuse(e.to_string(), false))? {
             partial_since = None;
             // The records keep pointing into their frame's bytes, which
             // travel with them to the handlers (see `dispatcher::Frame`).
-            let bytes: Box<[u8]> = conn.buf[at..at + len].into();
             let mut kind = Kind::Batch(0);
             let decoded = Frame::try_new(bytes, |b| match decode_client_frame_view(b)? {
                 ClientFrameView::Batch(first_seq, records) => {
@@ -365,12 +439,7 @@ fn session(
                     let taken = count - skip;
                     add(&shared.received, taken);
                     add(&counters.received, taken);
-                    let batch = InBatch {
-                        peer: Arc::clone(&peer),
-                        frame,
-                        first_seq: Some(first_seq + skip),
-                        settle: Some(guard),
-                    };
+                    let batch = InBatch::new(Arc::clone(&peer), frame, Some(first_seq + skip), Some(guard));
                     // Blocks when the hub is saturated: backpressure.
                     if let Err(e) = tx.send(batch) {
                         if let Some(g) = &e.0.settle {
@@ -424,13 +493,13 @@ fn session(
             {
                 return Err(Ended::TimedOut(format!(
                     "sent {} bytes of a frame in {:.1}s (frame_timeout); closed",
-                    conn.available().len(),
+                    conn.partial(),
                     policy.frame_timeout.as_secs_f64()
                 )));
             }
             if !policy.idle_timeout.is_zero()
                 && !waiting_for_acks
-                && conn.available().is_empty()
+                && conn.partial() == 0
                 && now.duration_since(last_input) >= policy.idle_timeout
             {
                 return Err(Ended::TimedOut(format!(
@@ -440,19 +509,19 @@ fn session(
             }
             continue;
         }
-        let before = conn.end - conn.start;
+        let before = conn.partial();
         match conn.fill() {
             Ok(true) => {
-                if conn.end - conn.start != before {
+                if conn.partial() != before {
                     last_input = Instant::now();
                 }
-                if !conn.available().is_empty() && partial_since.is_none() {
+                if conn.partial() != 0 && partial_since.is_none() {
                     partial_since = Some(Instant::now());
                 }
             }
-            Ok(false) if conn.available().is_empty() => return Ok(()),
+            Ok(false) if conn.partial() == 0 => return Ok(()),
             Ok(false) => {
-                let got = conn.available().len();
+                let got = conn.partial();
                 return Err(Ended::Truncated(format!(
                     "ended mid-frame ({got} bytes of an incomplete frame dropped; earlier records kept)"
                 )));
@@ -474,6 +543,51 @@ fn peer_creds(stream: &Stream) -> PeerCred {
 #[cfg(not(unix))]
 fn peer_creds(_stream: &Stream) -> PeerCred {
     PeerCred::UNKNOWN
+}
+
+/// Reads into `frame`'s spare capacity first, then into `tail`, in one
+/// `readv`; returns the bytes read without changing `frame`'s length. An
+/// end of stream is `UnexpectedEof`; timeouts and interruptions read 0.
+#[cfg(unix)]
+fn read_two(stream: &Stream, frame: &mut Vec<u8>, tail: &mut [u8]) -> io::Result<usize> {
+    use std::os::fd::{AsFd, AsRawFd};
+    let fd = match stream {
+        Stream::UdSocket(s) => s.as_fd().as_raw_fd(),
+    };
+    let spare = frame.spare_capacity_mut();
+    // The kernel writes into the spare capacity through a raw pointer: no
+    // reference to uninitialised bytes is made.
+    let iov = [
+        libc::iovec { iov_base: spare.as_mut_ptr().cast(), iov_len: spare.len() },
+        libc::iovec { iov_base: tail.as_mut_ptr().cast(), iov_len: tail.len() },
+    ];
+    // SAFETY: both iovecs point to writable memory of their lengths.
+    let n = unsafe { libc::readv(fd, iov.as_ptr(), 2) };
+    if n >= 0 {
+        return if n == 0 { Err(io::ErrorKind::UnexpectedEof.into()) } else { Ok(n as usize) };
+    }
+    let e = io::Error::last_os_error();
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted => Ok(0),
+        _ => Err(e),
+    }
+}
+
+#[cfg(not(unix))]
+fn read_two(stream: &Stream, frame: &mut Vec<u8>, _tail: &mut [u8]) -> io::Result<usize> {
+    let at = frame.len();
+    frame.resize(frame.capacity(), 0);
+    let r = (&*stream).read(&mut frame[at..]);
+    // The bytes read stay in the buffer; `fill_frame` sets the length.
+    frame.truncate(at);
+    match r {
+        Ok(0) => Err(io::ErrorKind::UnexpectedEof.into()),
+        Ok(n) => Ok(n),
+        Err(e) => match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted => Ok(0),
+            _ => Err(e),
+        },
+    }
 }
 
 #[cfg(unix)]

@@ -60,11 +60,68 @@ pub(crate) struct InBatch {
     /// Settles the batch (lets the hub acknowledge it) when every handler
     /// that must write it first has done so; see `sessions.rs`.
     pub(crate) settle: Option<Arc<SettleGuard>>,
+    /// The records in runs that share a logger name, so that the
+    /// dispatcher routes a run at once instead of reading every record on
+    /// its own core (computed by the connection reader while they are hot).
+    runs: Vec<Run>,
+}
+
+/// Records `previous run's end..end` share one logger name; `min_level` is
+/// the lowest level among them.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    end: u32,
+    min_level: u32,
 }
 
 impl InBatch {
+    pub(crate) fn new(
+        peer: Arc<Peer>,
+        frame: Frame,
+        first_seq: Option<u64>,
+        settle: Option<Arc<SettleGuard>>,
+    ) -> InBatch {
+        let mut runs: Vec<Run> = Vec::new();
+        let records = frame.borrow_dependent();
+        let mut start = 0;
+        for (i, rec) in records.iter().enumerate() {
+            match runs.last_mut() {
+                Some(run) if same_str(records[start].name, rec.name) => {
+                    run.end = i as u32 + 1;
+                    run.min_level = run.min_level.min(rec.levelno);
+                }
+                _ => {
+                    start = i;
+                    runs.push(Run { end: i as u32 + 1, min_level: rec.levelno });
+                }
+            }
+        }
+        InBatch { peer, frame, first_seq, settle, runs }
+    }
+
     pub(crate) fn records(&self) -> &[RecordView<'_>] {
         self.frame.borrow_dependent()
+    }
+}
+
+/// The records of a batch one handler takes: `0..n` while every record so
+/// far was taken, then a list.
+enum Taken {
+    Prefix(u32),
+    List(Vec<u32>),
+}
+
+impl Taken {
+    fn add(&mut self, start: u32, end: u32) {
+        match self {
+            Taken::Prefix(n) if *n == start => *n = end,
+            Taken::Prefix(n) => {
+                let mut list: Vec<u32> = (0..*n).collect();
+                list.extend(start..end);
+                *self = Taken::List(list);
+            }
+            Taken::List(list) => list.extend(start..end),
+        }
     }
 }
 
@@ -77,6 +134,9 @@ pub(crate) struct Route {
     pub(crate) passes: bool,
     /// (handler index, handler level), in Python's call order.
     pub(crate) handlers: Vec<(usize, u32)>,
+    /// No handler appears twice (attached to a logger and to its ancestor,
+    /// Python calls it twice per record).
+    distinct: bool,
 }
 
 /// The logger tree, compiled from the configuration.
@@ -158,7 +218,9 @@ impl Router {
                 break;
             }
         }
-        Route { level, passes, handlers }
+        let distinct =
+            handlers.iter().enumerate().all(|(i, (h, _))| !handlers[..i].iter().any(|(g, _)| g == h));
+        Route { level, passes, handlers, distinct }
     }
 
     pub(crate) fn route(&mut self, name: &str) -> Arc<Route> {
@@ -190,49 +252,57 @@ pub(crate) fn run(
     filtered: Arc<std::sync::atomic::AtomicU64>,
 ) {
     let n = queues.len();
-    let mut per_handler: Vec<Vec<u32>> = vec![Vec::new(); n];
+    let mut taken: Vec<Taken> = (0..n).map(|_| Taken::Prefix(0)).collect();
     for mut batch in rx {
         // Handlers without a journal settle a batch by taking it into their
         // queue; durable ones hold this until the records are written.
         let settle = batch.settle.take();
-        for v in &mut per_handler {
-            v.clear();
+        for t in &mut taken {
+            *t = Taken::Prefix(0);
         }
         let mut dropped_by_level = 0;
-        // Consecutive records usually share a logger name: reuse its route.
-        let mut current: Option<(&str, Arc<Route>)> = None;
-        for (i, rec) in batch.records().iter().enumerate() {
-            if current.as_ref().is_none_or(|(name, _)| !same_str(name, rec.name)) {
-                current = Some((rec.name, router.route(rec.name)));
-            }
-            let route = &current.as_ref().expect("set above").1;
-            if rec.levelno < route.level || !route.passes {
-                dropped_by_level += 1;
-                continue;
-            }
-            let mut found = false;
-            for &(h, level) in &route.handlers {
-                found = true;
-                if rec.levelno >= level {
-                    per_handler[h].push(i as u32);
+        let records = batch.records();
+        let mut start = 0u32;
+        for run in &batch.runs {
+            let route = router.route(records[start as usize].name);
+            let whole = run.min_level >= route.level
+                && route.passes
+                && route.distinct
+                && !route.handlers.is_empty()
+                && route.handlers.iter().all(|&(_, level)| run.min_level >= level);
+            if whole {
+                for &(h, _) in &route.handlers {
+                    taken[h].add(start, run.end);
+                }
+            } else {
+                for i in start..run.end {
+                    let rec = &records[i as usize];
+                    if rec.levelno < route.level || !route.passes {
+                        dropped_by_level += 1;
+                        continue;
+                    }
+                    for &(h, level) in &route.handlers {
+                        if rec.levelno >= level {
+                            taken[h].add(i, i + 1);
+                        }
+                    }
+                    if route.handlers.is_empty() && rec.levelno >= Level::WARNING.0 {
+                        // Python's lastResort: the bare message on stderr.
+                        eprintln!("{}", rec.message);
+                    }
                 }
             }
-            if !found && rec.levelno >= Level::WARNING.0 {
-                // Python's lastResort: the bare message on stderr.
-                eprintln!("{}", rec.message);
-            }
+            start = run.end;
         }
         add(&filtered, dropped_by_level);
-        let total = batch.records().len();
+        let total = records.len() as u32;
         let batch = Arc::new(batch);
-        for (h, idx) in per_handler.iter_mut().enumerate() {
-            if idx.is_empty() {
-                continue;
-            }
-            let indices = if idx.len() == total && idx.windows(2).all(|w| w[0] < w[1]) {
-                None
-            } else {
-                Some(std::mem::take(idx))
+        for (h, t) in taken.iter_mut().enumerate() {
+            let indices = match std::mem::replace(t, Taken::Prefix(0)) {
+                Taken::Prefix(0) => continue,
+                Taken::Prefix(n) if n == total => None,
+                Taken::Prefix(n) => Some((0..n).collect()),
+                Taken::List(list) => Some(list),
             };
             let settle = if queues[h].is_durable() { settle.clone() } else { None };
             queues[h].push(Work { batch: Arc::clone(&batch), indices, settle });

@@ -117,7 +117,7 @@ impl MemoryHandler {
             .map_err(|e| forward_error(e, left))?;
             // Not a client's sequence; the original batches were settled
             // when this handler took them.
-            let batch = InBatch { peer, frame, first_seq: None, settle: None };
+            let batch = InBatch::new(peer, frame, None, None);
             self.target.push(Work { batch: Arc::new(batch), indices: None, settle: None });
             left -= count;
         }
