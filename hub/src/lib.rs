@@ -230,7 +230,7 @@ impl HubBuilder {
                     level: logfunnel_protocol::Level::NOTSET,
                     formatter: None,
                     filters: Vec::new(),
-                    queue_capacity: 16384,
+                    queue_capacity: config::DEFAULT_HANDLER_QUEUE,
                     overflow: config::OverflowPolicy::Block,
                     escape_control_chars: false,
                 },
@@ -239,7 +239,10 @@ impl HubBuilder {
             names.push(name);
             classes.push("(built in)".to_owned());
             built.push(handler);
-            queues.push(Arc::new(HandlerQueue::new(16384, config::OverflowPolicy::Block)));
+            queues.push(Arc::new(HandlerQueue::new(
+                config::DEFAULT_HANDLER_QUEUE,
+                config::OverflowPolicy::Block,
+            )));
         }
         let router = dispatcher::Router::new(&config, &names);
         let policy = config.hub.access.clone();
