@@ -17,9 +17,10 @@ pub(crate) static REBUILDING: AtomicBool = AtomicBool::new(false);
 static INSTALL: Once = Once::new();
 
 extern "C" fn in_child() {
-    // Only async-signal-safe work here: two atomic stores.
+    // Only async-signal-safe work here: atomic loads and stores.
     GENERATION.fetch_add(1, Ordering::Relaxed);
     REBUILDING.store(false, Ordering::Relaxed);
+    crate::clock::after_fork();
 }
 
 /// Registers the fork handler (once per process).

@@ -24,6 +24,7 @@
 //! gives it a client of its own (see `fork.rs`). Flush before leaving a
 //! child with `_exit` (`QueueHandler::flush_timeout`, or the guard).
 
+mod clock;
 mod error;
 mod fork;
 mod oneshot;
@@ -528,8 +529,7 @@ impl QueueHandler {
     }
 
     fn enqueue_local(shared: &Shared, local: &mut Local, record: &log::Record<'_>) {
-        let created_ns =
-            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0);
+        let created_ns = clock::now_ns();
         let message: &str = match record.args().as_str() {
             Some(s) if s.len() <= MAX_MESSAGE_BYTES => s,
             _ => {

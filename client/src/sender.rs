@@ -104,10 +104,13 @@ pub(crate) fn run(shared: Arc<Shared>) {
         shared,
     };
     s.builder.reset(1);
+    // Keeps the log call's TSC clock anchored to the wall clock.
+    let mut clock = crate::clock::Calibrator::new();
     let mut idle = IDLE_SLEEP_MIN;
     // When the open batch got its first record.
     let mut opened: Option<Instant> = None;
     loop {
+        clock.tick();
         let stopping = s.shared.stop.load(Ordering::Acquire);
         // `collect` seals a batch only when it is full: then more is waiting.
         let sealed_before = s.pending.len();
