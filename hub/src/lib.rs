@@ -381,8 +381,12 @@ impl Hub {
         all.extend(self.dispatcher.take());
         all.append(&mut self.workers);
         for t in all {
+            // Fine at first: most threads are done within microseconds, and
+            // a shutdown that sleeps 5 ms per thread adds up.
+            let mut pause = Duration::from_micros(20);
             while !t.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(5));
             }
             if t.is_finished() {
                 let _ = t.join();
