@@ -534,7 +534,7 @@ impl QueueHandler {
             Some(s) if s.len() <= MAX_MESSAGE_BYTES => s,
             _ => {
                 local.message.clear();
-                let _ = write!(local.message, "{}", record.args());
+                let _ = MessageWriter(&mut local.message).write_fmt(*record.args());
                 if local.message.len() > MAX_MESSAGE_BYTES {
                     truncate_message(&mut local.message);
                     shared.truncated.fetch_add(1, Ordering::Relaxed);
@@ -605,6 +605,19 @@ impl QueueHandler {
                 }
             }
         }
+    }
+}
+
+/// Formats the caller's message: the pieces `fmt` hands over are mostly a
+/// few bytes (a number, a word), and short ones are appended inline.
+struct MessageWriter<'a>(&'a mut String);
+
+impl std::fmt::Write for MessageWriter<'_> {
+    #[inline]
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        // SAFETY: a whole `&str` is appended, so the String stays UTF-8.
+        logfunnel_protocol::append_short(unsafe { self.0.as_mut_vec() }, s.as_bytes());
+        Ok(())
     }
 }
 

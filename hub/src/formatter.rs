@@ -61,7 +61,7 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::io::Write as _;
 
-use logfunnel_protocol::{RecordView, ValueRef, level_name};
+use logfunnel_protocol::{RecordView, ValueRef, append_short, level_name};
 
 /// Everything a format string can reference besides the record itself.
 #[derive(Debug, Clone, Copy)]
@@ -277,7 +277,7 @@ impl Formatter {
     ) -> Result<(), FormatError> {
         for segment in &self.segments {
             match segment {
-                Segment::Lit(text) => put(out, text.as_bytes()),
+                Segment::Lit(text) => append_short(out, text.as_bytes()),
                 Segment::Field(field) => {
                     render_field(field, ctx, &mut self.clock, &mut self.slots, &mut self.work, out)?
                 }
@@ -1276,7 +1276,7 @@ fn fast_path(
             if !left {
                 out.resize(out.len() + total, b' ');
             }
-            put(out, digits);
+            append_short(out, digits);
             if left {
                 out.resize(out.len() + total, b' ');
             }
@@ -1288,52 +1288,11 @@ fn fast_path(
         return None;
     }
     if width == 0 {
-        put(out, text.as_bytes());
+        append_short(out, text.as_bytes());
     } else {
         pad_str(out, text, Pad { fill: ' ', align: if left { '<' } else { '>' }, width });
     }
     Some(Ok(()))
-}
-
-/// Appends `bytes`: short ones (the literals and most fields of a format)
-/// with a few inline moves instead of a call to `memcpy`, which dominated
-/// formatting of typical lines; long ones with `extend_from_slice`.
-#[inline(always)]
-fn put(out: &mut Vec<u8>, bytes: &[u8]) {
-    let n = bytes.len();
-    if n > 32 || out.capacity() - out.len() < 32 {
-        out.extend_from_slice(bytes);
-        return;
-    }
-    let len = out.len();
-    let src = bytes.as_ptr();
-    // SAFETY: at least 32 bytes of spare capacity; every read below lies
-    // within `bytes` (the overlapping head/tail moves of a small memcpy);
-    // the first `n` spare bytes are written before the length grows.
-    unsafe {
-        let dst = out.as_mut_ptr().add(len);
-        if n >= 16 {
-            let a = std::ptr::read_unaligned(src.cast::<[u8; 16]>());
-            let b = std::ptr::read_unaligned(src.add(n - 16).cast::<[u8; 16]>());
-            std::ptr::write_unaligned(dst.cast::<[u8; 16]>(), a);
-            std::ptr::write_unaligned(dst.add(n - 16).cast::<[u8; 16]>(), b);
-        } else if n >= 8 {
-            let a = std::ptr::read_unaligned(src.cast::<u64>());
-            let b = std::ptr::read_unaligned(src.add(n - 8).cast::<u64>());
-            std::ptr::write_unaligned(dst.cast::<u64>(), a);
-            std::ptr::write_unaligned(dst.add(n - 8).cast::<u64>(), b);
-        } else if n >= 4 {
-            let a = std::ptr::read_unaligned(src.cast::<u32>());
-            let b = std::ptr::read_unaligned(src.add(n - 4).cast::<u32>());
-            std::ptr::write_unaligned(dst.cast::<u32>(), a);
-            std::ptr::write_unaligned(dst.add(n - 4).cast::<u32>(), b);
-        } else if n > 0 {
-            *dst = *src;
-            *dst.add(n / 2) = *src.add(n / 2);
-            *dst.add(n - 1) = *src.add(n - 1);
-        }
-        out.set_len(len + n);
-    }
 }
 
 /// The decimal digits of `n`, written at the end of `buf`.
@@ -1483,7 +1442,7 @@ fn pad_str(out: &mut Vec<u8>, s: &str, pad: Pad) {
         _ => 0,
     };
     push_fill(out, pad.fill, left);
-    put(out, s.as_bytes());
+    append_short(out, s.as_bytes());
     push_fill(out, pad.fill, total - left);
 }
 
@@ -2133,7 +2092,7 @@ impl Clock {
             }
             self.second = Some(second);
         }
-        put(out, self.text.as_bytes());
+        append_short(out, self.text.as_bytes());
         if self.datefmt.is_none() {
             let ms = msecs(created) as i64;
             if (0..1000).contains(&ms) {
@@ -2407,7 +2366,7 @@ mod tests {
                 let src: Vec<u8> = (0..n as u8).map(|b| b.wrapping_mul(37)).collect();
                 let mut out = Vec::with_capacity(cap);
                 out.extend_from_slice(b"ab");
-                super::put(&mut out, &src);
+                logfunnel_protocol::append_short(&mut out, &src);
                 assert_eq!(&out[..2], b"ab");
                 assert_eq!(&out[2..], &src[..], "n {n} cap {cap}");
             }

@@ -15,6 +15,7 @@
 //! is allocated, and every decode runs over a bounded slice that has already
 //! been read, so hostile input costs at most one frame's worth of memory.
 
+mod append;
 mod codec;
 mod error;
 mod fast_encode;
@@ -23,6 +24,7 @@ mod level;
 mod record;
 mod stats;
 
+pub use append::append_short;
 pub use codec::{
     BatchBuilder, FrameBuf, Preamble, decode_client_frame, decode_client_frame_view, decode_hub_frame,
     encode_client_frame, encode_hub_frame, encode_record_ref, encoded_record_len, read_frame, write_frame,
