@@ -49,7 +49,7 @@ pub(crate) fn resolve_socket(flag: Option<PathBuf>, from_config: Option<PathBuf>
 /// handler threads free. With glibc's default of up to 8 arenas per core,
 /// each reader thread's arena keeps its own free frames, and the hub's
 /// resident memory grows with the number of clients; two arenas keep it flat
-/// (the lock is taken twice per 64 KiB batch, never per record).
+/// (the lock is taken twice per batch of up to 128 KiB, never per record).
 fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes allocator parameters; called before any
