@@ -8,7 +8,8 @@
 //! every 50 ms (the first rate after 2 ms). The wall clock stays the authority: a step (settimeofday)
 //! or an NTP slew is followed within one refresh, and each refresh takes
 //! the real time as is, so the error never grows beyond what drifts in
-//! 50 ms (microseconds). Until the first rate is known, on other CPUs, or
+//! 50 ms (microseconds). An anchor more than a second old (the sender has
+//! stopped, or is stalled) is not used. Until the first rate is known, on other CPUs, or
 //! with another clocksource, the call uses `SystemTime` as before.
 //!
 //! The anchor is published through a seqlock: the sender writes, every log
@@ -26,11 +27,17 @@ static BASE_TSC: AtomicU64 = AtomicU64::new(0);
 static BASE_NS: AtomicI64 = AtomicI64::new(0);
 /// Nanoseconds per tick, times 2^32.
 static MULT: AtomicU64 = AtomicU64::new(0);
+/// Ticks in `MAX_AGE`: an anchor older than this is not used (its sender
+/// has stopped or stalled, and the wall clock may have been stepped since).
+static MAX_TICKS: AtomicU64 = AtomicU64::new(0);
 /// Held by the one thread refreshing the anchor.
 static WRITING: AtomicBool = AtomicBool::new(false);
 
 /// How often the sender refreshes the anchor.
 pub(crate) const REFRESH: Duration = Duration::from_millis(50);
+/// How old an anchor may be before the log call goes back to the wall
+/// clock.
+const MAX_AGE: Duration = Duration::from_secs(1);
 /// The first rate is measured over this much: the pair's jitter (tens of
 /// ns) makes it good to a few tens of ppm, a microsecond or two over one
 /// refresh; each later refresh measures over `REFRESH`.
@@ -48,8 +55,12 @@ pub(crate) fn now_ns() -> i64 {
             let base_tsc = BASE_TSC.load(Ordering::Relaxed);
             let base_ns = BASE_NS.load(Ordering::Relaxed);
             let mult = MULT.load(Ordering::Relaxed);
+            let max_ticks = MAX_TICKS.load(Ordering::Relaxed);
             fence(Ordering::Acquire);
             if seq & 1 == 0 && SEQ.load(Ordering::Relaxed) == seq {
+                if tsc.wrapping_sub(base_tsc) > max_ticks {
+                    break; // a stale anchor: the wall clock instead
+                }
                 return convert(tsc, base_tsc, base_ns, mult);
             }
         }
@@ -136,6 +147,8 @@ fn publish(tsc: u64, ns: i64, mult: u64, enable: bool) {
     BASE_TSC.store(tsc, Ordering::Relaxed);
     BASE_NS.store(ns, Ordering::Relaxed);
     MULT.store(mult, Ordering::Relaxed);
+    let max_ticks = if mult == 0 { 0 } else { ((MAX_AGE.as_nanos() << 32) / mult as u128) as u64 };
+    MAX_TICKS.store(max_ticks, Ordering::Relaxed);
     SEQ.store(seq + 2, Ordering::Release);
     ENABLED.store(enable, Ordering::Release);
     WRITING.store(false, Ordering::Release);
@@ -196,6 +209,18 @@ mod tests {
             worst = worst.max(off);
         }
         assert!(worst < 200_000, "the TSC clock was {worst} ns off the wall clock");
+        // A stale anchor is not used: with one from "two seconds ago" (and a
+        // base time far off), the call still reads the wall clock.
+        let (mult, ticks) = (MULT.load(Ordering::Relaxed), MAX_TICKS.load(Ordering::Relaxed));
+        // SAFETY: rdtsc has no preconditions on x86_64.
+        let now_tsc = unsafe { core::arch::x86_64::_rdtsc() };
+        publish(now_tsc - 2 * ticks, 0, mult, true);
+        let (t, wall) = (now_ns(), system_ns());
+        assert!((wall - t).abs() < 50_000_000, "a stale anchor was used: {t} vs {wall}");
+        c.last = None;
+        c.tick();
+        std::thread::sleep(FIRST_RATE + Duration::from_millis(1));
+        c.tick();
         // And it moves forward.
         let (a, b) = (now_ns(), {
             std::thread::sleep(Duration::from_millis(2));
