@@ -331,6 +331,80 @@ mod tests {
         Some(route.handlers.iter().filter(|(_, l)| level >= *l).map(|(h, _)| names[*h].clone()).collect())
     }
 
+    /// One batch through `run`: runs of one name, a run with a record below
+    /// the level (routed record by record), a handler attached to a logger
+    /// and to the root (Python calls it twice), a handler with its own level.
+    #[test]
+    fn a_batch_is_routed_run_by_run_as_python_would_record_by_record() {
+        use logfunnel_protocol::{
+            BatchBuilder, ClientFrameView, Record, decode_client_frame_view, encode_record_ref,
+        };
+        let config = Config::from_toml_str(
+            r#"
+[handlers.all]
+class = "NullHandler"
+[handlers.errors]
+class = "NullHandler"
+level = "ERROR"
+[root]
+level = "INFO"
+handlers = ["all"]
+[loggers.app]
+handlers = ["all"]
+[loggers.other]
+handlers = ["errors"]
+"#,
+            "test",
+        )
+        .unwrap();
+        let names: Vec<String> = config.handlers.keys().cloned().collect();
+        let records = [
+            (20, "app.x"),
+            (20, "app.x"),
+            (20, "other"),
+            (10, "other"),
+            (40, "other"),
+            (20, "other"),
+            (20, "app.x"),
+        ];
+        let mut builder = BatchBuilder::with_capacity(1 << 16);
+        builder.reset(1);
+        let mut slot = vec![0u8; 4096];
+        for (level, name) in records {
+            let rec = Record::new(level, name, "m");
+            let n = encode_record_ref(&rec.view().as_record_ref(), &mut slot).unwrap();
+            builder.push_encoded(&slot[..n]);
+        }
+        let payload: Box<[u8]> = builder.finish().unwrap()[4..].into();
+        let frame = Frame::try_new(payload, |b| match decode_client_frame_view(b)? {
+            ClientFrameView::Batch(_, views) => Ok::<_, logfunnel_protocol::ProtocolError>(views),
+            _ => unreachable!("a batch was encoded"),
+        })
+        .unwrap();
+        let peer = Arc::new(Peer {
+            process_name: "p".into(),
+            host_name: "h".into(),
+            session: 1,
+            creds: crate::formatter::PeerCred::UNKNOWN,
+        });
+        let queues: Vec<Arc<HandlerQueue>> = names
+            .iter()
+            .map(|_| Arc::new(HandlerQueue::new(100, crate::config::OverflowPolicy::Block)))
+            .collect();
+        let filtered = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        tx.send(InBatch::new(peer, frame, Some(1), None)).unwrap();
+        drop(tx);
+        run(rx, Router::new(&config, &names), queues.clone(), Arc::clone(&filtered));
+        let queued = |n: &str| queues[names.iter().position(|x| x == n).unwrap()].queued_indices();
+        // app.x's records go to "all" twice each, one after the other (app's
+        // handler, then root's); other's: INFO, ERROR, INFO to "all" (DEBUG is
+        // below root's INFO), ERROR also to "errors".
+        assert_eq!(queued("all"), [0, 0, 1, 1, 2, 4, 5, 6, 6]);
+        assert_eq!(queued("errors"), [4]);
+        assert_eq!(filtered.load(std::sync::atomic::Ordering::Relaxed), 1);
+    }
+
     #[test]
     fn python_logger_tree_semantics() {
         let (mut r, n) = router(

@@ -158,6 +158,23 @@ impl HandlerQueue {
         self.lock().records as u64
     }
 
+    /// The batch indices of the queued records, in the order the worker
+    /// would emit them.
+    #[cfg(test)]
+    pub(crate) fn queued_indices(&self) -> Vec<u32> {
+        let st = self.lock();
+        let mut out = Vec::new();
+        for job in &st.jobs {
+            if let Job::Records(w) = job {
+                match &w.indices {
+                    Some(ix) => out.extend(ix),
+                    None => out.extend(0..w.batch.records().len() as u32),
+                }
+            }
+        }
+        out
+    }
+
     /// Next job; `Ok(None)` when the queue is momentarily empty (time to
     /// flush) or stayed empty for half a second, `Err(())` when closed and
     /// drained.
