@@ -2053,8 +2053,8 @@ struct Clock {
 }
 
 impl Clock {
-    /// Appends asctime for `created` (float seconds) to `dst`.
-    fn asctime(&mut self, created: f64, dst: &mut String) -> Result<(), FormatError> {
+    /// The date text of `created`'s second, rendered once per second.
+    fn second_text(&mut self, created: f64) -> Result<&str, FormatError> {
         // time.localtime(float) floors to whole seconds.
         let floor = floor(created);
         if !(-9.2e18..9.2e18).contains(&floor) {
@@ -2069,7 +2069,12 @@ impl Clock {
             }
             self.second = Some(second);
         }
-        dst.push_str(&self.text);
+        Ok(&self.text)
+    }
+
+    /// Appends asctime for `created` (float seconds) to `dst`.
+    fn asctime(&mut self, created: f64, dst: &mut String) -> Result<(), FormatError> {
+        dst.push_str(self.second_text(created)?);
         if self.datefmt.is_none() {
             // default_msec_format '%s,%03d'
             let _ = write!(dst, ",{:03}", msecs(created) as i64);
@@ -2079,20 +2084,7 @@ impl Clock {
 
     /// [`Clock::asctime`] appended straight to a byte buffer.
     fn asctime_into(&mut self, created: f64, out: &mut Vec<u8>) -> Result<(), FormatError> {
-        let floor = floor(created);
-        if !(-9.2e18..9.2e18).contains(&floor) {
-            return Err(FormatError::TimeOutOfRange(created));
-        }
-        let second = floor as i64;
-        if self.second != Some(second) {
-            self.second = None;
-            self.text.clear();
-            if !self.render(second) {
-                return Err(FormatError::TimeOutOfRange(created));
-            }
-            self.second = Some(second);
-        }
-        append_short(out, self.text.as_bytes());
+        append_short(out, self.second_text(created)?.as_bytes());
         if self.datefmt.is_none() {
             let ms = msecs(created) as i64;
             if (0..1000).contains(&ms) {
