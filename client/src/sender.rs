@@ -27,7 +27,9 @@ use crate::oneshot::{connect, handshake_session};
 
 const IDLE_SLEEP_MIN: Duration = Duration::from_micros(20);
 const IDLE_SLEEP_MAX: Duration = Duration::from_millis(1);
-/// Buffers of acknowledged batches kept for reuse.
+/// Buffers of acknowledged batches kept for reuse, at least; more are kept
+/// while they and the unacknowledged batches fit `max_unacked` (see
+/// `acknowledge`).
 const SPARE_BUFFERS: usize = 8;
 /// After a pass that moved less than a full batch.
 const BATCH_WINDOW: Duration = Duration::from_micros(50);
@@ -481,8 +483,16 @@ impl Sender {
                 break;
             }
             self.pending_bytes -= front.frame().len();
+            // Keep the buffer while spares and unacknowledged batches stay
+            // within the window the client may hold anyway: freed, a buffer
+            // goes back to the allocator, which returns its pages to the
+            // kernel, and the next batch faults them in again (under a flood
+            // that was a third of the client's page faults).
+            let batch_bytes = self.shared.settings.batch_bytes;
+            let room =
+                (self.spare.len() + 1) * batch_bytes + self.pending_bytes <= self.shared.settings.max_unacked;
             if let Some(done) = self.pending.pop_front()
-                && self.spare.len() < SPARE_BUFFERS
+                && (self.spare.len() < SPARE_BUFFERS || room)
                 && done.start > 0
             {
                 self.spare.push(done.buf);

@@ -17,15 +17,16 @@ use std::time::{Duration, Instant};
 use interprocess::local_socket::Stream;
 use interprocess::local_socket::prelude::*;
 use logfunnel_protocol::{
-    ClientFrame, ClientFrameView, FrameBuf, HubFrame, MAX_FRAME_BYTES, PROTOCOL_VERSION, Preamble,
-    ProtocolError, decode_client_frame, decode_client_frame_view, encode_hub_frame,
+    ClientFrame, FrameBuf, HubFrame, MAX_FRAME_BYTES, PROTOCOL_VERSION, Preamble, ProtocolError,
+    decode_client_frame, encode_hub_frame,
 };
 
 use crossbeam_channel::Sender;
 
 use crate::HubShared;
-use crate::dispatcher::{Frame, InBatch, Peer};
+use crate::dispatcher::{InBatch, Peer};
 use crate::formatter::PeerCred;
+use crate::frame::{Frame, Kind};
 use crate::sessions::{self, SettleGuard};
 use crate::stats::{ConnCounters, HubCounters, add};
 
@@ -67,8 +68,15 @@ pub(crate) fn serve(stream: Stream, id: u64, shared: Arc<HubShared>, tx: Sender<
     let _ = stream.set_send_timeout(Some(Duration::from_secs(5)));
     // Small at first: an idle client costs little; the buffer grows to the
     // largest frame this client sends (bounded by MAX_FRAME_BYTES).
-    let mut conn =
-        Conn { stream, buf: vec![0; 1 << 10], start: 0, end: 0, frame: None, out: FrameBuf::default() };
+    let mut conn = Conn {
+        stream,
+        buf: vec![0; 1 << 10],
+        start: 0,
+        end: 0,
+        frame: None,
+        frame_len: 0,
+        out: FrameBuf::default(),
+    };
     match session(&mut conn, &shared, &tx, &who, creds, id) {
         Ok(()) => {}
         Err(Ended::Refused(reason, counter)) => {
@@ -102,13 +110,6 @@ fn bad_handshake(c: &HubCounters) -> &std::sync::atomic::AtomicU64 {
     &c.bad_handshakes
 }
 
-/// What a frame after the handshake turned out to be.
-enum Kind {
-    Batch(u64),
-    Bye,
-    OutOfPlace,
-}
-
 enum Ended {
     /// The client broke the protocol; it was told why (and which counter says so).
     Refused(String, Counter),
@@ -128,10 +129,11 @@ struct Conn {
     buf: Vec<u8>,
     start: usize,
     end: usize,
-    /// A batch frame being read straight into its own buffer (its length
-    /// is the frame's; what has arrived is `len()`), so that the frame is
+    /// A batch frame being read straight into its own buffer (what has
+    /// arrived is `len()`, of `frame_len` bytes), so that the frame is
     /// never copied out of `buf`.
     frame: Option<Vec<u8>>,
+    frame_len: usize,
     out: FrameBuf,
 }
 
@@ -193,8 +195,8 @@ impl Conn {
             self.start = 0;
             self.end = 0;
         }
-        let want = frame.capacity() - frame.len();
-        let n = match read_two(&self.stream, frame, &mut self.buf[self.end..]) {
+        let want = self.frame_len - frame.len();
+        let n = match read_two(&self.stream, frame, want, &mut self.buf[self.end..]) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(false),
             Err(e) => return Err(e),
@@ -208,9 +210,9 @@ impl Conn {
     }
 
     /// Takes the frame being read if it is complete.
-    fn take_frame(&mut self) -> Option<Box<[u8]>> {
-        let done = self.frame.as_ref().is_some_and(|f| f.len() == f.capacity());
-        if done { self.frame.take().map(Vec::into_boxed_slice) } else { None }
+    fn take_frame(&mut self) -> Option<Vec<u8>> {
+        let done = self.frame.as_ref().is_some_and(|f| f.len() == self.frame_len);
+        if done { self.frame.take() } else { None }
     }
 
     /// The next whole frame's payload, if buffered. Checks the length prefix
@@ -237,23 +239,27 @@ impl Conn {
     }
 
     /// The next whole frame, in a buffer of its own. A frame that has not
-    /// fully arrived is read straight into a buffer of its exact length from
-    /// then on (the length was checked against the limit, and the untouched
-    /// capacity of a large claim costs no memory until bytes arrive).
-    fn next_owned_frame(&mut self) -> Result<Option<Box<[u8]>>, ProtocolError> {
+    /// fully arrived is read straight into a buffer of its own from then on
+    /// (the length was checked against the limit, and the untouched capacity
+    /// of a large claim costs no memory until bytes arrive). Buffers are
+    /// reused (see `frame.rs`).
+    fn next_owned_frame(&mut self) -> Result<Option<Vec<u8>>, ProtocolError> {
         if self.frame.is_some() {
             return Ok(self.take_frame());
         }
         if let Some((at, len)) = self.next_frame()? {
-            return Ok(Some(self.buf[at..at + len].into()));
+            let mut frame = crate::frame::buffer(len);
+            frame.extend_from_slice(&self.buf[at..at + len]);
+            return Ok(Some(frame));
         }
         let avail = self.available();
         if avail.len() < 4 {
             return Ok(None);
         }
         let len = u32::from_le_bytes(avail[..4].try_into().expect("4 bytes")) as usize;
-        let mut frame = Vec::with_capacity(len);
+        let mut frame = crate::frame::buffer(len);
         frame.extend_from_slice(&avail[4..]);
+        self.frame_len = len;
         self.start = 0;
         self.end = 0;
         if self.buf.len() < TAIL_BYTES {
@@ -388,28 +394,13 @@ fn session(
             partial_since = None;
             // The records keep pointing into their frame's bytes, which
             // travel with them to the handlers (see `dispatcher::Frame`).
-            let mut kind = Kind::Batch(0);
-            let decoded = Frame::try_new(bytes, |b| match decode_client_frame_view(b)? {
-                ClientFrameView::Batch(first_seq, records) => {
-                    kind = Kind::Batch(first_seq);
-                    Ok::<_, ProtocolError>(records)
-                }
-                ClientFrameView::Bye => {
-                    kind = Kind::Bye;
-                    Ok(Vec::new())
-                }
-                ClientFrameView::Hello(_) | ClientFrameView::Stats => {
-                    kind = Kind::OutOfPlace;
-                    Ok(Vec::new())
-                }
-            });
-            let mut frame = match decoded {
-                Ok(f) => f,
+            let (mut frame, kind) = match Frame::decode(bytes) {
+                Ok(decoded) => decoded,
                 Err(e) => return Err(conn.refuse(e.to_string(), false)),
             };
             match kind {
                 Kind::Batch(first_seq) => {
-                    let count = frame.borrow_dependent().len() as u64;
+                    let count = frame.records().len() as u64;
                     let end = first_seq.saturating_add(count);
                     let mut st = sessions::lock(&state);
                     if end <= st.received_next {
@@ -432,9 +423,7 @@ fn session(
                     if skip > 0 {
                         add(&shared.duplicates, skip);
                         add(&counters.duplicates, skip);
-                        frame.with_dependent_mut(|_, records| {
-                            records.drain(..skip as usize);
-                        });
+                        frame.skip(skip as usize);
                     }
                     let taken = count - skip;
                     add(&shared.received, taken);
@@ -549,7 +538,7 @@ fn peer_creds(_stream: &Stream) -> PeerCred {
 /// `readv`; returns the bytes read without changing `frame`'s length. An
 /// end of stream is `UnexpectedEof`; timeouts and interruptions read 0.
 #[cfg(unix)]
-fn read_two(stream: &Stream, frame: &mut Vec<u8>, tail: &mut [u8]) -> io::Result<usize> {
+fn read_two(stream: &Stream, frame: &mut Vec<u8>, want: usize, tail: &mut [u8]) -> io::Result<usize> {
     use std::os::fd::{AsFd, AsRawFd};
     let fd = match stream {
         Stream::UdSocket(s) => s.as_fd().as_raw_fd(),
@@ -558,7 +547,7 @@ fn read_two(stream: &Stream, frame: &mut Vec<u8>, tail: &mut [u8]) -> io::Result
     // The kernel writes into the spare capacity through a raw pointer: no
     // reference to uninitialised bytes is made.
     let iov = [
-        libc::iovec { iov_base: spare.as_mut_ptr().cast(), iov_len: spare.len() },
+        libc::iovec { iov_base: spare.as_mut_ptr().cast(), iov_len: want.min(spare.len()) },
         libc::iovec { iov_base: tail.as_mut_ptr().cast(), iov_len: tail.len() },
     ];
     // SAFETY: both iovecs point to writable memory of their lengths.
@@ -574,9 +563,9 @@ fn read_two(stream: &Stream, frame: &mut Vec<u8>, tail: &mut [u8]) -> io::Result
 }
 
 #[cfg(not(unix))]
-fn read_two(stream: &Stream, frame: &mut Vec<u8>, _tail: &mut [u8]) -> io::Result<usize> {
+fn read_two(stream: &Stream, frame: &mut Vec<u8>, want: usize, _tail: &mut [u8]) -> io::Result<usize> {
     let at = frame.len();
-    frame.resize(frame.capacity(), 0);
+    frame.resize(at + want, 0);
     let r = (&*stream).read(&mut frame[at..]);
     // The bytes read stay in the buffer; `fill_frame` sets the length.
     frame.truncate(at);

@@ -21,6 +21,7 @@ use crossbeam_channel::Receiver;
 use logfunnel_protocol::{Level, RecordView};
 
 use crate::config::Config;
+use crate::frame::Frame;
 use crate::sessions::SettleGuard;
 use crate::stats::add;
 use crate::worker::{HandlerQueue, Work};
@@ -35,19 +36,6 @@ pub(crate) struct Peer {
     /// The kernel's credentials of the connection.
     pub(crate) creds: crate::formatter::PeerCred,
 }
-
-type Views<'a> = Vec<RecordView<'a>>;
-
-self_cell::self_cell!(
-    /// A frame's bytes and the records decoded from them, whose strings
-    /// point into those bytes: one allocation per batch instead of one per
-    /// string, and nothing to free per record.
-    pub(crate) struct Frame {
-        owner: Box<[u8]>,
-        #[covariant]
-        dependent: Views,
-    }
-);
 
 /// A decoded batch on its way to the handlers.
 pub(crate) struct InBatch {
@@ -82,7 +70,7 @@ impl InBatch {
         settle: Option<Arc<SettleGuard>>,
     ) -> InBatch {
         let mut runs: Vec<Run> = Vec::new();
-        let records = frame.borrow_dependent();
+        let records = frame.records();
         let mut start = 0;
         for (i, rec) in records.iter().enumerate() {
             match runs.last_mut() {
@@ -100,7 +88,7 @@ impl InBatch {
     }
 
     pub(crate) fn records(&self) -> &[RecordView<'_>] {
-        self.frame.borrow_dependent()
+        self.frame.records()
     }
 }
 
@@ -336,9 +324,7 @@ mod tests {
     /// and to the root (Python calls it twice), a handler with its own level.
     #[test]
     fn a_batch_is_routed_run_by_run_as_python_would_record_by_record() {
-        use logfunnel_protocol::{
-            BatchBuilder, ClientFrameView, Record, decode_client_frame_view, encode_record_ref,
-        };
+        use logfunnel_protocol::{BatchBuilder, Record, encode_record_ref};
         let config = Config::from_toml_str(
             r#"
 [handlers.all]
@@ -375,12 +361,7 @@ handlers = ["errors"]
             let n = encode_record_ref(&rec.view().as_record_ref(), &mut slot).unwrap();
             builder.push_encoded(&slot[..n]);
         }
-        let payload: Box<[u8]> = builder.finish().unwrap()[4..].into();
-        let frame = Frame::try_new(payload, |b| match decode_client_frame_view(b)? {
-            ClientFrameView::Batch(_, views) => Ok::<_, logfunnel_protocol::ProtocolError>(views),
-            _ => unreachable!("a batch was encoded"),
-        })
-        .unwrap();
+        let (frame, _) = Frame::decode(builder.finish().unwrap()[4..].to_vec()).unwrap();
         let peer = Arc::new(Peer {
             process_name: "p".into(),
             host_name: "h".into(),

@@ -14,6 +14,7 @@ mod connection;
 mod dispatcher;
 mod escape;
 pub mod formatter;
+mod frame;
 pub mod handlers;
 mod journal;
 mod listener;

@@ -5,7 +5,7 @@ use std::io::{self, Read, Write};
 use bincode::config::{Configuration, LittleEndian, Varint};
 use bincode::enc::write::SizeWriter;
 
-use crate::record::{ClientFrame, ClientFrameView, HubFrame, RecordRef};
+use crate::record::{ClientFrame, ClientFrameView, HubFrame, RecordRef, RecordView};
 use crate::{MAGIC, MAX_FRAME_BYTES, ProtocolError};
 
 // Decoding claims at most 8 bytes of memory per byte of input (a u64 varint
@@ -171,8 +171,18 @@ pub fn decode_client_frame(payload: &[u8]) -> Result<ClientFrame, ProtocolError>
 /// everything else, and anything that path does not accept, goes through
 /// bincode.
 pub fn decode_client_frame_view(payload: &[u8]) -> Result<ClientFrameView<'_>, ProtocolError> {
+    decode_client_frame_view_in(payload, Vec::new())
+}
+
+/// [`decode_client_frame_view`], with a batch's records decoded into
+/// `spare`'s allocation (emptied first): a reader that keeps the vectors
+/// of finished batches allocates none per frame.
+pub fn decode_client_frame_view_in<'a>(
+    payload: &'a [u8],
+    spare: Vec<RecordView<'a>>,
+) -> Result<ClientFrameView<'a>, ProtocolError> {
     if u32::try_from(payload.len()).is_ok_and(|n| check_len(n).is_ok())
-        && let Some(frame) = crate::fast_view::decode_batch_view(payload)
+        && let Some(frame) = crate::fast_view::decode_batch_view(payload, spare)
     {
         return Ok(frame);
     }

@@ -187,7 +187,10 @@ fn short_eq(a: &[u8], b: &[u8]) -> Option<bool> {
 
 /// Decodes `payload` if it is a batch frame in canonical form; `None`
 /// means "ask bincode" (see the module docs).
-pub(crate) fn decode_batch_view(payload: &[u8]) -> Option<ClientFrameView<'_>> {
+pub(crate) fn decode_batch_view<'a>(
+    payload: &'a [u8],
+    mut records: Vec<RecordView<'a>>,
+) -> Option<ClientFrameView<'a>> {
     let mut r = Reader { buf: payload, pos: 0 };
     // ClientFrame::Batch is variant 1.
     if r.u32()? != 1 {
@@ -198,7 +201,8 @@ pub(crate) fn decode_batch_view(payload: &[u8]) -> Option<ClientFrameView<'_>> {
     if n > payload.len() / MIN_RECORD_BYTES + 1 {
         return None;
     }
-    let mut records = Vec::with_capacity(n);
+    records.clear();
+    records.reserve(n);
     for _ in 0..n {
         let prev = records.last().map(|r: &RecordView<'_>| r.name);
         records.push(r.record(prev)?);
@@ -296,14 +300,14 @@ mod tests {
                 0..20)
         ) {
             let payload = frame(&records);
-            let fast = decode_batch_view(&payload);
+            let fast = decode_batch_view(&payload, Vec::new());
             prop_assert!(fast.is_some());
             prop_assert_eq!(fast, borrowed_bincode(&payload));
         }
 
         #[test]
         fn accepts_nothing_bincode_refuses(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
-            if let Some(fast) = decode_batch_view(&bytes) {
+            if let Some(fast) = decode_batch_view(&bytes, Vec::new()) {
                 prop_assert_eq!(Some(fast), borrowed_bincode(&bytes));
             }
         }
@@ -320,7 +324,7 @@ mod tests {
             let mut payload = frame(&records);
             let i = at.index(payload.len());
             payload[i] = byte;
-            if let Some(fast) = decode_batch_view(&payload) {
+            if let Some(fast) = decode_batch_view(&payload, Vec::new()) {
                 prop_assert_eq!(Some(fast), borrowed_bincode(&payload));
             }
         }

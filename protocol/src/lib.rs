@@ -26,8 +26,9 @@ mod stats;
 
 pub use append::append_short;
 pub use codec::{
-    BatchBuilder, FrameBuf, Preamble, decode_client_frame, decode_client_frame_view, decode_hub_frame,
-    encode_client_frame, encode_hub_frame, encode_record_ref, encoded_record_len, read_frame, write_frame,
+    BatchBuilder, FrameBuf, Preamble, decode_client_frame, decode_client_frame_view,
+    decode_client_frame_view_in, decode_hub_frame, encode_client_frame, encode_hub_frame, encode_record_ref,
+    encoded_record_len, read_frame, write_frame,
 };
 pub use error::ProtocolError;
 pub use level::{Level, level_name, parse_level};

@@ -3,15 +3,13 @@
 
 use std::sync::Arc;
 
-use logfunnel_protocol::{
-    BatchBuilder, ClientFrameView, ProtocolError, decode_client_frame_view, encode_record_ref,
-    encoded_record_len,
-};
+use logfunnel_protocol::{BatchBuilder, ProtocolError, encode_record_ref, encoded_record_len};
 
 use super::{Handler, HandlerError};
 use crate::config::FilterConfig;
-use crate::dispatcher::{Frame, InBatch, Peer};
+use crate::dispatcher::{InBatch, Peer};
 use crate::formatter::RecordContext;
+use crate::frame::{Frame, Kind};
 use crate::worker::{HandlerQueue, Work};
 
 /// A run of records is split into frames of at most this many bytes.
@@ -109,12 +107,16 @@ impl MemoryHandler {
             let count = batch.count();
             let frame = batch.finish().map_err(|e| forward_error(e, left))?;
             // Skip the length prefix: frames are decoded from their payload.
-            let bytes: Box<[u8]> = frame[4..].into();
-            let frame = Frame::try_new(bytes, |b| match decode_client_frame_view(b)? {
-                ClientFrameView::Batch(_, records) => Ok(records),
-                _ => Err(ProtocolError::Unexpected("the memory handler built a frame that is not a batch")),
-            })
-            .map_err(|e| forward_error(e, left))?;
+            let mut bytes = crate::frame::buffer(frame.len() - 4);
+            bytes.extend_from_slice(&frame[4..]);
+            let frame = match Frame::decode(bytes) {
+                Ok((frame, Kind::Batch(_))) => frame,
+                Ok(_) => {
+                    let e = ProtocolError::Unexpected("the memory handler built a frame that is not a batch");
+                    return Err(forward_error(e, left));
+                }
+                Err(e) => return Err(forward_error(e, left)),
+            };
             // Not a client's sequence; the original batches were settled
             // when this handler took them.
             let batch = InBatch::new(peer, frame, None, None);
