@@ -409,14 +409,47 @@ fn emit_work(
             }
         }
     };
+    let records = batch.records();
     match &work.indices {
-        None => batch.records().iter().enumerate().for_each(|(i, r)| emit(i, r)),
-        Some(ix) => ix.iter().for_each(|&i| emit(i as usize, &batch.records()[i as usize])),
+        None => records.iter().enumerate().for_each(|(i, r)| {
+            prefetch(records, i);
+            emit(i, r)
+        }),
+        Some(ix) => ix.iter().for_each(|&i| emit(i as usize, &records[i as usize])),
     }
     add(&counters.emitted, emitted);
     if let (Some(j), Some(seq), true) = (opts.journal.as_mut(), last_seq, sequenced) {
         j.advance(session, seq + 1);
     }
+}
+
+/// Asks for the records a few places ahead: they were decoded by a
+/// connection reader, most likely on the other core, and waiting for each
+/// one's cache lines on first touch cost the file handler a third of its
+/// formatting time.
+#[inline(always)]
+fn prefetch(records: &[RecordView<'_>], i: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use core::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let fetch = |p: *const u8| {
+            // SAFETY: a prefetch is a hint; it never faults.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) }
+        };
+        if let Some(ahead) = records.get(i + 8) {
+            let p = (ahead as *const RecordView<'_>).cast::<u8>();
+            for line in 0..std::mem::size_of::<RecordView<'_>>().div_ceil(64) {
+                fetch(p.wrapping_add(line * 64));
+            }
+        }
+        if let Some(near) = records.get(i + 4) {
+            fetch(near.message.as_ptr());
+            fetch(near.message.as_ptr().wrapping_add(64));
+            fetch(near.name.as_ptr());
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (records, i);
 }
 
 pub(crate) fn now_ns() -> i64 {
