@@ -46,6 +46,10 @@ struct State {
     jobs: VecDeque<Job>,
     records: usize,
     closed: bool,
+    /// Threads blocked in `push` / `pop`: a condition variable is only
+    /// signalled when someone waits (each signal is a system call).
+    pushers_waiting: usize,
+    poppers_waiting: usize,
 }
 
 /// A bounded queue of jobs for one handler.
@@ -67,7 +71,13 @@ pub(crate) struct HandlerQueue {
 impl HandlerQueue {
     pub(crate) fn new(capacity: usize, policy: OverflowPolicy) -> HandlerQueue {
         HandlerQueue {
-            state: Mutex::new(State { jobs: VecDeque::new(), records: 0, closed: false }),
+            state: Mutex::new(State {
+                jobs: VecDeque::new(),
+                records: 0,
+                closed: false,
+                pushers_waiting: 0,
+                poppers_waiting: 0,
+            }),
             not_empty: Condvar::new(),
             not_full: Condvar::new(),
             capacity,
@@ -91,8 +101,12 @@ impl HandlerQueue {
         let fits = |st: &State| st.records == 0 || st.records + n <= self.capacity;
         match self.policy {
             OverflowPolicy::Block => {
-                while !fits(&st) && !st.closed {
-                    st = self.not_full.wait(st).unwrap_or_else(|e| e.into_inner());
+                if !fits(&st) {
+                    st.pushers_waiting += 1;
+                    while !fits(&st) && !st.closed {
+                        st = self.not_full.wait(st).unwrap_or_else(|e| e.into_inner());
+                    }
+                    st.pushers_waiting -= 1;
                 }
             }
             OverflowPolicy::DropNewest => {
@@ -119,8 +133,11 @@ impl HandlerQueue {
         st.records += n;
         st.jobs.push_back(Job::Records(work));
         add(&self.counters.received, n as u64);
+        let wake = st.poppers_waiting > 0;
         drop(st);
-        self.not_empty.notify_one();
+        if wake {
+            self.not_empty.notify_one();
+        }
     }
 
     pub(crate) fn push_reopen(&self) {
@@ -184,7 +201,10 @@ impl HandlerQueue {
             if let Some(job) = st.jobs.pop_front() {
                 if let Job::Records(w) = &job {
                     st.records -= w.len();
-                    self.not_full.notify_all();
+                    if st.pushers_waiting > 0 {
+                        drop(st);
+                        self.not_full.notify_all();
+                    }
                 }
                 return Ok(Some(job));
             }
@@ -195,11 +215,13 @@ impl HandlerQueue {
                 return Ok(None);
             }
             // Wake up now and then even when idle, for `Handler::poll`.
+            st.poppers_waiting += 1;
             st = self
                 .not_empty
                 .wait_timeout(st, Duration::from_millis(500))
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+            st.poppers_waiting -= 1;
             wait = false;
         }
     }
