@@ -393,7 +393,7 @@ fn session(
         while let Some(bytes) = conn.next_owned_frame().map_err(|e| conn.refuse(e.to_string(), false))? {
             partial_since = None;
             // The records keep pointing into their frame's bytes, which
-            // travel with them to the handlers (see `dispatcher::Frame`).
+            // travel with them to the handlers (see `frame.rs`).
             let (mut frame, kind) = match Frame::decode(bytes) {
                 Ok(decoded) => decoded,
                 Err(e) => return Err(conn.refuse(e.to_string(), false)),

@@ -4,26 +4,33 @@
 //! The records' strings point into the frame's bytes, which travel with
 //! them to the handlers: one allocation per batch instead of one per
 //! string, and nothing to free per record. When the last handler is done
-//! with a batch, both buffers go back to a small pool for the connection
-//! readers to fill again. Freed instead, 128 KiB buffers went back to the
-//! allocator, which returned their pages to the kernel, and the next frame
-//! faulted them in again: under a flood that was a page fault per 4 KiB
-//! received (measured: 5.2 → 5.6 M records/s with 8 processes once the
-//! pages stayed; docs/BENCHMARKS.md).
+//! with a batch, both buffers go back to a pool (at most 16 MiB of each
+//! kind) for the connection readers to fill again. Freed instead, 128 KiB
+//! buffers went back to the allocator, which returned their pages to the
+//! kernel, and the next frame faulted them in again: under a flood that
+//! was most of the hub's page faults (null handler, 8 processes: 330 →
+//! 308 CPU ns per record once the pages stayed; docs/BENCHMARKS.md).
 
-use std::mem::ManuallyDrop;
+use std::mem::{ManuallyDrop, size_of};
 use std::sync::Mutex;
 
 use logfunnel_protocol::{ClientFrameView, ProtocolError, RecordView, decode_client_frame_view_in};
 
-/// Buffers of each kind kept for reuse: enough for the batches in flight
-/// with 64 clients (one being read per connection, plus the queues').
-const KEEP: usize = 96;
+/// Memory kept for reuse, per kind of buffer: enough for the batches in
+/// flight with 64 clients sending 128 KiB frames (one being read per
+/// connection, plus the queues').
+const KEEP_BYTES: usize = 16 << 20;
 /// A buffer larger than this (a rare big frame) is not kept.
-const KEEP_BYTES_MAX: usize = 1 << 20;
+const KEEP_ONE_MAX: usize = 1 << 20;
 
-static BYTES: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
-static VIEWS: Mutex<Vec<Vec<RecordView<'static>>>> = Mutex::new(Vec::new());
+/// Free buffers, and the bytes they hold.
+struct Pool<T> {
+    free: Vec<T>,
+    bytes: usize,
+}
+
+static BYTES: Mutex<Pool<Vec<u8>>> = Mutex::new(Pool { free: Vec::new(), bytes: 0 });
+static VIEWS: Mutex<Pool<Vec<RecordView<'static>>>> = Mutex::new(Pool { free: Vec::new(), bytes: 0 });
 
 type Views<'a> = Vec<RecordView<'a>>;
 
@@ -50,7 +57,7 @@ pub(crate) struct Frame(ManuallyDrop<Cell>);
 impl Frame {
     /// Decodes `payload` (a frame without its length prefix).
     pub(crate) fn decode(payload: Vec<u8>) -> Result<(Frame, Kind), ProtocolError> {
-        let spare = take(&VIEWS).unwrap_or_default();
+        let spare = take(&VIEWS, |v| v.capacity() * size_of::<RecordView<'_>>()).unwrap_or_default();
         let mut kind = Kind::OutOfPlace;
         let cell = Cell::try_new(payload, |b| match decode_client_frame_view_in(b, spare)? {
             ClientFrameView::Batch(first_seq, records) => {
@@ -86,14 +93,14 @@ impl Drop for Frame {
         // SAFETY: the cell is taken once, here, and never used again.
         let mut cell = unsafe { ManuallyDrop::take(&mut self.0) };
         let views = cell.with_dependent_mut(|_, records| detach(std::mem::take(records)));
-        give(&VIEWS, views, |v| v.capacity() > 0);
-        give(&BYTES, cell.into_owner(), |b| (1..=KEEP_BYTES_MAX).contains(&b.capacity()));
+        give(&VIEWS, views, |v| v.capacity() * size_of::<RecordView<'_>>());
+        give(&BYTES, cell.into_owner(), Vec::capacity);
     }
 }
 
 /// An empty buffer with room for `len` bytes, reused if one is free.
 pub(crate) fn buffer(len: usize) -> Vec<u8> {
-    let mut b = take(&BYTES).unwrap_or_default();
+    let mut b = take(&BYTES, Vec::capacity).unwrap_or_default();
     b.clear();
     b.reserve_exact(len);
     b
@@ -110,15 +117,22 @@ fn detach(mut records: Vec<RecordView<'_>>) -> Vec<RecordView<'static>> {
     unsafe { Vec::from_raw_parts(records.as_mut_ptr().cast(), 0, records.capacity()) }
 }
 
-fn take<T>(pool: &Mutex<Vec<T>>) -> Option<T> {
-    pool.lock().unwrap_or_else(|e| e.into_inner()).pop()
+fn take<T>(pool: &Mutex<Pool<T>>, size: impl FnOnce(&T) -> usize) -> Option<T> {
+    let mut pool = pool.lock().unwrap_or_else(|e| e.into_inner());
+    let item = pool.free.pop()?;
+    pool.bytes -= size(&item);
+    Some(item)
 }
 
-fn give<T>(pool: &Mutex<Vec<T>>, item: T, keep: impl FnOnce(&T) -> bool) {
-    if keep(&item) {
+/// Keeps `item` for reuse if it holds memory, is not one of the rare big
+/// ones, and the pool is within its budget; frees it otherwise.
+fn give<T>(pool: &Mutex<Pool<T>>, item: T, size: impl FnOnce(&T) -> usize) {
+    let n = size(&item);
+    if (1..=KEEP_ONE_MAX).contains(&n) {
         let mut pool = pool.lock().unwrap_or_else(|e| e.into_inner());
-        if pool.len() < KEEP {
-            pool.push(item);
+        if pool.bytes + n <= KEEP_BYTES {
+            pool.bytes += n;
+            pool.free.push(item);
         }
     }
 }
@@ -158,6 +172,21 @@ mod tests {
             let got: Vec<&str> = frame.records().iter().map(|r| r.message).collect();
             assert_eq!(got, &refs[48..]);
         }
+    }
+
+    #[test]
+    fn the_pool_keeps_no_more_than_its_budget_nor_big_buffers() {
+        let pool = Mutex::new(Pool { free: Vec::new(), bytes: 0 });
+        for _ in 0..(KEEP_BYTES / KEEP_ONE_MAX + 5) {
+            give(&pool, Vec::<u8>::with_capacity(KEEP_ONE_MAX), Vec::capacity);
+        }
+        give(&pool, Vec::<u8>::with_capacity(KEEP_ONE_MAX + 1), Vec::capacity);
+        give(&pool, Vec::<u8>::new(), Vec::capacity);
+        let kept = pool.lock().unwrap().free.len();
+        assert_eq!(kept, KEEP_BYTES / KEEP_ONE_MAX);
+        assert_eq!(pool.lock().unwrap().bytes, kept * KEEP_ONE_MAX);
+        assert!(take(&pool, Vec::capacity).is_some());
+        assert_eq!(pool.lock().unwrap().bytes, (kept - 1) * KEEP_ONE_MAX);
     }
 
     #[test]

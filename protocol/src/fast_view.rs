@@ -71,7 +71,7 @@ impl<'a> Reader<'a> {
         let len = usize::try_from(self.varint()?).ok()?;
         let bytes = self.bytes(len)?;
         if short_ascii(bytes).unwrap_or_else(|| is_ascii(bytes)) {
-            // SAFETY: ASCII is valid UTF-8 (and `is_ascii` checks a word at a time).
+            // SAFETY: ASCII is valid UTF-8.
             Some(unsafe { std::str::from_utf8_unchecked(bytes) })
         } else {
             std::str::from_utf8(bytes).ok()
