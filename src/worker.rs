@@ -95,8 +95,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
                 s.spawn(move || log_records(args, t, n, pad))
             })
             .collect();
-        let failed = fork_children(&args, &guard);
-        children_failed = failed;
+        children_failed = fork_children(&args, &guard);
         handles.into_iter().map(|h| h.join().expect("logging thread")).collect()
     });
     let ns_per_tick = t0.elapsed().as_nanos() as f64 / ticks().wrapping_sub(c0).max(1) as f64;

@@ -499,8 +499,7 @@ impl QueueHandler {
         Ok(())
     }
 
-    fn enqueue(&self, record: &log::Record<'_>) {
-        let shared = self.shared();
+    fn enqueue(shared: &Shared, record: &log::Record<'_>) {
         let ok = LOCAL.try_with(|cell| {
             // A log call made while formatting this one (a Display impl that
             // logs) finds the cell borrowed; it is dropped and counted.
@@ -686,8 +685,10 @@ impl log::Log for QueueHandler {
     }
 
     fn log(&self, record: &log::Record<'_>) {
-        if self.enabled(record.metadata()) {
-            self.enqueue(record);
+        // One look at the current client for the level check and the queue.
+        let shared = self.shared();
+        if record.level() <= shared.level {
+            Self::enqueue(shared, record);
         }
     }
 

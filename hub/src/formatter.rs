@@ -2042,6 +2042,17 @@ impl DateFmt {
     }
 }
 
+/// Appends `,mmm` (default_msec_format's `%s,%03d` suffix) for 0–999 ms.
+#[inline]
+fn push_msecs(out: &mut Vec<u8>, ms: u32) {
+    out.extend_from_slice(&[
+        b',',
+        b'0' + (ms / 100) as u8,
+        b'0' + (ms / 10 % 10) as u8,
+        b'0' + (ms % 10) as u8,
+    ]);
+}
+
 /// `formatTime`, with the calendar part cached per second.
 #[derive(Debug, Clone)]
 struct Clock {
@@ -2099,14 +2110,8 @@ impl Clock {
             && self.datefmt.is_none()
             && (MARGIN..1_000_000 - MARGIN).contains(&(ns % 1_000_000))
         {
-            let ms = (ns / 1_000_000) as u32;
             append_short(out, self.text.as_bytes());
-            out.extend_from_slice(&[
-                b',',
-                b'0' + (ms / 100) as u8,
-                b'0' + (ms / 10 % 10) as u8,
-                b'0' + (ms % 10) as u8,
-            ]);
+            push_msecs(out, (ns / 1_000_000) as u32);
             return Ok(());
         }
         self.asctime_into(created_ns as f64 / 1e9, out)
@@ -2118,13 +2123,7 @@ impl Clock {
         if self.datefmt.is_none() {
             let ms = msecs(created) as i64;
             if (0..1000).contains(&ms) {
-                let ms = ms as u32;
-                out.extend_from_slice(&[
-                    b',',
-                    b'0' + (ms / 100) as u8,
-                    b'0' + (ms / 10 % 10) as u8,
-                    b'0' + (ms % 10) as u8,
-                ]);
+                push_msecs(out, ms as u32);
             } else {
                 let _ = write!(out, ",{ms:03}");
             }
