@@ -41,7 +41,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use error::{FlushError, InitError, SendError};
 use logfunnel_protocol::{
-    Level, MAX_MESSAGE_BYTES, RecordRef, ValueRef, encode_record_ref, encoded_record_len,
+    Backoff, Level, MAX_MESSAGE_BYTES, RecordRef, ValueRef, encode_record_ref, encoded_record_len,
 };
 pub use oneshot::{fetch_stats, send_records};
 use ring::{PushError, Ring};
@@ -473,13 +473,12 @@ impl QueueHandler {
             // busy hub to drain its backlog should not wake every 200 µs
             // for seconds (with 64 such processes that was most of the
             // hub's context switches).
-            let mut pause = Duration::from_micros(100);
+            let mut pause = Backoff::new(Duration::from_micros(100), Duration::from_millis(2)).factor(3, 2);
             while !cond() {
                 if start.elapsed() >= timeout || s.stopped.load(Ordering::Acquire) && !cond() {
                     return cond();
                 }
-                std::thread::sleep(pause);
-                pause = (pause * 3 / 2).min(Duration::from_millis(2));
+                std::thread::sleep(pause.next_delay());
             }
             true
         };
@@ -580,7 +579,8 @@ impl QueueHandler {
         // so that a saturated hub costs a thread a few sleeps per quarter
         // ring rather than a dozen (with 64 processes, each sleep is two
         // context switches on the cores the hub needs).
-        let mut backoff = (local.last_wait / 4).clamp(Duration::from_micros(10), Duration::from_millis(1));
+        let mut backoff = Backoff::new(Duration::from_micros(10), Duration::from_millis(4))
+            .starting_at((local.last_wait / 4).min(Duration::from_millis(1)));
         loop {
             let pushed =
                 local.ring.try_push(|slot| encode_record_ref(&rec, slot).ok(), || encoded_record_len(&rec));
@@ -601,8 +601,7 @@ impl QueueHandler {
                     let want = local.ring.capacity() / 4;
                     let waited = Instant::now();
                     loop {
-                        std::thread::sleep(backoff);
-                        backoff = (backoff * 2).min(Duration::from_millis(4));
+                        std::thread::sleep(backoff.next_delay());
                         if local.ring.free() >= want || shared.stopped.load(Ordering::Relaxed) {
                             break;
                         }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use interprocess::local_socket::Stream;
 use interprocess::local_socket::prelude::*;
 use logfunnel_protocol::{
-    BatchBuilder, ClientFrame, FrameBuf, HubFrame, Level, MAX_FRAME_BYTES, ProtocolError, RecordRef,
+    Backoff, BatchBuilder, ClientFrame, FrameBuf, HubFrame, Level, MAX_FRAME_BYTES, ProtocolError, RecordRef,
     decode_hub_frame, encode_client_frame, encode_record_ref,
 };
 
@@ -77,7 +77,9 @@ struct Sender {
     next_seq: u64,
     conn: Option<Conn>,
     next_connect: Instant,
-    reconnect_delay: Duration,
+    /// Delays between connection attempts (jittered: many workers
+    /// reconnecting to a restarted hub do not all knock at once).
+    reconnect: Backoff,
     reported_drops: u64,
     last_drop_report: Instant,
     last_logged_error: Option<String>,
@@ -98,7 +100,7 @@ pub(crate) fn run(shared: Arc<Shared>) {
         next_seq: 1,
         conn: None,
         next_connect: Instant::now(),
-        reconnect_delay: RECONNECT_MIN,
+        reconnect: Backoff::new(RECONNECT_MIN, RECONNECT_MAX).with_jitter(Backoff::random_seed()),
         reported_drops: 0,
         last_drop_report: Instant::now(),
         last_logged_error: None,
@@ -108,7 +110,8 @@ pub(crate) fn run(shared: Arc<Shared>) {
     s.builder.reset(1);
     // Keeps the log call's TSC clock anchored to the wall clock.
     let mut clock = crate::clock::Calibrator::new();
-    let mut idle = IDLE_SLEEP_MIN;
+    // After an idle pass the sender sleeps a little longer each time.
+    let mut idle = Backoff::new(IDLE_SLEEP_MIN, IDLE_SLEEP_MAX);
     // When the open batch got its first record.
     let mut opened: Option<Instant> = None;
     loop {
@@ -150,7 +153,7 @@ pub(crate) fn run(shared: Arc<Shared>) {
             break;
         }
         if worked {
-            idle = IDLE_SLEEP_MIN;
+            idle.reset();
             // Unless a full batch is waiting, let records gather for a
             // moment: under moderate load, polling again at once would send
             // a frame (and take an ack) per record or two, which costs the
@@ -160,8 +163,8 @@ pub(crate) fn run(shared: Arc<Shared>) {
             }
         } else {
             // An open batch is sealed on time, however idle the rings are.
-            std::thread::sleep(if opened.is_some() { idle.min(MAX_BATCH_DELAY / 2) } else { idle });
-            idle = (idle * 2).min(IDLE_SLEEP_MAX);
+            let pause = idle.next_delay();
+            std::thread::sleep(if opened.is_some() { pause.min(MAX_BATCH_DELAY / 2) } else { pause });
         }
     }
     if let Some(conn) = s.conn.take() {
@@ -313,7 +316,7 @@ impl Sender {
                 self.last_progress = Instant::now();
                 self.shared.connected.store(true, Ordering::Relaxed);
                 self.shared.connects.fetch_add(1, Ordering::Relaxed);
-                self.reconnect_delay = RECONNECT_MIN;
+                self.reconnect.reset();
                 self.last_logged_error = None;
                 self.unsent = 0;
                 self.acknowledge(next);
@@ -330,8 +333,7 @@ impl Sender {
                     self.last_logged_error = Some(text.clone());
                 }
                 self.note_error(text);
-                self.next_connect = Instant::now() + self.reconnect_delay;
-                self.reconnect_delay = (self.reconnect_delay * 2).min(RECONNECT_MAX);
+                self.next_connect = Instant::now() + self.reconnect.next_delay();
                 false
             }
         }
@@ -343,7 +345,7 @@ impl Sender {
         self.conn = None;
         self.shared.connected.store(false, Ordering::Relaxed);
         self.unsent = 0;
-        self.next_connect = Instant::now() + self.reconnect_delay;
+        self.next_connect = Instant::now() + self.reconnect.peek();
     }
 
     /// Writes what the hub has not been sent yet. A hub that is alive but

@@ -16,6 +16,7 @@
 //! been read, so hostile input costs at most one frame's worth of memory.
 
 mod append;
+mod backoff;
 mod codec;
 mod error;
 mod fast_encode;
@@ -25,6 +26,7 @@ mod record;
 mod stats;
 
 pub use append::append_short;
+pub use backoff::Backoff;
 pub use codec::{
     BatchBuilder, FrameBuf, Preamble, decode_client_frame, decode_client_frame_view,
     decode_client_frame_view_in, decode_hub_frame, encode_client_frame, encode_hub_frame, encode_record_ref,
