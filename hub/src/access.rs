@@ -12,21 +12,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use toml::{Table, Value};
+use toml::Value;
 
-/// The `[hub]` keys handled here, for the unknown-key check.
-pub(crate) const KEYS: &[&[&str]] = &[
-    &["socket_group"],
-    &["allowed_uids"],
-    &["allowed_gids"],
-    &["handshake_timeout"],
-    &["idle_timeout"],
-    &["frame_timeout"],
-    &["max_connections"],
-    &["shutdown_timeout"],
-    &["journal"],
-    &["state_dir"],
-];
+use crate::config::keys::Section;
 
 /// Access control, client limits and delivery settings of the `[hub]` section.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,79 +61,31 @@ impl Default for AccessConfig {
     }
 }
 
-type Issues = Vec<(&'static str, String)>;
-
 impl AccessConfig {
-    /// Reads the keys from the `[hub]` table; every problem is returned with its key.
-    pub(crate) fn parse(t: &Table) -> Result<AccessConfig, Issues> {
-        let mut c = AccessConfig::default();
-        let mut issues: Issues = Vec::new();
-        if let Some(v) = t.get("socket_group") {
-            match v {
-                Value::String(s) if !s.is_empty() => c.socket_group = Some(s.clone()),
-                Value::Integer(i) if u32::try_from(*i).is_ok() => c.socket_group = Some(i.to_string()),
-                other => {
-                    issues.push(("socket_group", format!("expected a group name or number, found {other}")))
-                }
-            }
-        }
-        for (key, out) in [("allowed_uids", &mut c.allowed_uids), ("allowed_gids", &mut c.allowed_gids)] {
-            let Some(v) = t.get(key) else { continue };
-            let ids = v.as_array().and_then(|a| {
-                a.iter()
-                    .map(|x| x.as_integer().and_then(|i| u32::try_from(i).ok()))
-                    .collect::<Option<Vec<_>>>()
-            });
-            match ids {
-                Some(ids) => *out = ids,
-                None => issues.push((key, format!("expected a list of numeric ids, found {v}"))),
-            }
-        }
-        let durations: [(&'static str, &mut Duration, bool); 4] = [
-            ("handshake_timeout", &mut c.handshake_timeout, false),
-            ("idle_timeout", &mut c.idle_timeout, true),
-            ("frame_timeout", &mut c.frame_timeout, false),
-            ("shutdown_timeout", &mut c.shutdown_timeout, true),
-        ];
-        for (key, out, zero_ok) in durations {
-            let Some(v) = t.get(key) else { continue };
-            let secs = match v {
-                Value::Integer(i) => Some(*i as f64),
-                Value::Float(f) => Some(*f),
+    /// Reads these keys of the `[hub]` section; problems are recorded in `s`.
+    pub(crate) fn parse(s: &mut Section<'_>) -> AccessConfig {
+        let d = AccessConfig::default();
+        let ids = |v: &Value| {
+            v.as_array()?.iter().map(|x| x.as_integer().and_then(|i| u32::try_from(i).ok())).collect()
+        };
+        AccessConfig {
+            socket_group: s.parsed(&["socket_group"], "a group name or number", |v| match v {
+                Value::String(g) if !g.is_empty() => Some(g.clone()),
+                Value::Integer(i) if u32::try_from(*i).is_ok() => Some(i.to_string()),
                 _ => None,
-            };
-            match secs {
-                Some(s) if s.is_finite() && (s > 0.0 || zero_ok && s == 0.0) && s < 1e9 => {
-                    *out = Duration::from_secs_f64(s)
-                }
-                _ => issues.push((
-                    key,
-                    format!(
-                        "expected a number of seconds{}, found {v}",
-                        if zero_ok { " (0 = never)" } else { " above 0" }
-                    ),
-                )),
-            }
+            }),
+            allowed_uids: s.parsed(&["allowed_uids"], "a list of numeric ids", ids).unwrap_or_default(),
+            allowed_gids: s.parsed(&["allowed_gids"], "a list of numeric ids", ids).unwrap_or_default(),
+            handshake_timeout: s.seconds(&["handshake_timeout"], false).unwrap_or(d.handshake_timeout),
+            idle_timeout: s.seconds(&["idle_timeout"], true).unwrap_or(d.idle_timeout),
+            frame_timeout: s.seconds(&["frame_timeout"], false).unwrap_or(d.frame_timeout),
+            max_connections: s.positive(&["max_connections"]).unwrap_or(d.max_connections),
+            shutdown_timeout: s.seconds(&["shutdown_timeout"], true).unwrap_or(d.shutdown_timeout),
+            journal: s.boolean(&["journal"]).unwrap_or(d.journal),
+            state_dir: s.parsed(&["state_dir"], "a directory path", |v| {
+                v.as_str().filter(|p| !p.is_empty()).map(PathBuf::from)
+            }),
         }
-        if let Some(v) = t.get("max_connections") {
-            match v.as_integer().filter(|i| *i > 0) {
-                Some(i) => c.max_connections = i as usize,
-                None => issues.push(("max_connections", format!("expected a positive integer, found {v}"))),
-            }
-        }
-        if let Some(v) = t.get("journal") {
-            match v.as_bool() {
-                Some(b) => c.journal = b,
-                None => issues.push(("journal", format!("expected true or false, found {v}"))),
-            }
-        }
-        if let Some(v) = t.get("state_dir") {
-            match v.as_str() {
-                Some(s) if !s.is_empty() => c.state_dir = Some(PathBuf::from(s)),
-                _ => issues.push(("state_dir", format!("expected a directory path, found {v}"))),
-            }
-        }
-        if issues.is_empty() { Ok(c) } else { Err(issues) }
     }
 
     /// Whether a peer with these kernel credentials may connect.
@@ -214,8 +154,12 @@ pub(crate) fn set_group(_path: &Path, _group: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn parse(s: &str) -> Result<AccessConfig, Issues> {
-        AccessConfig::parse(&s.parse::<Table>().unwrap())
+    fn parse(text: &str) -> Result<AccessConfig, Vec<String>> {
+        let t: toml::Table = text.parse().unwrap();
+        let mut s = Section::new("hub", &t);
+        let c = AccessConfig::parse(&mut s);
+        let issues = s.finish();
+        if issues.is_empty() { Ok(c) } else { Err(issues.iter().map(|i| i.path.clone()).collect()) }
     }
 
     #[test]
@@ -230,8 +174,7 @@ mod tests {
         assert!(!c.admits(Some(65534), Some(65534)));
         assert!(AccessConfig::default().admits(None, None));
         let e = parse("allowed_gids = [\"x\"]\nframe_timeout = 0\nmax_connections = -1").unwrap_err();
-        let keys: Vec<_> = e.iter().map(|(k, _)| *k).collect();
-        assert_eq!(keys, ["allowed_gids", "frame_timeout", "max_connections"]);
+        assert_eq!(e, ["hub.allowed_gids", "hub.frame_timeout", "hub.max_connections"]);
     }
 
     #[test]

@@ -2,16 +2,24 @@
 //!
 //! Parsing is by hand over `toml::Value` rather than serde derives so that
 //! every problem is collected (not just the first) and named by its key path,
-//! which `logfunnel check-config` prints.
+//! which `logfunnel check-config` prints. Every table is read through one
+//! key reader ([`keys::Section`]); this file reads the top level, `[hub]`,
+//! formatters, filters, loggers and the keys every handler shares, and each
+//! handler class reads its own keys in its own file (`handlers/*.rs`).
+
+pub mod keys;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use logfunnel_protocol::{Level, parse_level};
+use keys::{Section, join};
+use logfunnel_protocol::Level;
 use toml::{Table, Value};
 
 use crate::formatter::{Formatter, Style};
+use crate::handlers::{CLASSES, HandlerOptions};
 
 /// The configuration used when none is given: every record to stderr.
 pub const EMBEDDED_DEFAULT: &str = r#"
@@ -115,7 +123,8 @@ impl FilterConfig {
     }
 }
 
-/// What a handler queue does when it is full.
+/// What a handler does when records arrive faster than it can take them:
+/// its queue is full, or (network handlers) what it holds for delivery is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OverflowPolicy {
     /// Wait for room (backpressure up to the clients).
@@ -127,161 +136,24 @@ pub enum OverflowPolicy {
     DropOldest,
 }
 
-/// Which standard stream a StreamHandler writes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StdStream {
-    /// `ext://sys.stderr` (Python's default).
-    Stderr,
-    /// `ext://sys.stdout`.
-    Stdout,
-}
-
-/// Where and how a file handler opens its file (Python's FileHandler arguments).
-#[derive(Debug, Clone, PartialEq)]
-pub struct FileOptions {
-    /// Absolute path (relative names are resolved against the hub's
-    /// working directory at load time, as Python's `abspath` does).
-    pub filename: PathBuf,
-    /// Mode `a` (append) rather than `w` (truncate at start).
-    pub append: bool,
-    /// Open on the first record rather than at start.
-    pub delay: bool,
-}
-
-/// TimedRotatingFileHandler's `when`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum When {
-    /// `S`: seconds.
-    Seconds,
-    /// `M`: minutes.
-    Minutes,
-    /// `H`: hours.
-    Hours,
-    /// `D`: days (counted from the start, not aligned to midnight).
-    Days,
-    /// `MIDNIGHT`: at midnight (or `at_time`).
-    Midnight,
-    /// `W0`–`W6`: weekly on that day (0 is Monday).
-    Weekday(u8),
-}
-
-impl When {
-    /// Python's parsing of `when` (case-insensitive), with its messages.
-    pub fn parse(s: &str) -> Result<When, String> {
-        let upper = s.to_ascii_uppercase();
-        Ok(match upper.as_str() {
-            "S" => When::Seconds,
-            "M" => When::Minutes,
-            "H" => When::Hours,
-            "D" => When::Days,
-            "MIDNIGHT" => When::Midnight,
-            w if w.starts_with('W') => {
-                if w.len() != 2 {
-                    return Err(format!(
-                        "You must specify a day for weekly rollover from 0 to 6 (0 is Monday): {upper}"
-                    ));
-                }
-                match w.as_bytes()[1] {
-                    d @ b'0'..=b'6' => When::Weekday(d - b'0'),
-                    _ => return Err(format!("Invalid day specified for weekly rollover: {upper}")),
-                }
-            }
-            _ => return Err(format!("Invalid rollover interval specified: {upper}")),
-        })
-    }
-}
-
-/// When a TimedRotatingFileHandler rolls over and what it keeps.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Schedule {
-    /// The unit (or `MIDNIGHT`, or a weekday).
-    pub when: When,
-    /// How many units per file (Python 3.11 ignores it for MIDNIGHT and Wn).
-    pub interval: u32,
-    /// Compute times in UTC instead of local time.
-    pub utc: bool,
-    /// Seconds after midnight for MIDNIGHT and Wn (`atTime`).
-    pub at_time: Option<u32>,
-    /// Backups kept (0 keeps all).
-    pub backup_count: u32,
-}
-
-/// The class-specific part of a handler.
-#[derive(Debug, Clone, PartialEq)]
-pub enum HandlerKind {
-    /// `logging.StreamHandler`.
-    Stream {
-        /// The stream.
-        stream: StdStream,
-    },
-    /// `logging.FileHandler`.
-    File(FileOptions),
-    /// `logging.handlers.RotatingFileHandler`.
-    RotatingFile {
-        /// The file.
-        file: FileOptions,
-        /// Roll over before the file would reach this size (0: never).
-        max_bytes: u64,
-        /// Backups kept as `.1` … `.N` (0: never roll over).
-        backup_count: u32,
-    },
-    /// `logging.handlers.TimedRotatingFileHandler`.
-    TimedRotatingFile {
-        /// The file (always opened in mode `a`).
-        file: FileOptions,
-        /// When to roll over.
-        schedule: Schedule,
-    },
-    /// `logging.handlers.WatchedFileHandler`.
-    WatchedFile(FileOptions),
-    /// `logging.handlers.MemoryHandler`.
-    Memory {
-        /// Records held before they are all passed on.
-        capacity: usize,
-        /// A record at this level or above passes everything on at once.
-        flush_level: Level,
-        /// The handler that receives them.
-        target: String,
-        /// Python's `flushOnClose`. Accepted, but like Python 3.11's
-        /// `logging.shutdown()`, the hub's shutdown passes held records on
-        /// regardless.
-        flush_on_close: bool,
-    },
-    /// `logging.NullHandler`.
-    Null,
-}
-
-impl HandlerKind {
-    /// The Python class name.
-    pub fn class_name(&self) -> &'static str {
+impl OverflowPolicy {
+    /// The policy as the configuration spells it.
+    pub fn as_str(self) -> &'static str {
         match self {
-            HandlerKind::Stream { .. } => "StreamHandler",
-            HandlerKind::File(_) => "FileHandler",
-            HandlerKind::RotatingFile { .. } => "RotatingFileHandler",
-            HandlerKind::TimedRotatingFile { .. } => "TimedRotatingFileHandler",
-            HandlerKind::WatchedFile(_) => "WatchedFileHandler",
-            HandlerKind::Memory { .. } => "MemoryHandler",
-            HandlerKind::Null => "NullHandler",
-        }
-    }
-
-    /// The file a file handler writes.
-    pub fn file(&self) -> Option<&FileOptions> {
-        match self {
-            HandlerKind::File(f) | HandlerKind::WatchedFile(f) => Some(f),
-            HandlerKind::RotatingFile { file, .. } | HandlerKind::TimedRotatingFile { file, .. } => {
-                Some(file)
-            }
-            HandlerKind::Stream { .. } | HandlerKind::Memory { .. } | HandlerKind::Null => None,
+            OverflowPolicy::Block => "block",
+            OverflowPolicy::DropNewest => "drop_newest",
+            OverflowPolicy::DropOldest => "drop_oldest",
         }
     }
 }
 
-/// A named handler.
+/// A named handler: its class's options and the keys every handler has.
 #[derive(Debug, Clone)]
 pub struct HandlerConfig {
-    /// Class and its options.
-    pub kind: HandlerKind,
+    /// The Python class name (`RotatingFileHandler`…).
+    pub class: &'static str,
+    /// The class's own options (see [`HandlerConfig::options`]).
+    pub options: Arc<dyn HandlerOptions>,
     /// Handler level (records below it are not given to it).
     pub level: Level,
     /// Formatter name, if any (Python's default is `%(message)s`).
@@ -290,10 +162,20 @@ pub struct HandlerConfig {
     pub filters: Vec<String>,
     /// Queue capacity in records (default [`DEFAULT_HANDLER_QUEUE`]).
     pub queue_capacity: usize,
-    /// What happens when the queue is full.
+    /// What happens when the queue is full (the class's default: `block`
+    /// for local handlers, `drop_newest` for network handlers).
     pub overflow: OverflowPolicy,
     /// Escape control characters in messages (default true; false = raw).
     pub escape_control_chars: bool,
+}
+
+impl HandlerConfig {
+    /// The class's options as their concrete type, e.g.
+    /// `handler.options::<RotatingFileOptions>()`.
+    pub fn options<T: HandlerOptions>(&self) -> Option<&T> {
+        let any: &dyn std::any::Any = self.options.as_ref();
+        any.downcast_ref::<T>()
+    }
 }
 
 /// The root logger or a named logger.
@@ -357,7 +239,7 @@ impl Config {
         let json: serde_json::Value = serde_json::from_str(text).map_err(|e| {
             fail(vec![ConfigIssue { path: String::new(), message: format!("not valid JSON: {e}") }])
         })?;
-        let mut p = Parser { issues: Vec::new() };
+        let mut p = Parser { issues: Vec::new(), refs: Vec::new() };
         let table = match json_to_toml(&json, "", &mut p) {
             Some(Value::Table(t)) => t,
             _ => {
@@ -378,7 +260,7 @@ impl Config {
                 message: format!("not valid TOML: {}", e.to_string().trim_end()),
             }])
         })?;
-        let mut p = Parser { issues: Vec::new() };
+        let mut p = Parser { issues: Vec::new(), refs: Vec::new() };
         let config = p.config(&table);
         if p.issues.is_empty() { Ok(config) } else { Err(fail(p.issues)) }
     }
@@ -386,18 +268,8 @@ impl Config {
 
 struct Parser {
     issues: Vec<ConfigIssue>,
-}
-
-/// Accepted spellings of a key: snake_case first, then Python's names.
-type Keys = &'static [&'static str];
-
-fn join(path: &str, key: &str) -> String {
-    let quoted = if key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-        key.to_owned()
-    } else {
-        format!("{key:?}")
-    };
-    if path.is_empty() { quoted } else { format!("{path}.{quoted}") }
+    /// Names given as values, checked once every section is read.
+    refs: Vec<keys::Reference>,
 }
 
 impl Parser {
@@ -405,145 +277,21 @@ impl Parser {
         self.issues.push(ConfigIssue { path: path.into(), message: message.into() });
     }
 
-    /// Reports keys of `table` not in `allowed`.
-    fn unknown_keys(&mut self, path: &str, table: &Table, allowed: &[Keys]) {
-        for key in table.keys() {
-            if !allowed.iter().any(|spellings| spellings.contains(&key.as_str())) {
-                let names: Vec<&str> = allowed.iter().map(|s| s[0]).collect();
-                self.issue(join(path, key), format!("unknown key (expected one of: {})", names.join(", ")));
-            }
-        }
-    }
-
-    fn get<'t>(&mut self, path: &str, table: &'t Table, keys: Keys) -> Option<(String, &'t Value)> {
-        let mut found = None;
-        for k in keys {
-            if let Some(v) = table.get(*k) {
-                if let Some((first, _)) = &found {
-                    self.issue(join(path, k), format!("given twice (also as {first})"));
-                } else {
-                    found = Some((join(path, k), v));
-                }
-            }
-        }
-        found
-    }
-
-    fn string(&mut self, path: &str, table: &Table, keys: Keys) -> Option<String> {
-        let (p, v) = self.get(path, table, keys)?;
-        match v {
-            Value::String(s) => Some(s.clone()),
-            other => {
-                self.issue(p, format!("expected a string, found {}", other.type_str()));
-                None
-            }
-        }
-    }
-
-    fn boolean(&mut self, path: &str, table: &Table, keys: Keys) -> Option<bool> {
-        let (p, v) = self.get(path, table, keys)?;
-        match v {
-            Value::Boolean(b) => Some(*b),
-            other => {
-                self.issue(p, format!("expected true or false, found {}", other.type_str()));
-                None
-            }
-        }
-    }
-
-    fn positive(&mut self, path: &str, table: &Table, keys: Keys) -> Option<usize> {
-        let (p, v) = self.get(path, table, keys)?;
-        match v {
-            Value::Integer(i) if *i > 0 => Some(*i as usize),
-            other => {
-                self.issue(p, format!("expected a positive integer, found {other}"));
-                None
-            }
-        }
-    }
-
-    fn non_negative(&mut self, path: &str, table: &Table, keys: Keys) -> Option<u64> {
-        let (p, v) = self.get(path, table, keys)?;
-        match v {
-            Value::Integer(i) if *i >= 0 => Some(*i as u64),
-            other => {
-                self.issue(p, format!("expected a number of bytes (0 or more), found {other}"));
-                None
-            }
-        }
-    }
-
-    fn count(&mut self, path: &str, table: &Table, keys: Keys) -> Option<u32> {
-        let (p, v) = self.get(path, table, keys)?;
-        match v {
-            Value::Integer(i) if (0..=i64::from(u32::MAX)).contains(i) => Some(*i as u32),
-            other => {
-                self.issue(p, format!("expected a count (0 or more), found {other}"));
-                None
-            }
-        }
-    }
-
-    fn level(&mut self, path: &str, table: &Table) -> Option<Level> {
-        self.level_at(path, table, &["level"])
-    }
-
-    fn level_at(&mut self, path: &str, table: &Table, keys: Keys) -> Option<Level> {
-        let (p, v) = self.get(path, table, keys)?;
-        let parsed = match v {
-            Value::String(s) => parse_level(s),
-            Value::Integer(i) => u32::try_from(*i).ok().map(Level),
-            _ => None,
-        };
-        if parsed.is_none() {
-            self.issue(
-                p,
-                format!("{v} is not a level (use NOTSET, DEBUG, INFO, WARNING, ERROR, CRITICAL or a number)"),
-            );
-        }
-        parsed
-    }
-
-    fn string_list(&mut self, path: &str, table: &Table, keys: Keys) -> Vec<String> {
-        let Some((p, v)) = self.get(path, table, keys) else { return Vec::new() };
-        match v {
-            Value::Array(items) => items
-                .iter()
-                .enumerate()
-                .filter_map(|(i, item)| match item {
-                    Value::String(s) => Some(s.clone()),
-                    other => {
-                        self.issue(format!("{p}[{i}]"), format!("expected a name, found {other}"));
-                        None
-                    }
-                })
-                .collect(),
-            other => {
-                self.issue(p, format!("expected a list of names, found {}", other.type_str()));
-                Vec::new()
-            }
-        }
-    }
-
-    fn section<'t>(&mut self, table: &'t Table, key: &str) -> Option<&'t Table> {
-        match table.get(key)? {
-            Value::Table(t) => Some(t),
-            other => {
-                self.issue(key, format!("expected a table, found {}", other.type_str()));
-                None
-            }
-        }
+    fn take(&mut self, mut section: Section<'_>) {
+        self.refs.extend(section.take_refs());
+        self.issues.extend(section.finish());
     }
 
     /// The named sub-tables of a section (`[handlers.NAME]`).
-    fn named<'t>(&mut self, table: &'t Table, key: &str) -> Vec<(String, &'t Table)> {
-        let Some(section) = self.section(table, key) else { return Vec::new() };
-        section
+    fn named<'t>(&mut self, top: &mut Section<'t>, key: keys::Keys) -> Vec<(String, &'t Table)> {
+        let Some(section) = top.sub_table(key) else { return Vec::new() };
+        let table = section.table();
+        table
             .iter()
             .filter_map(|(name, v)| match v {
                 Value::Table(t) => Some((name.clone(), t)),
                 other => {
-                    self.issue(join(key, name), format!("expected a table, found {}", other.type_str()));
+                    self.issue(join(key[0], name), format!("expected a table, found {}", other.type_str()));
                     None
                 }
             })
@@ -551,151 +299,99 @@ impl Parser {
     }
 
     fn config(&mut self, table: &Table) -> Config {
-        self.unknown_keys(
-            "",
-            table,
-            &[
-                &["hub"],
-                &["formatters"],
-                &["filters"],
-                &["handlers"],
-                &["root"],
-                &["loggers"],
-                &["version"],
-                &["disable_existing_loggers"],
-                &["incremental"],
-            ],
-        );
-        if let Some(v) = table.get("version")
+        let mut top = Section::new("", table);
+        if let Some((_, v)) = top.value(&["version"])
             && v.as_integer() != Some(1)
         {
-            self.issue("version", format!("dictConfig version must be 1, found {v}"));
+            top.issue("version", format!("dictConfig version must be 1, found {v}"));
         }
-        if let Some(v) = table.get("incremental")
+        top.accept(&["disable_existing_loggers"]);
+        if let Some((_, v)) = top.value(&["incremental"])
             && v.as_bool() != Some(false)
         {
-            self.issue(
+            top.issue(
                 "incremental",
                 "incremental configuration is not supported (a hub config is always complete)",
             );
         }
-        let hub = self.hub(table);
-        let formatters = self.formatters(table);
-        let filters = self.filters(table);
-        let handlers = self.handlers(table, &formatters, &filters);
-        self.memory_targets(&handlers);
-        let root = match self.section(table, "root") {
-            Some(t) => self.logger("root", t, true, &handlers, &filters),
+        let hub = match top.sub_table(&["hub"]) {
+            Some(mut s) => {
+                let hub = hub(&mut s);
+                self.take(s);
+                hub
+            }
+            None => hub(&mut Section::new("hub", &Table::new())),
+        };
+        let formatters = self.formatters(&mut top);
+        let filters = self.filters(&mut top);
+        let handlers = self.handlers(&mut top, &formatters, &filters);
+        for r in std::mem::take(&mut self.refs) {
+            if !table.get(r.section).and_then(Value::as_table).is_some_and(|t| t.contains_key(&r.name)) {
+                self.issue(r.path, format!("unknown {} {:?}", r.section.trim_end_matches('s'), r.name));
+            }
+        }
+        self.targets(&handlers);
+        let root = match top.sub_table(&["root"]) {
+            Some(mut s) => {
+                let root = self.logger(&mut s, true, &handlers, &filters);
+                self.take(s);
+                root
+            }
             None => LoggerConfig { level: None, handlers: Vec::new(), filters: Vec::new(), propagate: false },
         };
         let mut loggers = BTreeMap::new();
-        for (name, t) in self.named(table, "loggers") {
-            let path = join("loggers", &name);
-            let logger = self.logger(&path, t, false, &handlers, &filters);
+        for (name, t) in self.named(&mut top, &["loggers"]) {
+            let mut s = Section::new(join("loggers", &name), t);
+            let logger = self.logger(&mut s, false, &handlers, &filters);
+            self.take(s);
             loggers.insert(name, logger);
         }
+        self.take(top);
         Config { hub, formatters, filters, handlers, root, loggers }
     }
 
-    fn hub(&mut self, table: &Table) -> HubConfig {
-        let mut hub = HubConfig {
-            socket: None,
-            socket_mode: 0o600,
-            queue_capacity: DEFAULT_LISTENER_QUEUE,
-            access: crate::access::AccessConfig::default(),
-        };
-        let Some(t) = self.section(table, "hub") else { return hub };
-        let mut allowed: Vec<Keys> = vec![&["socket"], &["socket_mode"], &["queue_capacity"]];
-        allowed.extend_from_slice(crate::access::KEYS);
-        self.unknown_keys("hub", t, &allowed);
-        match crate::access::AccessConfig::parse(t) {
-            Ok(a) => hub.access = a,
-            Err(issues) => {
-                for (key, message) in issues {
-                    self.issue(join("hub", key), message);
-                }
-            }
-        }
-        hub.socket = self.string("hub", t, &["socket"]).map(PathBuf::from);
-        if let Some(sock) = &hub.socket
-            && sock.to_string_lossy().starts_with(['@', '\0'])
-        {
-            // Linux's abstract namespace has no permissions: any local process could connect.
-            self.issue(
-                "hub.socket",
-                "abstract socket names are refused (no permissions apply to them); use a file path in a private directory",
-            );
-        }
-        if let Some((p, v)) = self.get("hub", t, &["socket_mode"]) {
-            let mode = match v {
-                Value::String(s) => u32::from_str_radix(s.trim_start_matches("0o"), 8).ok(),
-                Value::Integer(i) => u32::try_from(*i).ok(),
-                _ => None,
-            };
-            match mode {
-                Some(m) if m <= 0o777 => hub.socket_mode = m,
-                _ => {
-                    self.issue(p, format!("{v} is not a permission mode (write it in octal, e.g. \"0660\")"))
-                }
-            }
-        }
-        if let Some(n) = self.positive("hub", t, &["queue_capacity"]) {
-            hub.queue_capacity = n;
-        }
-        hub
-    }
-
-    fn formatters(&mut self, table: &Table) -> BTreeMap<String, FormatterConfig> {
+    fn formatters(&mut self, top: &mut Section<'_>) -> BTreeMap<String, FormatterConfig> {
         let mut out = BTreeMap::new();
-        for (name, t) in self.named(table, "formatters") {
-            let path = join("formatters", &name);
-            self.unknown_keys(
-                &path,
-                t,
-                &[&["format", "fmt"], &["datefmt"], &["style"], &["utc"], &["validate"], &["class", "()"]],
-            );
-            if let Some(class) = self.string(&path, t, &["class", "()"])
+        for (name, t) in self.named(top, &["formatters"]) {
+            let mut s = Section::new(join("formatters", &name), t);
+            if let Some(class) = s.string(&["class", "()"])
                 && !matches!(class.as_str(), "logging.Formatter" | "Formatter")
             {
-                self.issue(
-                    join(&path, "class"),
-                    format!("unknown formatter class {class:?} (only logging.Formatter)"),
-                );
+                s.issue("class", format!("unknown formatter class {class:?} (only logging.Formatter)"));
             }
-            let format = self.string(&path, t, &["format", "fmt"]);
-            let datefmt = self.string(&path, t, &["datefmt"]);
-            let style = match self.string(&path, t, &["style"]) {
+            let format = s.string(&["format", "fmt"]);
+            let datefmt = s.string(&["datefmt"]);
+            let style = match s.string(&["style"]) {
                 None => Some(Style::Percent),
-                Some(s) => {
-                    let st = Style::parse(&s);
-                    if st.is_none() {
-                        self.issue(
-                            join(&path, "style"),
-                            format!("{s:?} is not a style (use \"%\", \"{{\" or \"$\")"),
-                        );
+                Some(st) => {
+                    let parsed = Style::parse(&st);
+                    if parsed.is_none() {
+                        s.issue("style", format!("{st:?} is not a style (use \"%\", \"{{\" or \"$\")"));
                     }
-                    st
+                    parsed
                 }
             };
-            let utc = self.boolean(&path, t, &["utc"]).unwrap_or(false);
-            let _ = self.boolean(&path, t, &["validate"]);
-            let Some(style) = style else { continue };
-            match Formatter::new(format.as_deref(), datefmt.as_deref(), style) {
-                Ok(f) => {
-                    out.insert(name, FormatterConfig { formatter: f.with_utc(utc) });
+            let utc = s.boolean(&["utc"]).unwrap_or(false);
+            let _ = s.boolean(&["validate"]);
+            if let Some(style) = style {
+                match Formatter::new(format.as_deref(), datefmt.as_deref(), style) {
+                    Ok(f) => {
+                        out.insert(name, FormatterConfig { formatter: f.with_utc(utc) });
+                    }
+                    Err(e) => s.issue("format", e.to_string()),
                 }
-                Err(e) => self.issue(join(&path, "format"), e.to_string()),
             }
+            self.take(s);
         }
         out
     }
 
-    fn filters(&mut self, table: &Table) -> BTreeMap<String, FilterConfig> {
+    fn filters(&mut self, top: &mut Section<'_>) -> BTreeMap<String, FilterConfig> {
         let mut out = BTreeMap::new();
-        for (name, t) in self.named(table, "filters") {
-            let path = join("filters", &name);
-            self.unknown_keys(&path, t, &[&["name"]]);
-            let prefix = self.string(&path, t, &["name"]).unwrap_or_default();
+        for (name, t) in self.named(top, &["filters"]) {
+            let mut s = Section::new(join("filters", &name), t);
+            let prefix = s.string(&["name"]).unwrap_or_default();
+            self.take(s);
             out.insert(name, FilterConfig { name: prefix });
         }
         out
@@ -703,171 +399,68 @@ impl Parser {
 
     fn handlers(
         &mut self,
-        table: &Table,
+        top: &mut Section<'_>,
         formatters: &BTreeMap<String, FormatterConfig>,
         filters: &BTreeMap<String, FilterConfig>,
     ) -> BTreeMap<String, HandlerConfig> {
+        let defined_formatters = top.table().get("formatters").and_then(Value::as_table);
         let mut out = BTreeMap::new();
-        for (name, t) in self.named(table, "handlers") {
-            let path = join("handlers", &name);
-            let common: [Keys; 7] = [
-                &["class"],
-                &["level"],
-                &["formatter"],
-                &["filters"],
-                &["queue_capacity"],
-                &["overflow"],
-                &["escape_control_chars"],
-            ];
-            let Some(class) = self.string(&path, t, &["class"]) else {
-                if !t.contains_key("class") {
-                    self.issue(join(&path, "class"), "missing (e.g. class = \"FileHandler\")");
-                }
+        for (name, t) in self.named(top, &["handlers"]) {
+            let mut s = Section::new(join("handlers", &name), t);
+            let Some(class_name) = s.required_string(&["class"], "e.g. class = \"FileHandler\"") else {
+                self.issues.extend(s.abandon());
                 continue;
             };
-            let short =
-                class.strip_prefix("logging.handlers.").or(class.strip_prefix("logging.")).unwrap_or(&class);
-            let (kind, extra): (Option<HandlerKind>, Vec<Keys>) = match short {
-                "StreamHandler" => {
-                    let stream = match self.string(&path, t, &["stream"]).as_deref() {
-                        None | Some("ext://sys.stderr") | Some("stderr") => Some(StdStream::Stderr),
-                        Some("ext://sys.stdout") | Some("stdout") => Some(StdStream::Stdout),
-                        Some(other) => {
-                            self.issue(
-                                join(&path, "stream"),
-                                format!("{other:?} is not a stream (use \"ext://sys.stderr\" or \"ext://sys.stdout\")"),
-                            );
-                            None
-                        }
-                    };
-                    (stream.map(|stream| HandlerKind::Stream { stream }), vec![&["stream"]])
-                }
-                "FileHandler" => {
-                    (self.file_options(&path, t, true).map(HandlerKind::File), FILE_KEYS.to_vec())
-                }
-                "WatchedFileHandler" => {
-                    (self.file_options(&path, t, true).map(HandlerKind::WatchedFile), FILE_KEYS.to_vec())
-                }
-                "RotatingFileHandler" => {
-                    let file = self.file_options(&path, t, true);
-                    let max_bytes = self.non_negative(&path, t, &["max_bytes", "maxBytes"]).unwrap_or(0);
-                    let backup_count = self.count(&path, t, &["backup_count", "backupCount"]).unwrap_or(0);
-                    let mut keys = FILE_KEYS.to_vec();
-                    keys.extend([&["max_bytes", "maxBytes"][..], &["backup_count", "backupCount"]]);
-                    (file.map(|file| HandlerKind::RotatingFile { file, max_bytes, backup_count }), keys)
-                }
-                "TimedRotatingFileHandler" => {
-                    let file = self.file_options(&path, t, false);
-                    let schedule = self.schedule(&path, t);
-                    let mut keys: Vec<Keys> = FILE_KEYS.iter().copied().filter(|k| k[0] != "mode").collect();
-                    keys.extend([
-                        &["when"][..],
-                        &["interval"],
-                        &["utc"],
-                        &["at_time", "atTime"],
-                        &["backup_count", "backupCount"],
-                    ]);
-                    let kind = match (file, schedule) {
-                        (Some(file), Some(schedule)) => {
-                            Some(HandlerKind::TimedRotatingFile { file, schedule })
-                        }
-                        _ => None,
-                    };
-                    (kind, keys)
-                }
-                "MemoryHandler" => {
-                    let capacity = self.positive(&path, t, &["capacity"]);
-                    if capacity.is_none() && !t.contains_key("capacity") {
-                        self.issue(join(&path, "capacity"), "missing (how many records to hold)");
-                    }
-                    let flush_level =
-                        self.level_at(&path, t, &["flush_level", "flushLevel"]).unwrap_or(Level::ERROR);
-                    let target = self.string(&path, t, &["target"]);
-                    if let Some(target) = &target
-                        && !table
-                            .get("handlers")
-                            .and_then(Value::as_table)
-                            .is_some_and(|h| h.contains_key(target))
-                    {
-                        self.issue(join(&path, "target"), format!("unknown handler {target:?}"));
-                    }
-                    if target.is_none() && !t.contains_key("target") {
-                        self.issue(
-                            join(&path, "target"),
-                            "missing (the handler that receives the records; the hub cannot set one later)",
-                        );
-                    }
-                    let flush_on_close =
-                        self.boolean(&path, t, &["flush_on_close", "flushOnClose"]).unwrap_or(true);
-                    let kind = match (capacity, target) {
-                        (Some(capacity), Some(target)) => {
-                            Some(HandlerKind::Memory { capacity, flush_level, target, flush_on_close })
-                        }
-                        _ => None,
-                    };
-                    let keys: Vec<Keys> = vec![
-                        &["capacity"],
-                        &["flush_level", "flushLevel"],
-                        &["target"],
-                        &["flush_on_close", "flushOnClose"],
-                    ];
-                    (kind, keys)
-                }
-                "NullHandler" => (Some(HandlerKind::Null), vec![]),
-                _ => {
-                    self.issue(
-                        join(&path, "class"),
-                        format!(
-                            "unknown handler class {class:?} (supported: {})",
-                            SUPPORTED_CLASSES.join(", ")
-                        ),
-                    );
-                    continue;
-                }
+            let short = class_name
+                .strip_prefix("logging.handlers.")
+                .or(class_name.strip_prefix("logging."))
+                .unwrap_or(&class_name);
+            let Some(class) = CLASSES.iter().find(|c| c.name == short) else {
+                let names: Vec<&str> = CLASSES.iter().map(|c| c.name).collect();
+                s.issue(
+                    "class",
+                    format!("unknown handler class {class_name:?} (supported: {})", names.join(", ")),
+                );
+                // Its other keys cannot be judged without a class.
+                self.issues.extend(s.abandon());
+                continue;
             };
-            let mut allowed: Vec<Keys> = common.to_vec();
-            allowed.extend(extra);
-            self.unknown_keys(&path, t, &allowed);
-            let level = self.level(&path, t).unwrap_or(Level::NOTSET);
-            let formatter = self.string(&path, t, &["formatter"]);
+            let options = (class.parse)(&mut s);
+            let level = s.level(&["level"]).unwrap_or(Level::NOTSET);
+            let formatter = s.string(&["formatter"]);
             if let Some(f) = &formatter
                 && !formatters.contains_key(f)
             {
-                let defined =
-                    table.get("formatters").and_then(Value::as_table).is_some_and(|t| t.contains_key(f));
-                let message = if defined {
+                let message = if defined_formatters.is_some_and(|t| t.contains_key(f)) {
                     // Named here too, so a bad format string points at every
                     // handler it would have broken.
                     format!("formatter {f:?} is invalid (see {})", join("formatters", f))
                 } else {
                     format!("unknown formatter {f:?}")
                 };
-                self.issue(join(&path, "formatter"), message);
+                s.issue("formatter", message);
             }
-            let handler_filters = self.string_list(&path, t, &["filters"]);
-            self.check_refs(&join(&path, "filters"), &handler_filters, filters, "filter");
-            let queue_capacity =
-                self.positive(&path, t, &["queue_capacity"]).unwrap_or(DEFAULT_HANDLER_QUEUE);
-            let overflow = match self.string(&path, t, &["overflow"]).as_deref() {
-                None | Some("block") => OverflowPolicy::Block,
-                Some("drop_newest") => OverflowPolicy::DropNewest,
-                Some("drop_oldest") => OverflowPolicy::DropOldest,
-                Some(other) => {
-                    self.issue(
-                        join(&path, "overflow"),
-                        format!(
-                            "{other:?} is not a policy (use \"block\", \"drop_newest\" or \"drop_oldest\")"
-                        ),
-                    );
-                    OverflowPolicy::Block
-                }
-            };
-            let escape_control_chars = self.boolean(&path, t, &["escape_control_chars"]).unwrap_or(true);
-            if let Some(kind) = kind {
+            let handler_filters = s.string_list(&["filters"]);
+            check_refs(&mut s, "filters", &handler_filters, filters, "filter");
+            let queue_capacity = s.positive(&["queue_capacity"]).unwrap_or(DEFAULT_HANDLER_QUEUE);
+            let overflow = s
+                .choice(
+                    &["overflow"],
+                    &[
+                        ("block", OverflowPolicy::Block),
+                        ("drop_newest", OverflowPolicy::DropNewest),
+                        ("drop_oldest", OverflowPolicy::DropOldest),
+                    ],
+                )
+                .unwrap_or(class.overflow);
+            let escape_control_chars = s.boolean(&["escape_control_chars"]).unwrap_or(true);
+            self.take(s);
+            if let Some(options) = options {
                 out.insert(
                     name,
                     HandlerConfig {
-                        kind,
+                        class: class.name,
+                        options,
                         level,
                         formatter,
                         filters: handler_filters,
@@ -881,104 +474,15 @@ impl Parser {
         out
     }
 
-    /// FileHandler's arguments (`allow_mode`: TimedRotatingFileHandler has none).
-    fn file_options(&mut self, path: &str, t: &Table, allow_mode: bool) -> Option<FileOptions> {
-        let filename = self.string(path, t, &["filename"]);
-        if filename.is_none() && !t.contains_key("filename") {
-            self.issue(join(path, "filename"), "missing (a file handler needs a file name)");
-        }
-        let append = if !allow_mode {
-            true
-        } else {
-            match self.string(path, t, &["mode"]).as_deref() {
-                None | Some("a") => true,
-                Some("w") => false,
-                Some(other) => {
-                    self.issue(
-                        join(path, "mode"),
-                        format!("{other:?} is not supported (use \"a\" or \"w\")"),
-                    );
-                    true
-                }
-            }
-        };
-        if let Some(enc) = self.string(path, t, &["encoding"])
-            && !matches!(enc.to_ascii_lowercase().replace('_', "-").as_str(), "utf-8" | "utf8" | "locale")
-        {
-            self.issue(join(path, "encoding"), format!("{enc:?} is not supported: logfunnel writes UTF-8"));
-        }
-        if let Some(errors) = self.string(path, t, &["errors"])
-            && errors != "strict"
-        {
-            self.issue(
-                join(path, "errors"),
-                format!("{errors:?} is not supported (records are valid UTF-8 already)"),
-            );
-        }
-        let delay = self.boolean(path, t, &["delay"]).unwrap_or(false);
-        let filename = filename?;
-        if filename.is_empty() {
-            self.issue(join(path, "filename"), "empty file name");
-            return None;
-        }
-        let filename = absolute(Path::new(&filename));
-        // Python opens the file when the handler is configured (unless
-        // `delay`), so a missing directory is a configuration error there too.
-        if !delay
-            && let Some(dir) = filename.parent()
-            && !dir.is_dir()
-        {
-            self.issue(join(path, "filename"), format!("directory {} does not exist", dir.display()));
-        }
-        Some(FileOptions { filename, append, delay })
-    }
-
-    /// TimedRotatingFileHandler's `when`, `interval`, `utc`, `at_time`, `backup_count`.
-    fn schedule(&mut self, path: &str, t: &Table) -> Option<Schedule> {
-        let when = match self.string(path, t, &["when"]) {
-            None => Some(When::Hours),
-            Some(w) => When::parse(&w).map_err(|e| self.issue(join(path, "when"), e)).ok(),
-        };
-        let interval = match self.get(path, t, &["interval"]) {
-            None => Some(1),
-            Some((_, Value::Integer(i))) if (1..=i64::from(u32::MAX)).contains(i) => Some(*i as u32),
-            Some((p, v)) => {
-                self.issue(p, format!("expected a positive number of units, found {v}"));
-                None
-            }
-        };
-        let utc = self.boolean(path, t, &["utc"]).unwrap_or(false);
-        let at_time = match self.get(path, t, &["at_time", "atTime"]) {
-            None => None,
-            Some((p, v)) => {
-                let parsed = match v {
-                    Value::String(s) => parse_time_of_day(s),
-                    Value::Datetime(d) if d.date.is_none() && d.offset.is_none() => d.time.map(|t| {
-                        u32::from(t.hour) * 3600 + u32::from(t.minute) * 60 + u32::from(t.second.unwrap_or(0))
-                    }),
-                    _ => None,
-                };
-                if parsed.is_none() {
-                    self.issue(p, format!("{v} is not a time of day (write \"HH:MM\" or \"HH:MM:SS\")"));
-                }
-                parsed
-            }
-        };
-        let backup_count = self.count(path, t, &["backup_count", "backupCount"]).unwrap_or(0);
-        Some(Schedule { when: when?, interval: interval?, utc, at_time, backup_count })
-    }
-
-    /// No chain of MemoryHandler targets loops.
-    fn memory_targets(&mut self, handlers: &BTreeMap<String, HandlerConfig>) {
-        let target_of = |name: &str| match &handlers.get(name)?.kind {
-            HandlerKind::Memory { target, .. } => Some(target.as_str()),
-            _ => None,
-        };
+    /// No chain of handlers passing records on to another (MemoryHandler's
+    /// `target`) loops.
+    fn targets(&mut self, handlers: &BTreeMap<String, HandlerConfig>) {
+        let target_of = |name: &str| handlers.get(name)?.options.target();
         for name in handlers.keys() {
             let Some(target) = target_of(name) else { continue };
             let path = join(&join("handlers", name), "target");
             if !handlers.contains_key(target) {
-                continue; // reported where it was parsed
+                continue; // unknown or invalid, and reported
             }
             let mut chain = vec![name.as_str()];
             let mut cur = target;
@@ -1005,42 +509,65 @@ impl Parser {
         }
     }
 
-    fn check_refs<T>(&mut self, path: &str, names: &[String], known: &BTreeMap<String, T>, what: &str) {
-        for (i, n) in names.iter().enumerate() {
-            if !known.contains_key(n) {
-                self.issue(format!("{path}[{i}]"), format!("unknown {what} {n:?}"));
-            }
-        }
-    }
-
     fn logger(
         &mut self,
-        path: &str,
-        t: &Table,
+        s: &mut Section<'_>,
         is_root: bool,
         handlers: &BTreeMap<String, HandlerConfig>,
         filters: &BTreeMap<String, FilterConfig>,
     ) -> LoggerConfig {
-        let mut allowed: Vec<Keys> = vec![&["level"], &["handlers"], &["filters"]];
-        if !is_root {
-            allowed.push(&["propagate"]);
-        }
-        self.unknown_keys(path, t, &allowed);
-        let level = self.level(path, t);
-        let hs = self.string_list(path, t, &["handlers"]);
+        let level = s.level(&["level"]);
+        let hs = s.string_list(&["handlers"]);
         // A handler that failed to parse was already reported; only names
         // that appear nowhere in [handlers] are unknown.
         for (i, h) in hs.iter().enumerate() {
             if !handlers.contains_key(h)
                 && !self.issues.iter().any(|x| x.path.starts_with(&join("handlers", h)))
             {
-                self.issue(format!("{}[{i}]", join(path, "handlers")), format!("unknown handler {h:?}"));
+                s.issue_at(format!("{}[{i}]", s.key_path("handlers")), format!("unknown handler {h:?}"));
             }
         }
-        let fs = self.string_list(path, t, &["filters"]);
-        self.check_refs(&join(path, "filters"), &fs, filters, "filter");
-        let propagate = if is_root { false } else { self.boolean(path, t, &["propagate"]).unwrap_or(true) };
+        let fs = s.string_list(&["filters"]);
+        check_refs(s, "filters", &fs, filters, "filter");
+        let propagate = if is_root { false } else { s.boolean(&["propagate"]).unwrap_or(true) };
         LoggerConfig { level, handlers: hs, filters: fs, propagate }
+    }
+}
+
+/// The `[hub]` section: the socket, the listener queue, and the access and
+/// delivery settings read by `access.rs`.
+fn hub(s: &mut Section<'_>) -> HubConfig {
+    let access = crate::access::AccessConfig::parse(s);
+    let socket = s.string(&["socket"]).map(PathBuf::from);
+    if let Some(sock) = &socket
+        && sock.to_string_lossy().starts_with(['@', '\0'])
+    {
+        // Linux's abstract namespace has no permissions: any local process could connect.
+        s.issue(
+            "socket",
+            "abstract socket names are refused (no permissions apply to them); use a file path in a private directory",
+        );
+    }
+    let socket_mode = s
+        .parsed(&["socket_mode"], "a permission mode in octal (e.g. \"0660\")", |v| {
+            match v {
+                Value::String(t) => u32::from_str_radix(t.trim_start_matches("0o"), 8).ok(),
+                Value::Integer(i) => u32::try_from(*i).ok(),
+                _ => None,
+            }
+            .filter(|m| *m <= 0o777)
+        })
+        .unwrap_or(0o600);
+    let queue_capacity = s.positive(&["queue_capacity"]).unwrap_or(DEFAULT_LISTENER_QUEUE);
+    HubConfig { socket, socket_mode, queue_capacity, access }
+}
+
+fn check_refs<T>(s: &mut Section<'_>, key: &str, names: &[String], known: &BTreeMap<String, T>, what: &str) {
+    let path = s.key_path(key);
+    for (i, n) in names.iter().enumerate() {
+        if !known.contains_key(n) {
+            s.issue_at(format!("{path}[{i}]"), format!("unknown {what} {n:?}"));
+        }
     }
 }
 
@@ -1092,38 +619,10 @@ fn json_to_toml(v: &serde_json::Value, path: &str, p: &mut Parser) -> Option<Val
     })
 }
 
-/// The handler classes a configuration may name.
-const SUPPORTED_CLASSES: &[&str] = &[
-    "StreamHandler",
-    "FileHandler",
-    "RotatingFileHandler",
-    "TimedRotatingFileHandler",
-    "WatchedFileHandler",
-    "MemoryHandler",
-    "NullHandler",
-];
-
-/// FileHandler's keys, shared by the file handlers.
-const FILE_KEYS: &[Keys] = &[&["filename"], &["mode"], &["encoding"], &["delay"], &["errors"]];
-
-/// `"HH:MM"` or `"HH:MM:SS"` → seconds after midnight.
-fn parse_time_of_day(s: &str) -> Option<u32> {
-    let parts: Vec<&str> = s.split(':').collect();
-    if !(2..=3).contains(&parts.len()) || parts.iter().any(|p| p.len() != 2) {
-        return None;
-    }
-    let n: Vec<u32> = parts.iter().map(|p| p.parse().ok()).collect::<Option<_>>()?;
-    let (h, m, sec) = (n[0], n[1], n.get(2).copied().unwrap_or(0));
-    (h < 24 && m < 60 && sec < 60).then_some(h * 3600 + m * 60 + sec)
-}
-
-fn absolute(p: &Path) -> PathBuf {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::handlers::{FileOptions, RotatingFileOptions, Schedule, TimedRotatingFileOptions, When};
 
     fn issues(text: &str) -> Vec<String> {
         match Config::from_toml_str(text, "test") {
@@ -1166,7 +665,7 @@ propagate = false
         assert_eq!(c.loggers["app.db"].level, Some(Level::WARNING));
         assert!(!c.loggers["app.db"].propagate);
         assert!(
-            matches!(&c.handlers["file"].kind, HandlerKind::File(FileOptions { filename, append: true, .. }) if filename.is_absolute())
+            matches!(c.handlers["file"].options::<FileOptions>(), Some(FileOptions { filename, append: true, .. }) if filename.is_absolute())
         );
     }
 
@@ -1266,7 +765,7 @@ class = "WatchedFileHandler"
             "test",
         )
         .unwrap();
-        let HandlerKind::TimedRotatingFile { schedule, .. } = &ok.handlers["t"].kind else { panic!() };
+        let schedule = &ok.handlers["t"].options::<TimedRotatingFileOptions>().unwrap().schedule;
         assert_eq!(
             schedule,
             &Schedule {
@@ -1295,8 +794,8 @@ class = "WatchedFileHandler"
 }"#;
         let c = Config::from_json_str(json, "logging.json").unwrap();
         assert!(matches!(
-            c.handlers["file"].kind,
-            HandlerKind::RotatingFile { max_bytes: 1048576, backup_count: 5, .. }
+            c.handlers["file"].options::<RotatingFileOptions>(),
+            Some(RotatingFileOptions { max_bytes: 1048576, backup_count: 5, .. })
         ));
         assert_eq!(c.loggers["app"].level, Some(Level::DEBUG));
         let bad = r#"{"version": 1,

@@ -33,6 +33,7 @@ pub use config::{Config, ConfigError};
 pub use handlers::{Handler, HandlerError};
 use interprocess::local_socket::prelude::*;
 use interprocess::local_socket::{GenericFilePath, Stream};
+use logfunnel_protocol::Backoff;
 pub use logfunnel_protocol::ConnectionStats;
 use stats::{HandlerStats, HubStats, load};
 use worker::HandlerQueue;
@@ -83,9 +84,8 @@ pub(crate) struct HubShared {
     pub(crate) started: std::time::Instant,
     /// Open connections, and the most recent closed ones.
     pub(crate) conns: Mutex<std::collections::VecDeque<Arc<stats::ConnCounters>>>,
-    handler_names: Vec<String>,
-    handler_classes: Vec<String>,
-    queues: Vec<Arc<HandlerQueue>>,
+    /// The configured handlers, in the dispatcher's index order.
+    handlers: Arc<[HandlerSlot]>,
     /// Only for its length: the listener queue's depth.
     listener_rx: crossbeam_channel::Receiver<dispatcher::InBatch>,
     /// Access control and client limits.
@@ -94,11 +94,44 @@ pub(crate) struct HubShared {
     /// Set by a shutdown: when readers stop waiting for their last acks.
     pub(crate) shutdown_deadline: Mutex<Option<Instant>>,
     shutdown_incomplete: AtomicBool,
-    truncated_at_start: Vec<u64>,
     last_warning: Mutex<Option<Instant>>,
 }
 
 const CLOSED_CONNECTIONS_KEPT: usize = 32;
+
+/// One configured handler as the running hub sees it: what `stats` reports
+/// and what SIGHUP and shutdown reach. Its thread owns the handler itself.
+pub(crate) struct HandlerSlot {
+    name: String,
+    class: String,
+    queue: Arc<HandlerQueue>,
+    /// Bytes its journal cut at start (written after the last entry by a
+    /// killed predecessor; the clients resend them).
+    recovered_truncated_bytes: u64,
+}
+
+impl HandlerSlot {
+    fn stats(&self) -> HandlerStats {
+        let q = &self.queue;
+        let h = &q.counters;
+        let (received, emitted, failed) = (load(&h.received), load(&h.emitted), load(&h.failed));
+        let settled = emitted + failed + load(&h.duplicates) + load(&h.evicted);
+        HandlerStats {
+            name: self.name.clone(),
+            class: self.class.clone(),
+            received,
+            emitted,
+            failed,
+            dropped: load(&h.dropped),
+            queue_depth: q.depth(),
+            undelivered: received.saturating_sub(settled) + load(&h.unflushed),
+            duplicates: load(&h.duplicates),
+            durable: q.is_durable(),
+            recovered_truncated_bytes: self.recovered_truncated_bytes,
+            journal_errors: load(&h.journal_errors),
+        }
+    }
+}
 
 impl HubShared {
     pub(crate) fn register_conn(&self, c: Arc<stats::ConnCounters>) {
@@ -145,32 +178,7 @@ impl HubShared {
             duplicates: load(&self.duplicates),
             filtered: load(&self.filtered),
             listener_queue_depth: self.listener_rx.len() as u64,
-            handlers: self
-                .handler_names
-                .iter()
-                .zip(&self.handler_classes)
-                .zip(&self.queues)
-                .zip(&self.truncated_at_start)
-                .map(|(((name, class), q), truncated)| {
-                    let h = &q.counters;
-                    let (received, emitted, failed) = (load(&h.received), load(&h.emitted), load(&h.failed));
-                    let settled = emitted + failed + load(&h.duplicates) + load(&h.evicted);
-                    HandlerStats {
-                        name: name.clone(),
-                        class: class.clone(),
-                        received,
-                        emitted,
-                        failed,
-                        dropped: load(&h.dropped),
-                        queue_depth: q.depth(),
-                        undelivered: received.saturating_sub(settled) + load(&h.unflushed),
-                        duplicates: load(&h.duplicates),
-                        durable: q.is_durable(),
-                        recovered_truncated_bytes: *truncated,
-                        journal_errors: load(&h.journal_errors),
-                    }
-                })
-                .collect(),
+            handlers: self.handlers.iter().map(HandlerSlot::stats).collect(),
             clients: self
                 .conns
                 .lock()
@@ -207,27 +215,15 @@ impl HubBuilder {
     pub fn start(self) -> Result<Hub, HubError> {
         let HubBuilder { mut config, socket, extra_root } = self;
         let start_ns = worker::now_ns();
-        // Build handlers first: a file that cannot be opened stops start-up
-        // before the socket exists.
-        let mut names: Vec<String> = config.handlers.keys().cloned().collect();
-        let mut queues: Vec<Arc<HandlerQueue>> = names
-            .iter()
-            .map(|n| {
-                Arc::new(HandlerQueue::new(config.handlers[n].queue_capacity, config.handlers[n].overflow))
-            })
-            .collect();
-        let queue_of = |n: &str| names.iter().position(|x| x == n).map(|i| Arc::clone(&queues[i]));
-        let mut built: Vec<Box<dyn Handler>> = Vec::new();
-        for name in &names {
-            built.push(handlers::build(&config, name, &config.handlers[name], &queue_of)?);
-        }
-        let mut classes: Vec<String> =
-            names.iter().map(|n| config.handlers[n].kind.class_name().to_owned()).collect();
-        for (name, handler) in extra_root {
+        // The extra handlers join the configuration as NullHandlers on the
+        // root (their entries only give them a name, a level and a queue).
+        let extra_names: Vec<String> = extra_root.iter().map(|(n, _)| n.clone()).collect();
+        for name in &extra_names {
             config.handlers.insert(
                 name.clone(),
                 config::HandlerConfig {
-                    kind: config::HandlerKind::Null,
+                    class: "(built in)",
+                    options: Arc::new(handlers::NullOptions),
                     level: logfunnel_protocol::Level::NOTSET,
                     formatter: None,
                     filters: Vec::new(),
@@ -237,27 +233,45 @@ impl HubBuilder {
                 },
             );
             config.root.handlers.push(name.clone());
-            names.push(name);
-            classes.push("(built in)".to_owned());
+        }
+        let names: Vec<String> = config.handlers.keys().cloned().collect();
+        let queues: Vec<Arc<HandlerQueue>> = names
+            .iter()
+            .map(|n| {
+                Arc::new(HandlerQueue::new(config.handlers[n].queue_capacity, config.handlers[n].overflow))
+            })
+            .collect();
+        let queue_of = |n: &str| names.iter().position(|x| x == n).map(|i| Arc::clone(&queues[i]));
+        // Build handlers first: a file that cannot be opened stops start-up
+        // before the socket exists.
+        let mut extra: std::collections::HashMap<String, Box<dyn Handler>> = extra_root.into_iter().collect();
+        let mut built: Vec<Box<dyn Handler>> = Vec::new();
+        for name in &names {
+            let handler = match extra.remove(name) {
+                Some(h) => h,
+                None => handlers::build(&config, name, &queue_of)?,
+            };
             built.push(handler);
-            queues.push(Arc::new(HandlerQueue::new(
-                config::DEFAULT_HANDLER_QUEUE,
-                config::OverflowPolicy::Block,
-            )));
         }
         let router = dispatcher::Router::new(&config, &names);
         let policy = config.hub.access.clone();
         let listener = listener::bind(&socket, config.hub.socket_mode, policy.socket_group.as_deref())?;
         // Journals after the bind: a second hub refused on a live socket
         // must not touch the running hub's files.
+        let mut slots = Vec::new();
         let mut journals = Vec::new();
-        let mut truncated_at_start = Vec::new();
         for ((name, handler), queue) in names.iter().zip(&built).zip(&queues) {
-            let (j, t) = open_journal(&policy, &socket, name, handler.as_ref())?;
+            let (j, truncated) = open_journal(&policy, &socket, name, handler.as_ref())?;
             queue.set_durable(j.is_some());
             journals.push(j);
-            truncated_at_start.push(t);
+            slots.push(HandlerSlot {
+                name: name.clone(),
+                class: config.handlers[name].class.to_owned(),
+                queue: Arc::clone(queue),
+                recovered_truncated_bytes: truncated,
+            });
         }
+        let slots: Arc<[HandlerSlot]> = slots.into();
 
         let (tx, rx) = crossbeam_channel::bounded(config.hub.queue_capacity);
         let filtered = Arc::new(AtomicU64::new(0));
@@ -271,50 +285,39 @@ impl HubBuilder {
             filtered: Arc::clone(&filtered),
             started: std::time::Instant::now(),
             conns: Mutex::new(std::collections::VecDeque::new()),
-            handler_names: names.clone(),
-            handler_classes: classes,
-            queues: queues.clone(),
+            handlers: Arc::clone(&slots),
             listener_rx: rx.clone(),
             policy,
             counters: stats::HubCounters::default(),
             shutdown_deadline: Mutex::new(None),
             shutdown_incomplete: AtomicBool::new(false),
-            truncated_at_start,
             last_warning: Mutex::new(None),
         });
         let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new().name(name).spawn(f).map_err(HubError::Thread)
         };
         let mut workers = Vec::new();
-        for (((name, handler), queue), journal) in names.iter().zip(built).zip(&queues).zip(journals) {
-            let (n, q) = (name.clone(), Arc::clone(queue));
+        for ((slot, handler), journal) in slots.iter().zip(built).zip(journals) {
+            let (n, q) = (slot.name.clone(), Arc::clone(&slot.queue));
             let opts = worker::WorkerOptions {
                 start_ns,
                 journal,
-                escape: config.handlers[name].escape_control_chars,
+                escape: config.handlers[&slot.name].escape_control_chars,
             };
             workers.push(spawn(
-                format!("logfunnel-h-{name}"),
+                format!("logfunnel-h-{}", slot.name),
                 Box::new(move || worker::run(n, q, handler, opts)),
             )?);
         }
         let dispatcher = {
-            let (q, f) = (queues.clone(), Arc::clone(&filtered));
+            let (q, f) = (queues, Arc::clone(&filtered));
             spawn("logfunnel-dispatch".into(), Box::new(move || dispatcher::run(rx, router, q, f)))?
         };
         let acceptor = {
             let (s, p) = (Arc::clone(&shared), socket.clone());
             spawn("logfunnel-accept".into(), Box::new(move || listener::accept_loop(listener, s, tx, p)))?
         };
-        Ok(Hub {
-            shared,
-            socket,
-            names,
-            queues,
-            acceptor: Some(acceptor),
-            dispatcher: Some(dispatcher),
-            workers,
-        })
+        Ok(Hub { shared, socket, acceptor: Some(acceptor), dispatcher: Some(dispatcher), workers })
     }
 }
 
@@ -322,8 +325,6 @@ impl HubBuilder {
 pub struct Hub {
     shared: Arc<HubShared>,
     socket: PathBuf,
-    names: Vec<String>,
-    queues: Vec<Arc<HandlerQueue>>,
     acceptor: Option<JoinHandle<()>>,
     dispatcher: Option<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
@@ -331,7 +332,8 @@ pub struct Hub {
 
 impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Hub").field("socket", &self.socket).field("handlers", &self.names).finish()
+        let names: Vec<&str> = self.shared.handlers.iter().map(|h| h.name.as_str()).collect();
+        f.debug_struct("Hub").field("socket", &self.socket).field("handlers", &names).finish()
     }
 }
 
@@ -348,8 +350,8 @@ impl Hub {
 
     /// Asks every handler to reopen its files (SIGHUP).
     pub fn reopen(&self) {
-        for q in &self.queues {
-            q.push_reopen();
+        for h in self.shared.handlers.iter() {
+            h.queue.push_reopen();
         }
     }
 
@@ -384,10 +386,9 @@ impl Hub {
         for t in all {
             // Fine at first: most threads are done within microseconds, and
             // a shutdown that sleeps 5 ms per thread adds up.
-            let mut pause = Duration::from_micros(20);
+            let mut pause = Backoff::new(Duration::from_micros(20), Duration::from_millis(5));
             while !t.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(5));
+                std::thread::sleep(pause.next_delay());
             }
             if t.is_finished() {
                 let _ = t.join();

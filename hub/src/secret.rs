@@ -11,7 +11,9 @@
 use std::fmt;
 use std::path::Path;
 
-use toml::{Table, Value};
+use toml::Value;
+
+use crate::config::keys::Section;
 
 /// A secret value; see the module docs.
 #[derive(Clone, PartialEq, Eq)]
@@ -82,34 +84,48 @@ pub enum SecretError {
     },
 }
 
-/// Reads the secret `key` of a handler table: `Ok(None)` when neither
-/// `{key}_env` nor `{key}_file` is given.
-pub fn resolve(table: &Table, key: &str) -> Result<Option<Secret>, SecretError> {
-    if table.contains_key(key) {
+/// Reads the secret `key` of a handler's section: `None` when neither
+/// `{key}_env` nor `{key}_file` is given, or when the secret cannot be read
+/// (the problem is recorded in `s`, without the value).
+pub fn read(s: &mut Section<'_>, key: &str) -> Option<Secret> {
+    match resolve(s, key) {
+        Ok(secret) => secret,
+        Err(e) => {
+            // The message starts with the key it concerns.
+            s.issue("", e.to_string());
+            None
+        }
+    }
+}
+
+/// Like [`read`], with the error as a value.
+pub fn resolve(s: &mut Section<'_>, key: &str) -> Result<Option<Secret>, SecretError> {
+    if s.value_named(key).is_some() {
         return Err(SecretError::Inline { key: key.to_owned() });
     }
-    let env = table.get(&format!("{key}_env"));
-    let file = table.get(&format!("{key}_file"));
+    let env = s.value_named(&format!("{key}_env"));
+    let file = s.value_named(&format!("{key}_file"));
+    let key = key.to_owned();
     let text = |v: &Value, which: &str| {
         v.as_str().map(str::to_owned).ok_or_else(|| SecretError::Invalid {
-            key: key.to_owned(),
+            key: key.clone(),
             message: format!("{key}_{which} must be a string"),
         })
     };
     match (env, file) {
         (None, None) => Ok(None),
         (Some(_), Some(_)) => Err(SecretError::Invalid {
-            key: key.to_owned(),
+            key: key.clone(),
             message: format!("give {key}_env or {key}_file, not both"),
         }),
         (Some(v), None) => {
             let var = text(v, "env")?;
             match std::env::var(&var) {
-                Ok(s) if !s.is_empty() => Ok(Some(Secret(s))),
-                _ => Err(SecretError::MissingEnv { key: key.to_owned(), var }),
+                Ok(value) if !value.is_empty() => Ok(Some(Secret(value))),
+                _ => Err(SecretError::MissingEnv { key, var }),
             }
         }
-        (None, Some(v)) => read_file(key, Path::new(&text(v, "file")?)).map(Some),
+        (None, Some(v)) => read_file(&key, Path::new(&text(v, "file")?)).map(Some),
     }
 }
 
@@ -144,8 +160,9 @@ mod tests {
 
     const SENTINEL: &str = "s3cr3t-SENTINEL-4242";
 
-    fn table(s: &str) -> Table {
-        s.parse().unwrap()
+    fn resolve(text: &str, key: &str) -> Result<Option<Secret>, SecretError> {
+        let t: toml::Table = text.parse().unwrap();
+        super::resolve(&mut Section::new("handlers.h", &t), key)
     }
 
     #[test]
@@ -155,7 +172,7 @@ mod tests {
         let f = d.path().join("pw");
         std::fs::write(&f, format!("{SENTINEL}\n")).unwrap();
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let t = table(&format!("password_file = {:?}", f));
+        let t = format!("password_file = {:?}", f);
         let e = resolve(&t, "password").unwrap_err();
         assert!(e.to_string().contains("others may read it") && !e.to_string().contains(SENTINEL), "{e}");
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -167,13 +184,13 @@ mod tests {
         let var = "LOGFUNNEL_TEST_SECRET_ENV_4242";
         // SAFETY: no other thread reads this variable.
         unsafe { std::env::set_var(var, SENTINEL) };
-        let s = resolve(&table(&format!("token_env = {var:?}")), "token").unwrap().unwrap();
+        let s = resolve(&format!("token_env = {var:?}"), "token").unwrap().unwrap();
         assert_eq!(s.expose(), SENTINEL);
-        let e = resolve(&table("token_env = \"LOGFUNNEL_UNSET_4242\""), "token").unwrap_err();
+        let e = resolve("token_env = \"LOGFUNNEL_UNSET_4242\"", "token").unwrap_err();
         assert!(e.to_string().contains("LOGFUNNEL_UNSET_4242 is not set"));
         // Never inline in the configuration, whose text check-config may echo.
-        let e = resolve(&table(&format!("password = {SENTINEL:?}")), "password").unwrap_err();
+        let e = resolve(&format!("password = {SENTINEL:?}"), "password").unwrap_err();
         assert!(!e.to_string().contains(SENTINEL) && e.to_string().contains("password_file"), "{e}");
-        assert_eq!(resolve(&table(""), "password").unwrap(), None);
+        assert_eq!(resolve("", "password").unwrap(), None);
     }
 }

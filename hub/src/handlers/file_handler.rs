@@ -9,8 +9,80 @@ use std::io::Write;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use super::{Handler, HandlerError};
+use super::{BuildContext, Handler, HandlerError, HandlerOptions};
+use crate::config::keys::Section;
 use crate::formatter::{Formatter, RecordContext};
+
+/// Where and how a file handler opens its file: Python's FileHandler
+/// arguments, shared by every file handler.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileOptions {
+    /// Absolute path (relative names are resolved against the hub's
+    /// working directory at load time, as Python's `abspath` does).
+    pub filename: PathBuf,
+    /// Mode `a` (append) rather than `w` (truncate at start).
+    pub append: bool,
+    /// Open on the first record rather than at start.
+    pub delay: bool,
+}
+
+impl FileOptions {
+    /// FileHandler's keys: `filename`, `mode` (unless `allow_mode` is false,
+    /// as for TimedRotatingFileHandler), `encoding`, `errors`, `delay`.
+    pub(crate) fn read(s: &mut Section<'_>, allow_mode: bool) -> Option<FileOptions> {
+        let filename = s.required_string(&["filename"], "a file handler needs a file name");
+        let append = if !allow_mode {
+            true
+        } else {
+            match s.string(&["mode"]).as_deref() {
+                None | Some("a") => true,
+                Some("w") => false,
+                Some(other) => {
+                    s.issue("mode", format!("{other:?} is not supported (use \"a\" or \"w\")"));
+                    true
+                }
+            }
+        };
+        if let Some(enc) = s.string(&["encoding"])
+            && !matches!(enc.to_ascii_lowercase().replace('_', "-").as_str(), "utf-8" | "utf8" | "locale")
+        {
+            s.issue("encoding", format!("{enc:?} is not supported: logfunnel writes UTF-8"));
+        }
+        if let Some(errors) = s.string(&["errors"])
+            && errors != "strict"
+        {
+            s.issue("errors", format!("{errors:?} is not supported (records are valid UTF-8 already)"));
+        }
+        let delay = s.boolean(&["delay"]).unwrap_or(false);
+        let filename = filename?;
+        if filename.is_empty() {
+            s.issue("filename", "empty file name");
+            return None;
+        }
+        let filename = std::path::absolute(&filename).unwrap_or_else(|_| PathBuf::from(&filename));
+        // Python opens the file when the handler is configured (unless
+        // `delay`), so a missing directory is a configuration error there too.
+        if !delay
+            && let Some(dir) = filename.parent()
+            && !dir.is_dir()
+        {
+            s.issue("filename", format!("directory {} does not exist", dir.display()));
+        }
+        Some(FileOptions { filename, append, delay })
+    }
+}
+
+/// FileHandler's options are exactly [`FileOptions`].
+impl HandlerOptions for FileOptions {
+    fn parse(s: &mut Section<'_>) -> Option<FileOptions> {
+        FileOptions::read(s, true)
+    }
+
+    fn build(&self, cx: &BuildContext<'_>) -> Result<Box<dyn Handler>, HandlerError> {
+        let h = FileHandler::open(&self.filename, self.append, self.delay, cx.formatter());
+        Ok(Box::new(h.map_err(|e| cx.named(e))?))
+    }
+}
 
 /// Output is written once this much is buffered (and whenever the queue runs dry).
 const BUFFER: usize = 256 << 10;

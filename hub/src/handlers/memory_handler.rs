@@ -3,10 +3,11 @@
 
 use std::sync::Arc;
 
-use logfunnel_protocol::{BatchBuilder, ProtocolError, encode_record_ref, encoded_record_len};
+use logfunnel_protocol::{BatchBuilder, Level, ProtocolError, encode_record_ref, encoded_record_len};
 
-use super::{Handler, HandlerError};
+use super::{BuildContext, Handler, HandlerError, HandlerOptions};
 use crate::config::FilterConfig;
+use crate::config::keys::Section;
 use crate::dispatcher::{InBatch, Peer};
 use crate::formatter::RecordContext;
 use crate::frame::{Frame, Kind};
@@ -14,6 +15,62 @@ use crate::worker::{HandlerQueue, Work};
 
 /// A run of records is split into frames of at most this many bytes.
 const RUN_BYTES: usize = 1 << 20;
+
+/// MemoryHandler's options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemoryOptions {
+    /// `capacity`: records held before they are all passed on.
+    pub capacity: usize,
+    /// `flush_level` (`flushLevel`, default ERROR): a record at this level
+    /// or above passes everything on at once.
+    pub flush_level: Level,
+    /// `target`: the handler that receives them.
+    pub target: String,
+    /// `flush_on_close` (`flushOnClose`). Accepted, but like Python 3.11's
+    /// `logging.shutdown()`, the hub's shutdown passes held records on
+    /// regardless.
+    pub flush_on_close: bool,
+}
+
+impl HandlerOptions for MemoryOptions {
+    fn parse(s: &mut Section<'_>) -> Option<MemoryOptions> {
+        let capacity = if s.has(&["capacity"]) {
+            s.positive(&["capacity"])
+        } else {
+            s.missing(&["capacity"], "how many records to hold");
+            None
+        };
+        let flush_level = s.level(&["flush_level", "flushLevel"]).unwrap_or(Level::ERROR);
+        let target = s.required_string(
+            &["target"],
+            "the handler that receives the records; the hub cannot set one later",
+        );
+        if let Some(t) = &target {
+            s.reference("target", "handlers", t);
+        }
+        let flush_on_close = s.boolean(&["flush_on_close", "flushOnClose"]).unwrap_or(true);
+        Some(MemoryOptions { capacity: capacity?, flush_level, target: target?, flush_on_close })
+    }
+
+    fn build(&self, cx: &BuildContext<'_>) -> Result<Box<dyn Handler>, HandlerError> {
+        let target_queue = (cx.queue_of)(&self.target).ok_or_else(|| {
+            HandlerError::io(
+                format!("handler {:?}: target {:?}", cx.name, self.target),
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such handler"),
+            )
+        })?;
+        let filters = cx.config.handlers[&self.target]
+            .filters
+            .iter()
+            .filter_map(|f| cx.config.filters.get(f).cloned())
+            .collect();
+        Ok(Box::new(MemoryHandler::new(self.capacity, self.flush_level.0, target_queue, filters)))
+    }
+
+    fn target(&self) -> Option<&str> {
+        Some(&self.target)
+    }
+}
 
 /// Python's MemoryHandler: records are buffered (copied, so the frames they
 /// came in are not kept alive) until the buffer holds `capacity` records or

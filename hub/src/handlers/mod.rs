@@ -1,9 +1,14 @@
 //! The handlers: one file each, named after the Python class.
 //!
+//! Each file holds the handler, its options (the keys of its
+//! `[handlers.NAME]` table beyond the common ones) and their parsing; a new
+//! handler is one file plus one line in [`CLASSES`].
+//!
 //! A handler owns its output and its formatter. It runs on its own worker
 //! thread (see `worker.rs`), which calls [`Handler::emit`] for each record,
-//! [`Handler::flush`] whenever its queue runs dry, [`Handler::reopen`] on
-//! SIGHUP and [`Handler::close`] at shutdown.
+//! [`Handler::flush`] whenever its queue runs dry, [`Handler::poll`] when it
+//! asked to be woken ([`Handler::next_due`]), [`Handler::reopen`] on SIGHUP
+//! and [`Handler::close`] at shutdown.
 
 mod file_handler;
 mod memory_handler;
@@ -21,8 +26,99 @@ pub use stream_handler::StreamHandler;
 pub use timed_rotating_file_handler::TimedRotatingFileHandler;
 pub use watched_file_handler::WatchedFileHandler;
 
-use crate::config::{Config, HandlerConfig, HandlerKind};
+pub use file_handler::FileOptions;
+pub use memory_handler::MemoryOptions;
+pub use null_handler::NullOptions;
+pub use rotating_file_handler::RotatingFileOptions;
+pub use stream_handler::{StdStream, StreamOptions};
+pub use timed_rotating_file_handler::{Schedule, TimedRotatingFileOptions, When};
+pub use watched_file_handler::WatchedFileOptions;
+
+use std::sync::Arc;
+
+use crate::config::keys::Section;
+use crate::config::{Config, HandlerConfig, OverflowPolicy};
 use crate::formatter::{FormatError, Formatter, RecordContext, Style};
+use crate::worker::HandlerQueue;
+
+/// Every handler class a configuration may name: its Python name, how its
+/// options are read, and its default overflow policy.
+pub(crate) const CLASSES: &[Class] = &[
+    Class::of::<StreamOptions>("StreamHandler", OverflowPolicy::Block),
+    Class::of::<FileOptions>("FileHandler", OverflowPolicy::Block),
+    Class::of::<RotatingFileOptions>("RotatingFileHandler", OverflowPolicy::Block),
+    Class::of::<TimedRotatingFileOptions>("TimedRotatingFileHandler", OverflowPolicy::Block),
+    Class::of::<WatchedFileOptions>("WatchedFileHandler", OverflowPolicy::Block),
+    Class::of::<MemoryOptions>("MemoryHandler", OverflowPolicy::Block),
+    Class::of::<NullOptions>("NullHandler", OverflowPolicy::Block),
+];
+
+/// A handler class; see [`CLASSES`].
+pub(crate) struct Class {
+    /// Python's class name, without `logging.` or `logging.handlers.`.
+    pub(crate) name: &'static str,
+    /// Reads the class's own keys (config.rs reads the common ones).
+    pub(crate) parse: fn(&mut Section<'_>) -> Option<Arc<dyn HandlerOptions>>,
+    /// The policy when `overflow` is not given.
+    pub(crate) overflow: OverflowPolicy,
+}
+
+impl Class {
+    const fn of<T: HandlerOptions>(name: &'static str, overflow: OverflowPolicy) -> Class {
+        Class { name, parse: parse_as::<T>, overflow }
+    }
+}
+
+fn parse_as<T: HandlerOptions>(s: &mut Section<'_>) -> Option<Arc<dyn HandlerOptions>> {
+    T::parse(s).map(|t| Arc::new(t) as Arc<dyn HandlerOptions>)
+}
+
+/// A handler class's options: what its `[handlers.NAME]` table says beyond
+/// the keys every handler has. Parsed at configuration time (so
+/// `check-config` finds every problem), built into a [`Handler`] at start.
+pub trait HandlerOptions: std::fmt::Debug + Send + Sync + std::any::Any {
+    /// Reads the class's own keys; every problem is recorded in `s`.
+    fn parse(s: &mut Section<'_>) -> Option<Self>
+    where
+        Self: Sized;
+    /// Builds the handler (opens its file, …).
+    fn build(&self, cx: &BuildContext<'_>) -> Result<Box<dyn Handler>, HandlerError>;
+    /// The handler that receives what this one passes on (MemoryHandler's `target`).
+    fn target(&self) -> Option<&str> {
+        None
+    }
+}
+
+/// What building a handler may need besides its own options.
+pub struct BuildContext<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) config: &'a Config,
+    pub(crate) handler: &'a HandlerConfig,
+    /// Another handler's queue (a MemoryHandler's target).
+    pub(crate) queue_of: &'a dyn Fn(&str) -> Option<Arc<HandlerQueue>>,
+}
+
+impl BuildContext<'_> {
+    /// The handler's formatter (Python's `%(message)s` when it names none).
+    pub(crate) fn formatter(&self) -> Formatter {
+        self.handler
+            .formatter
+            .as_ref()
+            .and_then(|f| self.config.formatters.get(f))
+            .map(|f| f.formatter.clone())
+            .unwrap_or_else(default_formatter)
+    }
+
+    /// An error that names this handler.
+    pub(crate) fn named(&self, e: HandlerError) -> HandlerError {
+        match e {
+            HandlerError::Io { context, error } => {
+                HandlerError::Io { context: format!("handler {:?}: {context}", self.name), error }
+            }
+            other => other,
+        }
+    }
+}
 
 /// Why a handler could not be built or could not write a record.
 #[derive(Debug, thiserror::Error)]
@@ -120,60 +216,18 @@ pub trait Handler: Send {
     }
 }
 
-/// Python's default formatter when a handler names none: `%(message)s`.
-pub(crate) fn default_formatter() -> Formatter {
-    Formatter::new(None, None, Style::Percent).expect("the default format is valid")
-}
-
-/// Builds the handler a configuration entry describes; `queue` finds the
-/// queue of another handler (a MemoryHandler's target).
+/// Builds configured handler `name`; `queue_of` finds another handler's
+/// queue (a MemoryHandler's target).
 pub(crate) fn build(
     config: &Config,
     name: &str,
-    handler: &HandlerConfig,
-    queue: &dyn Fn(&str) -> Option<std::sync::Arc<crate::worker::HandlerQueue>>,
+    queue_of: &dyn Fn(&str) -> Option<Arc<HandlerQueue>>,
 ) -> Result<Box<dyn Handler>, HandlerError> {
-    let formatter = handler
-        .formatter
-        .as_ref()
-        .and_then(|f| config.formatters.get(f))
-        .map(|f| f.formatter.clone())
-        .unwrap_or_else(default_formatter);
-    let named = |e: HandlerError| match e {
-        HandlerError::Io { context, error } => {
-            HandlerError::Io { context: format!("handler {name:?}: {context}"), error }
-        }
-        other => other,
-    };
-    Ok(match &handler.kind {
-        HandlerKind::Stream { stream } => Box::new(StreamHandler::new(*stream, formatter)),
-        HandlerKind::File(f) => {
-            Box::new(FileHandler::open(&f.filename, f.append, f.delay, formatter).map_err(named)?)
-        }
-        HandlerKind::RotatingFile { file, max_bytes, backup_count } => {
-            Box::new(RotatingFileHandler::open(file, *max_bytes, *backup_count, formatter).map_err(named)?)
-        }
-        HandlerKind::TimedRotatingFile { file, schedule } => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64);
-            Box::new(TimedRotatingFileHandler::open(file, schedule, formatter, now).map_err(named)?)
-        }
-        HandlerKind::WatchedFile(file) => Box::new(WatchedFileHandler::open(file, formatter).map_err(named)?),
-        HandlerKind::Memory { capacity, flush_level, target, .. } => {
-            let target_queue = queue(target).ok_or_else(|| {
-                HandlerError::io(
-                    format!("handler {name:?}: target {target:?}"),
-                    std::io::Error::new(std::io::ErrorKind::NotFound, "no such handler"),
-                )
-            })?;
-            let filters = config.handlers[target]
-                .filters
-                .iter()
-                .filter_map(|f| config.filters.get(f).cloned())
-                .collect();
-            Box::new(MemoryHandler::new(*capacity, flush_level.0, target_queue, filters))
-        }
-        HandlerKind::Null => Box::new(NullHandler),
-    })
+    let handler = &config.handlers[name];
+    handler.options.build(&BuildContext { name, config, handler, queue_of })
+}
+
+/// Python's default formatter when a handler names none: `%(message)s`.
+pub(crate) fn default_formatter() -> Formatter {
+    Formatter::new(None, None, Style::Percent).expect("the default format is valid")
 }

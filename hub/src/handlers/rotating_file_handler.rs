@@ -3,10 +3,37 @@
 
 use std::path::{Path, PathBuf};
 
-use super::file_handler::LogFile;
-use super::{Handler, HandlerError};
-use crate::config::FileOptions;
+use super::file_handler::{FileOptions, LogFile};
+use super::{BuildContext, Handler, HandlerError, HandlerOptions};
+use crate::config::keys::Section;
 use crate::formatter::{Formatter, RecordContext};
+
+/// RotatingFileHandler's options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RotatingFileOptions {
+    /// FileHandler's options.
+    pub file: FileOptions,
+    /// `max_bytes` (`maxBytes`): roll over before the file would reach this
+    /// size (0: never).
+    pub max_bytes: u64,
+    /// `backup_count` (`backupCount`): backups kept as `.1` … `.N` (0: never
+    /// roll over).
+    pub backup_count: u32,
+}
+
+impl HandlerOptions for RotatingFileOptions {
+    fn parse(s: &mut Section<'_>) -> Option<RotatingFileOptions> {
+        let file = FileOptions::read(s, true);
+        let max_bytes = s.bytes(&["max_bytes", "maxBytes"]).unwrap_or(0);
+        let backup_count = s.count(&["backup_count", "backupCount"]).unwrap_or(0);
+        Some(RotatingFileOptions { file: file?, max_bytes, backup_count })
+    }
+
+    fn build(&self, cx: &BuildContext<'_>) -> Result<Box<dyn Handler>, HandlerError> {
+        let h = RotatingFileHandler::open(&self.file, self.max_bytes, self.backup_count, cx.formatter());
+        Ok(Box::new(h.map_err(|e| cx.named(e))?))
+    }
+}
 
 /// Python 3.11's RotatingFileHandler. The rollover is decided before the
 /// record that would take the file to `max_bytes` or beyond is written, with

@@ -2,9 +2,46 @@
 
 use std::io::Write;
 
-use super::{Handler, HandlerError};
-use crate::config::StdStream;
+use super::{BuildContext, Handler, HandlerError, HandlerOptions};
+use crate::config::keys::Section;
 use crate::formatter::{Formatter, RecordContext};
+
+/// Which standard stream a StreamHandler writes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StdStream {
+    /// `ext://sys.stderr` (Python's default).
+    Stderr,
+    /// `ext://sys.stdout`.
+    Stdout,
+}
+
+/// StreamHandler's options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamOptions {
+    /// `stream`: `"ext://sys.stderr"` (default) or `"ext://sys.stdout"`.
+    pub stream: StdStream,
+}
+
+impl HandlerOptions for StreamOptions {
+    fn parse(s: &mut Section<'_>) -> Option<StreamOptions> {
+        let stream = match s.string(&["stream"]).as_deref() {
+            None | Some("ext://sys.stderr") | Some("stderr") => StdStream::Stderr,
+            Some("ext://sys.stdout") | Some("stdout") => StdStream::Stdout,
+            Some(other) => {
+                s.issue(
+                    "stream",
+                    format!("{other:?} is not a stream (use \"ext://sys.stderr\" or \"ext://sys.stdout\")"),
+                );
+                return None;
+            }
+        };
+        Some(StreamOptions { stream })
+    }
+
+    fn build(&self, cx: &BuildContext<'_>) -> Result<Box<dyn Handler>, HandlerError> {
+        Ok(Box::new(StreamHandler::new(self.stream, cx.formatter())))
+    }
+}
 
 /// Python's StreamHandler: `format(record) + "\n"` per record. Output is
 /// gathered in a buffer and written when the handler's queue runs dry or

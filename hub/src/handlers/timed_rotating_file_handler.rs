@@ -4,13 +4,113 @@
 use std::ffi::CStr;
 use std::path::{Path, PathBuf};
 
-use super::file_handler::LogFile;
-use super::{Handler, HandlerError};
-use crate::config::{FileOptions, Schedule, When};
+use toml::Value;
+
+use super::file_handler::{FileOptions, LogFile};
+use super::{BuildContext, Handler, HandlerError, HandlerOptions};
+use crate::config::keys::Section;
 use crate::formatter::unix_time::{broken_down, strftime_tm};
 use crate::formatter::{Formatter, RecordContext};
 
 const DAY: i64 = 24 * 60 * 60;
+
+/// TimedRotatingFileHandler's options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimedRotatingFileOptions {
+    /// FileHandler's options (always mode `a`).
+    pub file: FileOptions,
+    /// When to roll over.
+    pub schedule: Schedule,
+}
+
+/// When a TimedRotatingFileHandler rolls over and what it keeps.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Schedule {
+    /// `when`: the unit (or `MIDNIGHT`, or a weekday).
+    pub when: When,
+    /// `interval`: how many units per file (Python 3.11 ignores it for MIDNIGHT and Wn).
+    pub interval: u32,
+    /// `utc`: compute times in UTC instead of local time.
+    pub utc: bool,
+    /// `at_time` (`atTime`): seconds after midnight for MIDNIGHT and Wn.
+    pub at_time: Option<u32>,
+    /// `backup_count` (`backupCount`): backups kept (0 keeps all).
+    pub backup_count: u32,
+}
+
+/// TimedRotatingFileHandler's `when`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    /// `S`: seconds.
+    Seconds,
+    /// `M`: minutes.
+    Minutes,
+    /// `H`: hours.
+    Hours,
+    /// `D`: days (counted from the start, not aligned to midnight).
+    Days,
+    /// `MIDNIGHT`: at midnight (or `at_time`).
+    Midnight,
+    /// `W0`–`W6`: weekly on that day (0 is Monday).
+    Weekday(u8),
+}
+
+impl HandlerOptions for TimedRotatingFileOptions {
+    fn parse(s: &mut Section<'_>) -> Option<TimedRotatingFileOptions> {
+        let file = FileOptions::read(s, false);
+        let when = match s.string(&["when"]) {
+            None => Some(When::Hours),
+            Some(w) => When::parse(&w).map_err(|e| s.issue("when", e)).ok(),
+        };
+        let interval = match s.value(&["interval"]) {
+            None => Some(1),
+            Some((_, Value::Integer(i))) if (1..=i64::from(u32::MAX)).contains(i) => Some(*i as u32),
+            Some((key, v)) => {
+                s.issue(key, format!("expected a positive number of units, found {v}"));
+                None
+            }
+        };
+        let utc = s.boolean(&["utc"]).unwrap_or(false);
+        let at_time = match s.value(&["at_time", "atTime"]) {
+            None => None,
+            Some((key, v)) => {
+                let parsed = match v {
+                    Value::String(t) => parse_time_of_day(t),
+                    Value::Datetime(d) if d.date.is_none() && d.offset.is_none() => d.time.map(|t| {
+                        u32::from(t.hour) * 3600 + u32::from(t.minute) * 60 + u32::from(t.second.unwrap_or(0))
+                    }),
+                    _ => None,
+                };
+                if parsed.is_none() {
+                    s.issue(key, format!("{v} is not a time of day (write \"HH:MM\" or \"HH:MM:SS\")"));
+                }
+                parsed
+            }
+        };
+        let backup_count = s.count(&["backup_count", "backupCount"]).unwrap_or(0);
+        let schedule = Schedule { when: when?, interval: interval?, utc, at_time, backup_count };
+        Some(TimedRotatingFileOptions { file: file?, schedule })
+    }
+
+    fn build(&self, cx: &BuildContext<'_>) -> Result<Box<dyn Handler>, HandlerError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let h = TimedRotatingFileHandler::open(&self.file, &self.schedule, cx.formatter(), now);
+        Ok(Box::new(h.map_err(|e| cx.named(e))?))
+    }
+}
+
+/// `"HH:MM"` or `"HH:MM:SS"` → seconds after midnight.
+fn parse_time_of_day(s: &str) -> Option<u32> {
+    let parts: Vec<&str> = s.split(':').collect();
+    if !(2..=3).contains(&parts.len()) || parts.iter().any(|p| p.len() != 2) {
+        return None;
+    }
+    let n: Vec<u32> = parts.iter().map(|p| p.parse().ok()).collect::<Option<_>>()?;
+    let (h, m, sec) = (n[0], n[1], n.get(2).copied().unwrap_or(0));
+    (h < 24 && m < 60 && sec < 60).then_some(h * 3600 + m * 60 + sec)
+}
 
 /// Python 3.11's TimedRotatingFileHandler, with one difference: "now" is
 /// the record's `created` time, not the hub's clock when it writes the
@@ -222,6 +322,30 @@ fn matches_shape(part: &str, shape: &str) -> bool {
 }
 
 impl When {
+    /// Python's parsing of `when` (case-insensitive), with its messages.
+    pub fn parse(s: &str) -> Result<When, String> {
+        let upper = s.to_ascii_uppercase();
+        Ok(match upper.as_str() {
+            "S" => When::Seconds,
+            "M" => When::Minutes,
+            "H" => When::Hours,
+            "D" => When::Days,
+            "MIDNIGHT" => When::Midnight,
+            w if w.starts_with('W') => {
+                if w.len() != 2 {
+                    return Err(format!(
+                        "You must specify a day for weekly rollover from 0 to 6 (0 is Monday): {upper}"
+                    ));
+                }
+                match w.as_bytes()[1] {
+                    d @ b'0'..=b'6' => When::Weekday(d - b'0'),
+                    _ => return Err(format!("Invalid day specified for weekly rollover: {upper}")),
+                }
+            }
+            _ => return Err(format!("Invalid rollover interval specified: {upper}")),
+        })
+    }
+
     fn unit_seconds(self) -> i64 {
         match self {
             When::Seconds => 1,

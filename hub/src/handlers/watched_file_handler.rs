@@ -9,10 +9,24 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use notify::event::ModifyKind;
 use notify::{EventKind, RecursiveMode, Watcher};
 
-use super::file_handler::LogFile;
-use super::{Handler, HandlerError};
-use crate::config::FileOptions;
+use super::file_handler::{FileOptions, LogFile};
+use super::{BuildContext, Handler, HandlerError, HandlerOptions};
+use crate::config::keys::Section;
 use crate::formatter::{Formatter, RecordContext};
+
+/// WatchedFileHandler's options: FileHandler's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatchedFileOptions(pub FileOptions);
+
+impl HandlerOptions for WatchedFileOptions {
+    fn parse(s: &mut Section<'_>) -> Option<WatchedFileOptions> {
+        FileOptions::read(s, true).map(WatchedFileOptions)
+    }
+
+    fn build(&self, cx: &BuildContext<'_>) -> Result<Box<dyn Handler>, HandlerError> {
+        Ok(Box::new(WatchedFileHandler::open(&self.0, cx.formatter()).map_err(|e| cx.named(e))?))
+    }
+}
 
 /// Python's WatchedFileHandler: before writing, compare the path's device
 /// and inode with the open file's and reopen on a difference or when the
