@@ -74,6 +74,23 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             h.duplicates,
             journal
         );
+        if h.held > 0 || h.retries > 0 || !h.last_error.is_empty() {
+            let when = match h.last_error_unix_ms {
+                0 => String::new(),
+                t => format!(" ({} ago)", ago(t)),
+            };
+            println!(
+                "  delivery: {} held for delivery, {} retries, {} unconfirmed{}",
+                h.held,
+                h.retries,
+                h.unconfirmed,
+                if h.last_error.is_empty() {
+                    String::new()
+                } else {
+                    format!("; last error{when}: {}", h.last_error)
+                }
+            );
+        }
         if h.recovered_truncated_bytes > 0 {
             println!(
                 "  (at start: cut {} unacknowledged bytes left by a killed hub; their clients resent them)",
@@ -93,4 +110,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// How long ago a time in ms since the epoch was, for people.
+fn ago(unix_ms: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let secs = now.saturating_sub(unix_ms) as f64 / 1000.0;
+    if secs < 120.0 { format!("{secs:.1}s") } else { format!("{:.0}m", secs / 60.0) }
 }

@@ -24,7 +24,7 @@ impl Pipeline {
         let names: Vec<String> = config.handlers.keys().cloned().collect();
         let mut built = Vec::new();
         for name in &names {
-            built.push(handlers::build(config, name, &|_| None)?);
+            built.push(handlers::build(config, name, &|_| None, Default::default())?);
         }
         Ok(Pipeline { router: Router::new(config, &names), handlers: built, start_ns: 0 })
     }

@@ -152,6 +152,9 @@ impl OverflowPolicy {
 pub struct HandlerConfig {
     /// The Python class name (`RotatingFileHandler`…).
     pub class: &'static str,
+    /// Whether it delivers to a remote (a network handler; see
+    /// [`HandlerConfig::queue_policy`]).
+    pub delivers: bool,
     /// The class's own options (see [`HandlerConfig::options`]).
     pub options: Arc<dyn HandlerOptions>,
     /// Handler level (records below it are not given to it).
@@ -162,14 +165,25 @@ pub struct HandlerConfig {
     pub filters: Vec<String>,
     /// Queue capacity in records (default [`DEFAULT_HANDLER_QUEUE`]).
     pub queue_capacity: usize,
-    /// What happens when the queue is full (the class's default: `block`
-    /// for local handlers, `drop_newest` for network handlers).
+    /// What happens when records come faster than the handler can take
+    /// them: for a local handler, when its queue is full (default `block`);
+    /// for a network handler, when what it holds for delivery reaches its
+    /// `buffer_max_*` (default `drop_newest`).
     pub overflow: OverflowPolicy,
     /// Escape control characters in messages (default true; false = raw).
     pub escape_control_chars: bool,
 }
 
 impl HandlerConfig {
+    /// The policy of the handler's queue. A network handler's worker never
+    /// waits on its remote (delivery is non-blocking; what cannot go out
+    /// waits in its buffer, under `overflow`), so its queue only ever waits
+    /// for formatting, as a file handler's does: a burst is never dropped
+    /// while the remote keeps up.
+    pub fn queue_policy(&self) -> OverflowPolicy {
+        if self.delivers { OverflowPolicy::Block } else { self.overflow }
+    }
+
     /// The class's options as their concrete type, e.g.
     /// `handler.options::<RotatingFileOptions>()`.
     pub fn options<T: HandlerOptions>(&self) -> Option<&T> {
@@ -452,7 +466,7 @@ impl Parser {
                         ("drop_oldest", OverflowPolicy::DropOldest),
                     ],
                 )
-                .unwrap_or(class.overflow);
+                .unwrap_or(class.default_overflow());
             let escape_control_chars = s.boolean(&["escape_control_chars"]).unwrap_or(true);
             self.take(s);
             if let Some(options) = options {
@@ -460,6 +474,7 @@ impl Parser {
                     name,
                     HandlerConfig {
                         class: class.name,
+                        delivers: class.delivers,
                         options,
                         level,
                         formatter,

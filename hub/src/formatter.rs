@@ -1905,6 +1905,14 @@ fn is_neg(x: f64) -> bool {
     x.is_sign_negative() && !x.is_nan()
 }
 
+/// Python's `str(x)` of a float, for other output than format strings
+/// (syslog's structured data).
+pub(crate) fn python_float_str(x: f64) -> String {
+    let (mut dst, mut raw) = (String::new(), String::new());
+    push_float_str(&mut dst, &mut raw, x);
+    dst
+}
+
 /// `str(x)` / `repr(x)`.
 fn push_float_str(dst: &mut String, raw: &mut String, x: f64) {
     if is_neg(x) {

@@ -11,6 +11,7 @@ pub mod access;
 pub mod bench_support;
 pub mod config;
 mod connection;
+mod delivery;
 mod dispatcher;
 mod escape;
 pub mod formatter;
@@ -92,7 +93,7 @@ pub(crate) struct HubShared {
     pub(crate) policy: access::AccessConfig,
     pub(crate) counters: stats::HubCounters,
     /// Set by a shutdown: when readers stop waiting for their last acks.
-    pub(crate) shutdown_deadline: Mutex<Option<Instant>>,
+    pub(crate) shutdown_deadline: Arc<Mutex<Option<Instant>>>,
     shutdown_incomplete: AtomicBool,
     last_warning: Mutex<Option<Instant>>,
 }
@@ -116,6 +117,7 @@ impl HandlerSlot {
         let h = &q.counters;
         let (received, emitted, failed) = (load(&h.received), load(&h.emitted), load(&h.failed));
         let settled = emitted + failed + load(&h.duplicates) + load(&h.evicted);
+        let last_error = h.last_error();
         HandlerStats {
             name: self.name.clone(),
             class: self.class.clone(),
@@ -129,6 +131,11 @@ impl HandlerSlot {
             durable: q.is_durable(),
             recovered_truncated_bytes: self.recovered_truncated_bytes,
             journal_errors: load(&h.journal_errors),
+            held: load(&h.held),
+            retries: load(&h.retries),
+            unconfirmed: load(&h.unconfirmed),
+            last_error: last_error.as_ref().map_or(String::new(), |(m, _)| m.clone()),
+            last_error_unix_ms: last_error.map_or(0, |(_, t)| t),
         }
     }
 }
@@ -223,6 +230,7 @@ impl HubBuilder {
                 name.clone(),
                 config::HandlerConfig {
                     class: "(built in)",
+                    delivers: false,
                     options: Arc::new(handlers::NullOptions),
                     level: logfunnel_protocol::Level::NOTSET,
                     formatter: None,
@@ -238,7 +246,10 @@ impl HubBuilder {
         let queues: Vec<Arc<HandlerQueue>> = names
             .iter()
             .map(|n| {
-                Arc::new(HandlerQueue::new(config.handlers[n].queue_capacity, config.handlers[n].overflow))
+                Arc::new(HandlerQueue::new(
+                    config.handlers[n].queue_capacity,
+                    config.handlers[n].queue_policy(),
+                ))
             })
             .collect();
         let queue_of = |n: &str| names.iter().position(|x| x == n).map(|i| Arc::clone(&queues[i]));
@@ -246,10 +257,10 @@ impl HubBuilder {
         // before the socket exists.
         let mut extra: std::collections::HashMap<String, Box<dyn Handler>> = extra_root.into_iter().collect();
         let mut built: Vec<Box<dyn Handler>> = Vec::new();
-        for name in &names {
+        for (name, queue) in names.iter().zip(&queues) {
             let handler = match extra.remove(name) {
                 Some(h) => h,
-                None => handlers::build(&config, name, &queue_of)?,
+                None => handlers::build(&config, name, &queue_of, Arc::clone(&queue.counters))?,
             };
             built.push(handler);
         }
@@ -289,7 +300,7 @@ impl HubBuilder {
             listener_rx: rx.clone(),
             policy,
             counters: stats::HubCounters::default(),
-            shutdown_deadline: Mutex::new(None),
+            shutdown_deadline: Arc::new(Mutex::new(None)),
             shutdown_incomplete: AtomicBool::new(false),
             last_warning: Mutex::new(None),
         });
@@ -303,6 +314,7 @@ impl HubBuilder {
                 start_ns,
                 journal,
                 escape: config.handlers[&slot.name].escape_control_chars,
+                deadline: Arc::clone(&shared.shutdown_deadline),
             };
             workers.push(spawn(
                 format!("logfunnel-h-{}", slot.name),

@@ -23,6 +23,30 @@ pub struct HandlerCounters {
     /// Records emitted into the handler's buffer since its last flush
     /// (counted as emitted, but not yet in the output).
     pub unflushed: AtomicU64,
+    /// Records a network handler holds: taken, not yet delivered or given up.
+    pub held: AtomicU64,
+    /// Delivery attempts that failed and were scheduled again.
+    pub retries: AtomicU64,
+    /// Records written to a connection that broke before the peer confirmed
+    /// them (counted in `failed` too: they may not have arrived).
+    pub unconfirmed: AtomicU64,
+    /// The last delivery error and when (ms since the epoch).
+    last_error: std::sync::Mutex<Option<(String, u64)>>,
+}
+
+impl HandlerCounters {
+    /// Remembers a delivery error for `stats`.
+    pub fn set_last_error(&self, message: &str) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some((message.to_owned(), now));
+    }
+
+    /// The last delivery error and when it happened (ms since the epoch).
+    pub fn last_error(&self) -> Option<(String, u64)> {
+        self.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 /// The hub's connection-level counters.

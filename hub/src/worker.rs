@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use logfunnel_protocol::{Level, Record, RecordView};
 
@@ -65,7 +65,7 @@ pub(crate) struct HandlerQueue {
     /// Whether the handler journals what it writes (batches settle only
     /// once written; see `journal.rs`).
     durable: AtomicBool,
-    pub(crate) counters: HandlerCounters,
+    pub(crate) counters: Arc<HandlerCounters>,
 }
 
 impl HandlerQueue {
@@ -84,7 +84,7 @@ impl HandlerQueue {
             policy,
             producers: AtomicUsize::new(1),
             durable: AtomicBool::new(false),
-            counters: HandlerCounters::default(),
+            counters: Arc::new(HandlerCounters::default()),
         }
     }
 
@@ -192,10 +192,15 @@ impl HandlerQueue {
         out
     }
 
-    /// Next job; `Ok(None)` when the queue is momentarily empty (time to
-    /// flush) or stayed empty for half a second, `Err(())` when closed and
-    /// drained.
-    fn pop(&self, mut wait: bool) -> Result<Option<Job>, ()> {
+    /// Whether the queue is closed (its producers are done).
+    fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// Next job; `Ok(None)` when the queue is empty (without `wait`) or
+    /// stayed empty until `wait`, `Err(())` when closed and drained.
+    fn pop(&self, wait: Option<Instant>) -> Result<Option<Job>, ()> {
+        let mut wait = wait;
         let mut st = self.lock();
         loop {
             if let Some(job) = st.jobs.pop_front() {
@@ -211,18 +216,13 @@ impl HandlerQueue {
             if st.closed {
                 return Err(());
             }
-            if !wait {
+            let Some(until) = wait.take() else { return Ok(None) };
+            let Some(timeout) = until.checked_duration_since(Instant::now()).filter(|t| !t.is_zero()) else {
                 return Ok(None);
-            }
-            // Wake up now and then even when idle, for `Handler::poll`.
+            };
             st.poppers_waiting += 1;
-            st = self
-                .not_empty
-                .wait_timeout(st, Duration::from_millis(500))
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            st = self.not_empty.wait_timeout(st, timeout).unwrap_or_else(|e| e.into_inner()).0;
             st.poppers_waiting -= 1;
-            wait = false;
         }
     }
 }
@@ -234,7 +234,16 @@ pub(crate) struct WorkerOptions {
     pub(crate) journal: Option<Journal>,
     /// Escape control characters in messages (log-injection safety).
     pub(crate) escape: bool,
+    /// Set by a shutdown: until when a handler may keep delivering.
+    pub(crate) deadline: Arc<Mutex<Option<Instant>>>,
 }
+
+/// How long an idle worker sleeps before polling its handler anyway.
+const IDLE_POLL: Duration = Duration::from_millis(500);
+
+/// Drop reports are written at most this often (a handler whose remote is
+/// down drops continuously; one report per batch would flood it).
+const DROP_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A durable handler flushes and journals at least this often under
 /// sustained load (its batches are acknowledged only then).
@@ -249,12 +258,13 @@ pub(crate) fn run(
     mut opts: WorkerOptions,
 ) {
     let start_ns = opts.start_ns;
+    let counts_own = handler.counts_deliveries();
     let mut errors = ErrorReporter::new(name.clone());
-    let mut reported_drops = 0u64;
+    let mut drops = DropReporter { reported: 0, last: None };
     let mut dirty = false;
     // Batches written since the last commit; dropping them settles them.
     let mut uncommitted: Vec<Arc<SettleGuard>> = Vec::new();
-    let mut first_uncommitted = std::time::Instant::now();
+    let mut first_uncommitted = Instant::now();
     let commit = |handler: &mut dyn Handler,
                   journal: &mut Option<Journal>,
                   uncommitted: &mut Vec<Arc<SettleGuard>>,
@@ -271,8 +281,29 @@ pub(crate) fn run(
         uncommitted.clear();
     };
     loop {
-        // Block only when everything written so far has been flushed.
-        let job = match queue.pop(!dirty) {
+        // What the handler asked to be woken for (a retry, a batch's age)
+        // comes first, however busy the queue is.
+        let now = Instant::now();
+        if handler.next_due().is_some_and(|due| due <= now) {
+            count_write(handler.poll(), &queue.counters, &mut errors);
+        }
+        if !handler.ready() {
+            // Its buffer is full under `block`: records stay queued (which
+            // pushes back to the dispatcher) until a delivery makes room.
+            if queue.is_closed() {
+                break;
+            }
+            let wait = handler
+                .next_due()
+                .map_or(Duration::from_millis(50), |due| due.saturating_duration_since(now));
+            std::thread::sleep(wait.clamp(Duration::from_micros(200), Duration::from_millis(50)));
+            continue;
+        }
+        // Block only when everything written so far has been flushed, and
+        // not past the handler's next due time.
+        let wait =
+            (!dirty).then(|| handler.next_due().map_or(now + IDLE_POLL, |due| due.min(now + IDLE_POLL)));
+        let job = match queue.pop(wait) {
             Ok(Some(job)) => job,
             Ok(None) => {
                 if dirty {
@@ -280,7 +311,8 @@ pub(crate) fn run(
                 } else {
                     count_write(handler.poll(), &queue.counters, &mut errors);
                 }
-                dirty = false;
+                // A report written now is flushed at the next pass.
+                dirty = drops.report(&name, handler.as_mut(), &queue.counters, &mut errors, start_ns, false);
                 continue;
             }
             Err(()) => break,
@@ -289,12 +321,14 @@ pub(crate) fn run(
             Job::Reopen => count_write(handler.reopen(), &queue.counters, &mut errors),
             Job::Records(work) => {
                 let before = load(&queue.counters.emitted);
-                emit_work(&work, handler.as_mut(), &queue.counters, &mut errors, &mut opts);
-                // Once per batch, not per record: emitted but not yet flushed.
-                add(&queue.counters.unflushed, load(&queue.counters.emitted).saturating_sub(before));
+                emit_work(&work, handler.as_mut(), &queue.counters, &mut errors, &mut opts, counts_own);
+                if !counts_own {
+                    // Once per batch, not per record: emitted but not yet flushed.
+                    add(&queue.counters.unflushed, load(&queue.counters.emitted).saturating_sub(before));
+                }
                 if let Some(s) = work.settle {
                     if uncommitted.is_empty() {
-                        first_uncommitted = std::time::Instant::now();
+                        first_uncommitted = Instant::now();
                     }
                     uncommitted.push(s);
                 }
@@ -307,38 +341,19 @@ pub(crate) fn run(
                 }
             }
         }
-        let dropped = load(&queue.counters.dropped);
-        if dropped > reported_drops {
-            let rec = Record {
-                created_ns: now_ns(),
-                levelno: Level::WARNING.0,
-                process: std::process::id(),
-                ..Record::new(
-                    Level::WARNING.0,
-                    "logfunnel.hub",
-                    format!(
-                        "handler {name:?} dropped {} records (queue full; {} dropped in total)",
-                        dropped - reported_drops,
-                        dropped
-                    ),
-                )
-            };
-            let view = rec.view();
-            let ctx = RecordContext {
-                record: &view,
-                peer: PeerCred::UNKNOWN,
-                process_name: "logfunnel-hub",
-                host_name: "",
-                start_ns,
-            };
-            // The report itself is not a client's record: it is not counted
-            // as emitted, but a failed write it triggers still counts its losses.
-            match handler.emit(&ctx) {
-                Ok(()) => reported_drops = dropped,
-                Err(e) => count_write(Err(e), &queue.counters, &mut errors),
-            }
-        }
+        dirty |= drops.report(&name, handler.as_mut(), &queue.counters, &mut errors, start_ns, false);
     }
+    // The last word on drops, then what is held goes out within the
+    // shutdown's deadline.
+    drops.report(&name, handler.as_mut(), &queue.counters, &mut errors, start_ns, true);
+    count_write(handler.flush(), &queue.counters, &mut errors);
+    let deadline = opts
+        .deadline
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .map(|d| d.checked_sub(Duration::from_millis(50)).unwrap_or(d))
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(10));
+    count_write(handler.drain(deadline), &queue.counters, &mut errors);
     count_write(handler.close(), &queue.counters, &mut errors);
     if let Some(j) = &mut opts.journal
         && let Err(e) = j.commit()
@@ -348,6 +363,64 @@ pub(crate) fn run(
     }
     drop(uncommitted);
     errors.summary();
+}
+
+/// Tells, through the handler itself and on the hub's stderr, how many
+/// records its policy dropped: at most once a second while drops go on
+/// (the first at once), and a last time at shutdown.
+struct DropReporter {
+    reported: u64,
+    last: Option<Instant>,
+}
+
+impl DropReporter {
+    fn report(
+        &mut self,
+        name: &str,
+        handler: &mut dyn Handler,
+        counters: &HandlerCounters,
+        errors: &mut ErrorReporter,
+        start_ns: i64,
+        force: bool,
+    ) -> bool {
+        let dropped = load(&counters.dropped);
+        if dropped <= self.reported || !force && self.last.is_some_and(|t| t.elapsed() < DROP_REPORT_INTERVAL)
+        {
+            return false;
+        }
+        let why = match counters.last_error() {
+            Some((e, _)) if load(&counters.held) > 0 => format!("buffer full; last error: {e}"),
+            _ => "queue full".to_owned(),
+        };
+        let text = format!(
+            "handler {name:?} dropped {} records ({why}; {dropped} dropped in total)",
+            dropped - self.reported
+        );
+        let rec = Record {
+            created_ns: now_ns(),
+            levelno: Level::WARNING.0,
+            process: std::process::id(),
+            ..Record::new(Level::WARNING.0, "logfunnel.hub", text.clone())
+        };
+        let view = rec.view();
+        let ctx = RecordContext {
+            record: &view,
+            peer: PeerCred::UNKNOWN,
+            process_name: "logfunnel-hub",
+            host_name: "",
+            start_ns,
+        };
+        eprintln!("logfunnel hub: {text}");
+        // The report itself is not a client's record: it is not counted
+        // as emitted, but a failed write it triggers still counts its losses.
+        match handler.emit_report(&ctx) {
+            Ok(()) => {}
+            Err(e) => count_write(Err(e), counters, errors),
+        }
+        self.reported = dropped;
+        self.last = Some(Instant::now());
+        true
+    }
 }
 
 /// Counts the outcome of one record's emit. A buffering handler's error
@@ -386,6 +459,7 @@ fn emit_work(
     counters: &HandlerCounters,
     errors: &mut ErrorReporter,
     opts: &mut WorkerOptions,
+    counts_own: bool,
 ) {
     let batch = &work.batch;
     let session = batch.peer.session;
@@ -423,7 +497,7 @@ fn emit_work(
             start_ns: opts.start_ns,
         };
         match handler.emit(&ctx) {
-            Ok(()) => emitted += 1,
+            Ok(()) => emitted += u64::from(!counts_own),
             Err(e) => {
                 // What the error takes back must have been counted first.
                 add(&counters.emitted, std::mem::take(&mut emitted));

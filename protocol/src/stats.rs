@@ -32,6 +32,18 @@ pub struct HandlerStats {
     pub recovered_truncated_bytes: u64,
     /// Failed writes of its delivery journal.
     pub journal_errors: u64,
+    /// Records a network handler holds for delivery (waiting for a batch,
+    /// the connection, or a retry).
+    pub held: u64,
+    /// Delivery attempts that failed and were scheduled again.
+    pub retries: u64,
+    /// Records written to a connection that broke before the peer
+    /// confirmed them (also counted in `failed`).
+    pub unconfirmed: u64,
+    /// The last delivery error ("" if none).
+    pub last_error: String,
+    /// When the last delivery error happened, ms since the epoch (0 if none).
+    pub last_error_unix_ms: u64,
 }
 
 /// One client connection's counters.

@@ -298,6 +298,12 @@ impl<'t> Section<'t> {
         self.issues
     }
 
+    /// Takes over the issues of a nested section whose keys are data (a
+    /// map of levels…), so none of them is "unknown".
+    pub fn merge_issues(&mut self, nested: Section<'_>) {
+        self.issues.extend(nested.abandon());
+    }
+
     /// Every issue, with one for each key nobody asked for.
     pub fn finish(mut self) -> Vec<ConfigIssue> {
         let mut unknown = Vec::new();

@@ -15,6 +15,7 @@ mod memory_handler;
 mod null_handler;
 mod rotating_file_handler;
 mod stream_handler;
+mod syslog_handler;
 mod timed_rotating_file_handler;
 mod watched_file_handler;
 
@@ -23,6 +24,7 @@ pub use memory_handler::MemoryHandler;
 pub use null_handler::NullHandler;
 pub use rotating_file_handler::RotatingFileHandler;
 pub use stream_handler::StreamHandler;
+pub use syslog_handler::SysLogHandler;
 pub use timed_rotating_file_handler::TimedRotatingFileHandler;
 pub use watched_file_handler::WatchedFileHandler;
 
@@ -31,6 +33,7 @@ pub use memory_handler::MemoryOptions;
 pub use null_handler::NullOptions;
 pub use rotating_file_handler::RotatingFileOptions;
 pub use stream_handler::{StdStream, StreamOptions};
+pub use syslog_handler::{Framing, SockType, SysLogOptions, SyslogAddress, SyslogFormat};
 pub use timed_rotating_file_handler::{Schedule, TimedRotatingFileOptions, When};
 pub use watched_file_handler::WatchedFileOptions;
 
@@ -39,18 +42,20 @@ use std::sync::Arc;
 use crate::config::keys::Section;
 use crate::config::{Config, HandlerConfig, OverflowPolicy};
 use crate::formatter::{FormatError, Formatter, RecordContext, Style};
+use crate::stats::HandlerCounters;
 use crate::worker::HandlerQueue;
 
 /// Every handler class a configuration may name: its Python name, how its
 /// options are read, and its default overflow policy.
 pub(crate) const CLASSES: &[Class] = &[
-    Class::of::<StreamOptions>("StreamHandler", OverflowPolicy::Block),
-    Class::of::<FileOptions>("FileHandler", OverflowPolicy::Block),
-    Class::of::<RotatingFileOptions>("RotatingFileHandler", OverflowPolicy::Block),
-    Class::of::<TimedRotatingFileOptions>("TimedRotatingFileHandler", OverflowPolicy::Block),
-    Class::of::<WatchedFileOptions>("WatchedFileHandler", OverflowPolicy::Block),
-    Class::of::<MemoryOptions>("MemoryHandler", OverflowPolicy::Block),
-    Class::of::<NullOptions>("NullHandler", OverflowPolicy::Block),
+    Class::local::<StreamOptions>("StreamHandler"),
+    Class::local::<FileOptions>("FileHandler"),
+    Class::local::<RotatingFileOptions>("RotatingFileHandler"),
+    Class::local::<TimedRotatingFileOptions>("TimedRotatingFileHandler"),
+    Class::local::<WatchedFileOptions>("WatchedFileHandler"),
+    Class::local::<MemoryOptions>("MemoryHandler"),
+    Class::local::<NullOptions>("NullHandler"),
+    Class::network::<SysLogOptions>("SysLogHandler"),
 ];
 
 /// A handler class; see [`CLASSES`].
@@ -59,13 +64,27 @@ pub(crate) struct Class {
     pub(crate) name: &'static str,
     /// Reads the class's own keys (config.rs reads the common ones).
     pub(crate) parse: fn(&mut Section<'_>) -> Option<Arc<dyn HandlerOptions>>,
-    /// The policy when `overflow` is not given.
-    pub(crate) overflow: OverflowPolicy,
+    /// Whether it delivers to a remote through `crate::delivery`: then
+    /// `overflow` applies to what it holds for delivery.
+    pub(crate) delivers: bool,
 }
 
 impl Class {
-    const fn of<T: HandlerOptions>(name: &'static str, overflow: OverflowPolicy) -> Class {
-        Class { name, parse: parse_as::<T>, overflow }
+    /// A handler that writes locally: `overflow` applies to its queue.
+    const fn local<T: HandlerOptions>(name: &'static str) -> Class {
+        Class { name, parse: parse_as::<T>, delivers: false }
+    }
+
+    /// A network handler; see [`HandlerConfig::queue_policy`].
+    const fn network<T: HandlerOptions>(name: &'static str) -> Class {
+        Class { name, parse: parse_as::<T>, delivers: true }
+    }
+
+    /// The policy when `overflow` is not given: a network handler's buffer
+    /// drops the newest records when its remote is away (a dead server must
+    /// stall nothing); a local handler waits.
+    pub(crate) fn default_overflow(&self) -> OverflowPolicy {
+        if self.delivers { OverflowPolicy::DropNewest } else { OverflowPolicy::Block }
     }
 }
 
@@ -96,6 +115,8 @@ pub struct BuildContext<'a> {
     pub(crate) handler: &'a HandlerConfig,
     /// Another handler's queue (a MemoryHandler's target).
     pub(crate) queue_of: &'a dyn Fn(&str) -> Option<Arc<HandlerQueue>>,
+    /// This handler's counters (for handlers that count their deliveries).
+    pub(crate) counters: Arc<HandlerCounters>,
 }
 
 impl BuildContext<'_> {
@@ -155,6 +176,10 @@ pub enum HandlerError {
     /// The record does not fit the format string (an extra field is missing).
     #[error(transparent)]
     Format(#[from] FormatError),
+    /// A network handler could not deliver (it retries, or has counted
+    /// what it gave up on itself).
+    #[error("{0}")]
+    Delivery(String),
 }
 
 impl HandlerError {
@@ -192,12 +217,39 @@ impl HandlerError {
 pub trait Handler: Send {
     /// Formats and writes one record (buffered: see `flush`).
     fn emit(&mut self, ctx: &RecordContext<'_>) -> Result<(), HandlerError>;
+    /// Writes one of the hub's own records (a report of dropped records);
+    /// a handler that counts its own deliveries must not count it.
+    fn emit_report(&mut self, ctx: &RecordContext<'_>) -> Result<(), HandlerError> {
+        self.emit(ctx)
+    }
     /// Makes everything emitted so far durable in the output (called when
     /// the handler's queue runs dry, so records are never held back long).
     fn flush(&mut self) -> Result<(), HandlerError>;
-    /// Called about twice a second while the queue is idle (and everything
-    /// is flushed), for work that should not wait for the next record.
+    /// Called when [`Handler::next_due`] comes, and about twice a second
+    /// while the queue is idle (and everything is flushed), for work that
+    /// should not wait for the next record.
     fn poll(&mut self) -> Result<(), HandlerError> {
+        Ok(())
+    }
+    /// When the handler needs [`Handler::poll`] next (a batch's age limit,
+    /// a retry), however busy its queue is. Never sleeping in `emit`, a
+    /// network handler says here when to come back instead.
+    fn next_due(&self) -> Option<std::time::Instant> {
+        None
+    }
+    /// Whether it takes records now. False (a network handler holding all
+    /// it may under the `block` policy) leaves them in the queue.
+    fn ready(&self) -> bool {
+        true
+    }
+    /// Whether it counts its own records as emitted (when delivered) and
+    /// failed, through the counters it was built with. Otherwise the worker
+    /// counts a record emitted when `emit` succeeds.
+    fn counts_deliveries(&self) -> bool {
+        false
+    }
+    /// At shutdown, before `close`: deliver what is held until `deadline`.
+    fn drain(&mut self, _deadline: std::time::Instant) -> Result<(), HandlerError> {
         Ok(())
     }
     /// Reopens files (SIGHUP, for external log rotation).
@@ -217,14 +269,15 @@ pub trait Handler: Send {
 }
 
 /// Builds configured handler `name`; `queue_of` finds another handler's
-/// queue (a MemoryHandler's target).
+/// queue (a MemoryHandler's target), `counters` are its own.
 pub(crate) fn build(
     config: &Config,
     name: &str,
     queue_of: &dyn Fn(&str) -> Option<Arc<HandlerQueue>>,
+    counters: Arc<HandlerCounters>,
 ) -> Result<Box<dyn Handler>, HandlerError> {
     let handler = &config.handlers[name];
-    handler.options.build(&BuildContext { name, config, handler, queue_of })
+    handler.options.build(&BuildContext { name, config, handler, queue_of, counters })
 }
 
 /// Python's default formatter when a handler names none: `%(message)s`.
