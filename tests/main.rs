@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `logfunnel` binary, real worker processes,
 //! real sockets and files. One test binary, one module per area.
 
+mod daemons;
 mod util;
 
 mod bad_clients;
@@ -10,3 +11,4 @@ mod delivery;
 mod faults;
 mod python_exact;
 mod security;
+mod syslog;
