@@ -611,3 +611,58 @@ handlers = ["file", "sys"]
     assert!(stderr.contains("handler \"sys\" dropped"), "{stderr}");
     assert!(reports.iter().any(|r| r.contains("handler \"sys\" dropped")), "{reports:?}");
 }
+
+#[test]
+fn a_target_that_accepts_but_never_reads_is_given_up_on_and_retried_without_stalling_anything() {
+    let d = Dir::new();
+    // Accepts connections and never reads from them: the hub's writes fill
+    // the kernels' buffers, then make no progress.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            keep.lock().unwrap().push(conn);
+        }
+    });
+    let config = format!(
+        r#"
+[handlers.file]
+class = "FileHandler"
+filename = {out:?}
+[handlers.sys]
+class = "SysLogHandler"
+address = "127.0.0.1:{port}"
+socktype = "tcp"
+format = "rfc5424"
+timeout = 0.5
+retry_initial = 0.2
+retry_max = 0.5
+buffer_max_records = 5000
+[root]
+level = "DEBUG"
+handlers = ["file", "sys"]
+"#,
+        out = d.path("out.log")
+    );
+    let hub = HubProc::start(&d, &d.write("hub.toml", &config));
+    // 2 KB messages: a few MB fill the connection's buffers quickly.
+    let w = worker(&hub.socket, 0, 20_000, &["--rate", "4000", "--message-bytes", "2000"]);
+    finish_worker(w);
+    let s = stats_when(&hub.socket, |s| handler(s, "sys")["held"] == 0 && handler(s, "sys")["retries"] != 0);
+    let sys = handler(&s, "sys").clone();
+    assert!(sys["retries"].as_u64().unwrap() >= 1 && sys["unconfirmed"].as_u64().unwrap() > 0, "{sys}");
+    // Nothing was silently lost: delivered (into buffers nobody reads),
+    // unconfirmed (counted as failed), dropped or still held.
+    let n = |k: &str| sys[k].as_u64().unwrap();
+    assert_eq!(n("emitted") + n("failed") + n("dropped") + n("held") + n("queue_depth"), 20_000, "{sys}");
+    assert!(
+        held.lock().unwrap().len() >= 2,
+        "the handler reconnected after giving up on the first connection"
+    );
+    let (seqs, _) = sequences(&d.path("out.log"));
+    assert_complete(&seqs, 0, 0, 20_000);
+    let stderr = hub.stop();
+    assert!(stderr.contains("the peer took no data for"), "{stderr}");
+}

@@ -250,6 +250,13 @@ impl Link {
         }
     }
 
+    /// How long a connection may take no data (or, for a protocol that
+    /// answers, give no answer) before it counts as dead: a peer that
+    /// vanished without a word (a half-open connection) or hung.
+    pub(crate) fn stall_limit(&self) -> Duration {
+        self.timeout * 6
+    }
+
     pub(crate) fn endpoint(&self) -> &Endpoint {
         &self.endpoint
     }

@@ -12,6 +12,7 @@
 //! `serverclose`. Transaction numbers run 1…999,999,999 and wrap to 1.
 
 use std::collections::VecDeque;
+use std::time::Instant;
 
 use super::link::Link;
 use super::{Attempt, OutBatch, Transport};
@@ -61,6 +62,8 @@ pub(crate) struct RelpTransport {
     what: String,
     /// The last refusal's text (a `500` answer).
     refused: Option<String>,
+    /// When the server last answered, or frames started waiting for it.
+    last_answer: Instant,
 }
 
 impl RelpTransport {
@@ -79,6 +82,7 @@ impl RelpTransport {
             window: window.max(1),
             what,
             refused: None,
+            last_answer: Instant::now(),
         }
     }
 
@@ -196,12 +200,14 @@ impl RelpTransport {
                         return Err(format!("the server refused the session: {}", text(frame.data)));
                     }
                     self.session = Session::Open;
+                    self.last_answer = Instant::now();
                     return Ok(());
                 }
                 let Some(f) = self.in_flight.iter_mut().find(|f| f.txnr == frame.txnr) else {
                     return Err(format!("an answer to unknown transaction {}", frame.txnr));
                 };
                 f.answer = Some(ok);
+                self.last_answer = Instant::now();
                 if !ok {
                     self.refused = Some(text(frame.data));
                 }
@@ -292,6 +298,7 @@ impl Transport for RelpTransport {
             }
         }
         if self.session == Session::Closed {
+            self.last_answer = Instant::now();
             let offer = format!(
                 "relp_version=0\nrelp_software=logfunnel,{}\ncommands=syslog",
                 env!("CARGO_PKG_VERSION")
@@ -303,6 +310,12 @@ impl Transport for RelpTransport {
             let read = self.read_in();
             self.settle(batch);
             read?;
+            let waiting = !self.in_flight.is_empty() || matches!(self.session, Session::Opening(_));
+            if !waiting {
+                self.last_answer = Instant::now();
+            } else if self.last_answer.elapsed() > self.link.stall_limit() {
+                return Err(format!("the server answered nothing for {:?}", self.last_answer.elapsed()));
+            }
             if self.session == Session::Open {
                 while self.in_flight.len() < self.window && self.next_send < batch.len() {
                     let index = self.next_send;

@@ -10,6 +10,7 @@
 //! whole on the next connection.
 
 use std::collections::VecDeque;
+use std::time::Instant;
 
 use super::link::{Link, Peer};
 use super::{Attempt, OutBatch, Transport};
@@ -26,13 +27,22 @@ pub(crate) struct StreamTransport {
     unconfirmed_ends: VecDeque<u64>,
     /// Records lost to a broken connection, not yet reported.
     lost: u64,
+    /// Since when the socket has taken nothing while data waits.
+    stalled_since: Option<Instant>,
     what: String,
 }
 
 impl StreamTransport {
     pub(crate) fn new(link: Link, what: &str) -> StreamTransport {
         let what = format!("{what} {}{}", if link.is_tls() { "tls " } else { "" }, link.endpoint());
-        StreamTransport { link, partial: 0, unconfirmed_ends: VecDeque::new(), lost: 0, what }
+        StreamTransport {
+            link,
+            partial: 0,
+            unconfirmed_ends: VecDeque::new(),
+            lost: 0,
+            stalled_since: None,
+            what,
+        }
     }
 
     /// Forgets the records the peer has confirmed since.
@@ -56,6 +66,7 @@ impl StreamTransport {
         self.lost += self.unconfirmed_ends.len() as u64;
         self.unconfirmed_ends.clear();
         self.partial = 0;
+        self.stalled_since = None;
         self.link.reset();
     }
 }
@@ -83,8 +94,20 @@ impl Transport for StreamTransport {
                 return Attempt::Done;
             }
             match self.link.write(data) {
-                Ok(0) => return Attempt::Wait,
+                Ok(0) => {
+                    let since = *self.stalled_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > self.link.stall_limit() {
+                        self.prune_confirmed();
+                        self.lost_connection(Peer::Broken);
+                        return Attempt::Retry(format!(
+                            "the peer took no data for {:?} (not reading, or gone without a word)",
+                            since.elapsed()
+                        ));
+                    }
+                    return Attempt::Wait;
+                }
                 Ok(n) => {
+                    self.stalled_since = None;
                     self.partial += n;
                     let complete = batch.records_within(start + self.partial) - batch.done();
                     if complete > 0 {
