@@ -366,28 +366,6 @@ for h in handlers:
     assert_eq!(hub_tcp, py_tcp);
 }
 
-/// The `(worker, thread) → sequence numbers` found in messages of the form
-/// `w<id> t<thread> s<seq> …`.
-fn seqs_in<'a>(messages: impl Iterator<Item = &'a str>) -> (Seqs, Vec<String>) {
-    let mut seqs = Seqs::new();
-    let mut other = Vec::new();
-    for m in messages {
-        let m = m.trim_start();
-        let mut it = m.split(' ');
-        let parsed = (|| {
-            let w = it.next()?.strip_prefix('w')?.parse().ok()?;
-            let t = it.next()?.strip_prefix('t')?.parse().ok()?;
-            let s = it.next()?.strip_prefix('s')?.parse().ok()?;
-            Some((w, t, s))
-        })();
-        match parsed {
-            Some((w, t, s)) => seqs.entry((w, t)).or_default().push(s),
-            None => other.push(m.to_owned()),
-        }
-    }
-    (seqs, other)
-}
-
 /// 4 workers log steadily through the hub to rsyslog; rsyslog is stopped
 /// for 5 s mid-run and started again. Returns what rsyslog holds, the
 /// handler's counters, and the number of records sent.
@@ -428,7 +406,7 @@ fn restart_mid_run(transport: &str) -> (Seqs, serde_json::Value, u64) {
         last = lines.len();
     };
     hub.stop();
-    let (seqs, other) = seqs_in(lines.iter().map(|l| l.msg.as_str()));
+    let (seqs, other) = sequences_in(lines.iter().map(|l| l.msg.as_str()));
     assert!(
         other.is_empty(),
         "{} messages are not the workers', e.g. {:?}",
@@ -596,7 +574,7 @@ handlers = ["file", "sys"]
     // The syslog target: every record it got is a worker's, once; together
     // with what was dropped (and counted) that is everything.
     let bodies: Vec<&str> = messages.iter().map(|m| m.splitn(8, ' ').nth(7).unwrap_or("")).collect();
-    let (got, reports) = seqs_in(bodies.iter().copied());
+    let (got, reports) = sequences_in(bodies.iter().copied());
     let delivered: u64 = got.values().map(|v| v.len() as u64).sum();
     for (k, v) in &got {
         let mut u = v.clone();

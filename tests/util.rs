@@ -175,9 +175,16 @@ pub type Seqs = BTreeMap<(u32, u32), Vec<u64>>;
 pub fn sequences(path: &Path) -> (Seqs, Vec<String>) {
     let mut text = String::new();
     std::fs::File::open(path).expect("output file").read_to_string(&mut text).expect("utf-8 output");
+    sequences_in(text.lines())
+}
+
+/// The sequences in messages of the form `w<id> t<thread> s<seq> …`
+/// (leading spaces ignored), and the messages that are not of that form.
+pub fn sequences_in<'a>(messages: impl Iterator<Item = &'a str>) -> (Seqs, Vec<String>) {
     let mut seqs = Seqs::new();
     let mut other = Vec::new();
-    for line in text.lines() {
+    for line in messages {
+        let line = line.trim_start();
         let mut it = line.split(' ');
         let parsed = (|| {
             let w = it.next()?.strip_prefix('w')?.parse().ok()?;
