@@ -315,7 +315,15 @@ impl HandlerOptions for SysLogOptions {
             s.merge_issues(m);
         }
         let timeout = s.seconds(&["timeout"], false).unwrap_or(Duration::from_secs(5));
-        let delivery = DeliveryOptions::read(s, DeliveryOptions::default());
+        // RELP keeps one batch in flight and refills its window as answers
+        // come: a batch of many windows pauses for a round trip only at its
+        // end.
+        let defaults = if relp {
+            DeliveryOptions { batch_max_records: 16 * relp_window, batch_max_bytes: 4 << 20, ..Default::default() }
+        } else {
+            DeliveryOptions::default()
+        };
+        let delivery = DeliveryOptions::read(s, defaults);
         let address = address?;
         let inet = matches!(address, SyslogAddress::Inet { .. });
         let stream = match (&address, socktype) {
