@@ -75,11 +75,15 @@ fn stop_pid(child: &mut Child, signal: i32) {
     }
 }
 
-/// A test certificate authority and a certificate for `localhost`/127.0.0.1.
+/// A test certificate authority, a server certificate for
+/// `localhost`/127.0.0.1, and a client certificate (for daemons that
+/// authenticate their senders).
 pub struct Pki {
     pub ca: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
 }
 
 impl Pki {
@@ -94,10 +98,22 @@ impl Pki {
         leaf.subject_alt_names.push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
         leaf.distinguished_name.push(DnType::CommonName, "localhost");
         let leaf = leaf.signed_by(&key, &ca).unwrap();
-        let pki = Pki { ca: dir.join("ca.pem"), cert: dir.join("cert.pem"), key: dir.join("key.pem") };
+        let client_key = KeyPair::generate().unwrap();
+        let mut client = CertificateParams::new(vec!["logfunnel-hub".to_owned()]).unwrap();
+        client.distinguished_name.push(DnType::CommonName, "logfunnel-hub");
+        let client = client.signed_by(&client_key, &ca).unwrap();
+        let pki = Pki {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("cert.pem"),
+            key: dir.join("key.pem"),
+            client_cert: dir.join("client.pem"),
+            client_key: dir.join("client.key"),
+        };
         std::fs::write(&pki.ca, ca.pem()).unwrap();
         std::fs::write(&pki.cert, leaf.pem()).unwrap();
         std::fs::write(&pki.key, key.serialize_pem()).unwrap();
+        std::fs::write(&pki.client_cert, client.pem()).unwrap();
+        std::fs::write(&pki.client_key, client_key.serialize_pem()).unwrap();
         if euid() == 0 {
             for p in [&pki.ca, &pki.cert, &pki.key] {
                 chown(p);
@@ -156,6 +172,8 @@ pub enum Input {
     Tls,
     /// imrelp (rsyslog-relp).
     Relp,
+    /// imrelp with TLS.
+    RelpTls,
     /// imuxsock on a socket of its own (a private /dev/log).
     UnixDgram,
     /// imptcp on a Unix stream socket, NUL and LF as delimiters.
@@ -245,6 +263,15 @@ impl Rsyslog {
                 ),
                 (Input::Relp, Address::Port(p)) => {
                     format!("input(type=\"imrelp\" address=\"127.0.0.1\" port=\"{p}\" ruleset=\"{name}\")\n")
+                }
+                (Input::RelpTls, Address::Port(p)) => {
+                    let pki = pki.expect("a TLS input needs the PKI");
+                    format!(
+                        "input(type=\"imrelp\" address=\"127.0.0.1\" port=\"{p}\" ruleset=\"{name}\" tls=\"on\" tls.authmode=\"certvalid\" tls.cacert=\"{}\" tls.mycert=\"{}\" tls.myprivkey=\"{}\")\n",
+                        pki.ca.display(),
+                        pki.cert.display(),
+                        pki.key.display()
+                    )
                 }
                 (Input::UnixDgram, Address::Path(s)) => format!(
                     "input(type=\"imuxsock\" Socket=\"{}\" ruleset=\"{name}\" RateLimit.Interval=\"0\" UseSpecialParser=\"off\" ParseHostname=\"on\")\n",

@@ -62,6 +62,7 @@ fn every_transport_into_rsyslog_delivers_each_record_once_with_its_pri_host_tag_
         ("tcp_octets", Input::Tcp),
         ("tls", Input::Tls),
         ("relp", Input::Relp),
+        ("relp_tls", Input::RelpTls),
         ("unix", Input::UnixDgram),
         ("unix_stream", Input::UnixStream),
     ];
@@ -113,6 +114,19 @@ relp = true
 format = "rfc3164"
 facility = "local3"
 app_name = "relp"
+[handlers.relp_tls]
+class = "SysLogHandler"
+address = "localhost:{relp_tls}"
+socktype = "tcp"
+relp = true
+tls = true
+tls_ca_file = {ca:?}
+tls_cert_file = {client_cert:?}
+tls_key_file = {client_key:?}
+format = "rfc5424"
+facility = "local3"
+app_name = "relp_tls"
+escape_control_chars = false
 [handlers.unix]
 class = "SysLogHandler"
 address = {unix:?}
@@ -125,14 +139,17 @@ facility = "local3"
 formatter = "py"
 [root]
 level = "DEBUG"
-handlers = ["udp", "tcp_python", "tcp_octets", "tls", "relp", "unix", "unix_stream"]
+handlers = ["udp", "tcp_python", "tcp_octets", "tls", "relp", "relp_tls", "unix", "unix_stream"]
 "#,
         udp = port("udp"),
         tcp_python = port("tcp_python"),
         tcp_octets = port("tcp_octets"),
         tls = port("tls"),
         relp = port("relp"),
+        relp_tls = port("relp_tls"),
         ca = pki.ca,
+        client_cert = pki.client_cert,
+        client_key = pki.client_key,
         unix = path("unix"),
         unix_stream = path("unix_stream"),
     );
@@ -152,10 +169,10 @@ handlers = ["udp", "tcp_python", "tcp_octets", "tls", "relp", "unix", "unix_stre
             assert_eq!(line.pri, 19 * 8 + severity, "{ctx}");
             // The hub escapes control characters unless told otherwise;
             // rsyslog escapes those it receives as #ooo.
-            let raw = matches!(name, "tcp_octets" | "tls");
+            let raw = matches!(name, "tcp_octets" | "tls" | "relp_tls");
             let text = if raw { (*msg).to_owned() } else { msg.replace('\n', "\\n") };
             match name {
-                "tcp_octets" | "tls" | "relp" => {
+                "tcp_octets" | "tls" | "relp" | "relp_tls" => {
                     assert_eq!(line.host, host, "{ctx}");
                     let app = if name == "tcp_octets" { "octets" } else { name };
                     assert_eq!(line.app, app, "{ctx}");

@@ -319,7 +319,11 @@ impl HandlerOptions for SysLogOptions {
         // come: a batch of many windows pauses for a round trip only at its
         // end.
         let defaults = if relp {
-            DeliveryOptions { batch_max_records: 16 * relp_window, batch_max_bytes: 4 << 20, ..Default::default() }
+            DeliveryOptions {
+                batch_max_records: 16 * relp_window,
+                batch_max_bytes: 4 << 20,
+                ..Default::default()
+            }
         } else {
             DeliveryOptions::default()
         };
