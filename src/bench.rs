@@ -185,9 +185,14 @@ struct Report {
     output_lines: Option<u64>,
     handler: String,
     output_bytes: Option<u64>,
+    /// Log calls timed (one in 8); a quantile is given only when there are
+    /// enough of them (see `MIN_SAMPLES`), else it is null.
+    client_latency_samples: u64,
     client_p50_ns: Option<u64>,
     client_p99_ns: Option<u64>,
     client_p999_ns: Option<u64>,
+    /// Records whose log call → write latency was noted (one in 8).
+    e2e_samples: u64,
     e2e_p50_us: Option<f64>,
     e2e_p99_us: Option<f64>,
     e2e_max_us: Option<f64>,
@@ -376,7 +381,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     }
     let mut client_dropped = 0;
     let mut failures = Vec::new();
-    let mut client_lat = Histogram::<u64>::new(3).expect("sigfig");
+    let mut client_lat = new_hist();
     let mut client_rss_kib = 0;
     for (i, w) in workers.iter_mut().enumerate() {
         let mut polls = 0u32;
@@ -430,7 +435,6 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let output_lines = (file_mode).then(|| v.unique + v.duplicates + v.foreign);
     let output_bytes = file_mode.then(|| std::fs::metadata(&out_file).map_or(0, |m| m.len()));
     let e2e = e2e.lock().unwrap_or_else(|e| e.into_inner());
-    let q = |h: &Histogram<u64>, p: f64| (!h.is_empty()).then(|| h.value_at_quantile(p));
     let us = |ns: Option<u64>| ns.map(|n| n as f64 / 1e3);
     let report = Report {
         records: args.records,
@@ -447,13 +451,21 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         client_dropped,
         verified: own_hub,
         output_lines,
-        handler: if builtin { args.handler.clone() } else { "config".into() },
+        handler: if builtin {
+            args.handler.clone()
+        } else if let Some(c) = &args.config {
+            format!("config {}", c.display())
+        } else {
+            format!("external hub on {}", socket.display())
+        },
         output_bytes,
-        client_p50_ns: q(&client_lat, 0.5),
-        client_p99_ns: q(&client_lat, 0.99),
-        client_p999_ns: q(&client_lat, 0.999),
-        e2e_p50_us: us(q(&e2e, 0.5)),
-        e2e_p99_us: us(q(&e2e, 0.99)),
+        client_latency_samples: client_lat.len(),
+        client_p50_ns: quantile(&client_lat, 0.5),
+        client_p99_ns: quantile(&client_lat, 0.99),
+        client_p999_ns: quantile(&client_lat, 0.999),
+        e2e_samples: e2e.len(),
+        e2e_p50_us: us(quantile(&e2e, 0.5)),
+        e2e_p99_us: us(quantile(&e2e, 0.99)),
         e2e_max_us: us((!e2e.is_empty()).then(|| e2e.max())),
         hub_peak_rss_mib: hub_rss_kib as f64 / 1024.0,
         client_peak_rss_mib: client_rss_kib as f64 / 1024.0,
@@ -544,9 +556,11 @@ fn in_process(args: &Args, tmp: &std::path::Path) -> anyhow::Result<()> {
         output_lines: Some(v.unique + v.duplicates + v.foreign),
         handler: "in-process".into(),
         output_bytes: Some(std::fs::metadata(&out_file).map_or(0, |m| m.len())),
+        client_latency_samples: 0,
         client_p50_ns: None,
         client_p99_ns: None,
         client_p999_ns: None,
+        e2e_samples: 0,
         e2e_p50_us: None,
         e2e_p99_us: None,
         e2e_max_us: None,
@@ -625,25 +639,61 @@ fn check_file(path: &std::path::Path, v: &mut Verify) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn fmt_opt<T: std::fmt::Display>(v: Option<T>, unit: &str) -> String {
-    v.map_or_else(|| "-".to_owned(), |v| format!("{v}{unit}"))
+/// Samples a quantile needs before it means something: ten beyond it
+/// (p50: 20, p99: 1,000, p99.9: 10,000).
+fn min_samples(p: f64) -> u64 {
+    (10.0 / (1.0 - p)).ceil() as u64
+}
+
+/// The quantile, or None when the histogram has too few samples for it.
+fn quantile(h: &Histogram<u64>, p: f64) -> Option<u64> {
+    (h.len() >= min_samples(p)).then(|| h.value_at_quantile(p))
+}
+
+/// Below this many records, rates and per-record CPU are mostly start-up.
+const MIN_RECORDS: u64 = 100_000;
+
+/// Quantiles as `a / b / c unit`, with `n/a` for those with too few samples
+/// and a note saying how many there were.
+fn quantiles(values: &[(Option<String>, f64)], samples: u64, unit: &str, not_measured: &str) -> String {
+    if samples == 0 {
+        return format!("not measured ({not_measured})");
+    }
+    let shown: Vec<String> = values
+        .iter()
+        .map(|(v, _)| v.as_ref().map_or_else(|| "n/a".to_owned(), |v| format!("{v}{unit}")))
+        .collect();
+    let mut out = shown.join(" / ");
+    if let Some((_, p)) = values.iter().find(|(v, _)| v.is_none()) {
+        out += &format!(
+            "  (n/a: {samples} samples; p{} needs {})",
+            (p * 100.0).to_string().trim_end_matches(".0"),
+            min_samples(*p)
+        );
+    }
+    out
 }
 
 fn print_table(r: &Report, stats: Option<&logfunnel_hub::stats::HubStats>) {
+    let handler = if r.handler.contains(' ') { r.handler.clone() } else { format!("handler {}", r.handler) };
     println!(
-        "logfunnel bench: {} processes × {} threads, {} records of {} bytes, handler {}{}",
+        "logfunnel bench: {} processes × {} threads, {} records of {} bytes, {handler}{}",
         r.processes,
         r.threads,
         r.records,
         r.message_bytes,
-        r.handler,
         r.load_average.as_ref().map_or(String::new(), |l| format!(" (load average {l})"))
     );
+    let few = if r.records < MIN_RECORDS {
+        format!("  (only {} records: start-up dominates; use --records 1000000)", r.records)
+    } else {
+        String::new()
+    };
     println!("  {:<30} {:>14.3}", "seconds (drain incl.)", r.seconds);
-    println!("  {:<30} {:>14.0}", "records/s", r.records_per_sec);
-    println!("  {:<30} {:>14.1}", "MB/s (messages)", r.mb_per_sec);
+    println!("  {:<30} {:>14.0}{few}", "records/s", r.records_per_sec);
+    println!("  {:<30} {:>14.1}{few}", "MB/s (messages)", r.mb_per_sec);
     if let Some(b) = r.output_bytes {
-        println!("  {:<30} {:>14.1}", "MB/s (written to the file)", b as f64 / r.seconds / 1e6);
+        println!("  {:<30} {:>14.1}{few}", "MB/s (written to the file)", b as f64 / r.seconds / 1e6);
     }
     let verified = if r.verified { "" } else { " (client-reported drops only: external hub)" };
     println!("  {:<30} {:>14}{verified}", "lost", r.lost);
@@ -655,23 +705,33 @@ fn print_table(r: &Report, stats: Option<&logfunnel_hub::stats::HubStats>) {
     if let Some(lines) = r.output_lines {
         println!("  {:<30} {:>14}", "lines in output file", lines);
     }
+    let ns = |v: Option<u64>| v.map(|v| v.to_string());
     println!(
-        "  {:<30} {:>14}",
+        "  {:<30} {}",
         "log call p50 / p99 / p99.9",
-        format!(
-            "{} / {} / {}",
-            fmt_opt(r.client_p50_ns, " ns"),
-            fmt_opt(r.client_p99_ns, " ns"),
-            fmt_opt(r.client_p999_ns, " ns")
+        quantiles(
+            &[(ns(r.client_p50_ns), 0.5), (ns(r.client_p99_ns), 0.99), (ns(r.client_p999_ns), 0.999)],
+            r.client_latency_samples,
+            " ns",
+            "the in-process floor has no client"
         )
     );
     let us = |v: Option<f64>| v.map(|v| format!("{v:.0}"));
     println!(
-        "  {:<30} {:>14}",
+        "  {:<30} {}",
         "log call → written p50 / p99",
-        format!("{} / {}", fmt_opt(us(r.e2e_p50_us), " µs"), fmt_opt(us(r.e2e_p99_us), " µs"))
+        quantiles(
+            &[(us(r.e2e_p50_us), 0.5), (us(r.e2e_p99_us), 0.99)],
+            r.e2e_samples,
+            " µs",
+            if r.handler == "in-process" {
+                "the floor has no hub"
+            } else {
+                "only the bench's own file or null handler notes write times"
+            }
+        )
     );
-    println!("  {:<30} {:>14.0}", "CPU ns per record (all procs)", r.cpu_ns_per_record);
+    println!("  {:<30} {:>14.0}{few}", "CPU ns per record (all procs)", r.cpu_ns_per_record);
     println!("  {:<30} {:>14.1}", "hub peak RSS (MiB)", r.hub_peak_rss_mib);
     println!("  {:<30} {:>14.1}", "largest client peak RSS (MiB)", r.client_peak_rss_mib);
     if let Some(s) = stats {

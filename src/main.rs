@@ -7,6 +7,7 @@ mod hub;
 mod run;
 mod send;
 mod stats;
+mod wait;
 mod worker;
 
 use std::path::PathBuf;
@@ -35,6 +36,8 @@ enum Command {
     CheckConfig(check_config::Args),
     /// Show the hub's counters: per handler and per connection.
     Stats(stats::Args),
+    /// Wait until a hub answers on the socket (for scripts that start one in the background).
+    Wait(wait::Args),
     /// A worker process of `bench` (and of the tests).
     #[command(hide = true)]
     Worker(worker::Args),
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
         },
         Command::Worker(a) => worker::run(a),
         Command::Stats(a) => stats::run(a),
+        Command::Wait(a) => wait::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

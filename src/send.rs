@@ -2,7 +2,7 @@
 
 use std::io::BufRead;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use logfunnel_protocol::{Record, parse_level};
@@ -18,7 +18,7 @@ pub(crate) struct Args {
     /// Logger name.
     #[arg(long, short = 'n', default_value = "root")]
     logger: String,
-    /// Seconds to wait for the hub.
+    /// Seconds to wait for the hub (one that is starting is waited for) and for its answer.
     #[arg(long, default_value_t = 5.0)]
     timeout: f64,
     /// The message (words are joined with spaces); read from stdin if absent.
@@ -44,7 +44,6 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         })
         .collect();
     let socket = crate::resolve_socket(args.socket, None);
-    let timeout = Duration::from_secs_f64(args.timeout.max(0.001));
-    logfunnel_client::send_records(&socket, records, timeout)?;
+    logfunnel_client::send_records(&socket, records, crate::wait::seconds(args.timeout)?)?;
     Ok(())
 }

@@ -1,7 +1,6 @@
 //! `logfunnel stats`: the hub's counters.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -11,11 +10,14 @@ pub(crate) struct Args {
     /// Print one JSON object instead of tables.
     #[arg(long)]
     json: bool,
+    /// Seconds to wait for the hub (one that is starting is waited for) and for its answer.
+    #[arg(long, default_value_t = 5.0)]
+    timeout: f64,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let socket = crate::resolve_socket(args.socket, None);
-    let s = logfunnel_client::fetch_stats(&socket, Duration::from_secs(5))?;
+    let s = logfunnel_client::fetch_stats(&socket, crate::wait::seconds(args.timeout)?)?;
     if args.json {
         println!("{}", serde_json::to_string(&s)?);
         return Ok(());

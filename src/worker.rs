@@ -51,9 +51,14 @@ pub(crate) struct Args {
     queue_bytes: Option<usize>,
     /// How the process ends: `finish` (Guard::finish), `drop` (the guard
     /// dropped at the end of scope), `flush-exit` (flush, then
-    /// std::process::exit), `exit` (std::process::exit without flushing).
+    /// std::process::exit), `exit` (std::process::exit without flushing);
+    /// or how it begins: `early-drop` (the guard dropped before logging, as
+    /// `let _ = init()?` does), `early-finish` (Guard::finish before logging).
     #[arg(long, default_value = "finish")]
     exit_mode: String,
+    /// How long the guard waits for the hub to acknowledge everything.
+    #[arg(long, default_value_t = 60_000)]
+    flush_timeout_ms: u64,
     /// While the threads log, fork this many children one after another;
     /// child k logs `--child-records` records as worker `id * 10000 + k + 1`,
     /// flushes and exits (the fork-safety test).
@@ -69,7 +74,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let mut builder = Builder::new()
         .process_name(format!("worker-{}", args.id))
         .overflow(overflow)
-        .flush_timeout(Duration::from_secs(60));
+        .flush_timeout(Duration::from_millis(args.flush_timeout_ms));
     if let Some(n) = args.max_unacked {
         builder = builder.max_unacked(n);
     }
@@ -77,6 +82,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         builder = builder.queue_capacity(n);
     }
     let guard = builder.init().context("starting the logfunnel client")?;
+    if args.exit_mode.starts_with("early-") {
+        return log_without_guard(&args, guard);
+    }
     if args.wait_go {
         println!("ready");
         std::io::stdout().flush()?;
@@ -139,6 +147,24 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--exit-mode early-*`: the guard is gone before the first record; main
+/// returns normally (the client's exit handler does the rest).
+fn log_without_guard(args: &Args, guard: logfunnel_client::Guard) -> anyhow::Result<()> {
+    let handler = guard.handler().clone();
+    match args.exit_mode.as_str() {
+        "early-drop" => drop(guard),
+        "early-finish" => {
+            guard.finish().context("flushing to the hub")?;
+        }
+        other => anyhow::bail!("unknown --exit-mode {other:?}"),
+    }
+    let pad = "x".repeat(args.message_bytes.saturating_sub(24));
+    log_records(args, 0, args.records, &pad);
+    let s = handler.stats();
+    println!("{{\"sent\":{},\"dropped\":{},\"after_stop\":{}}}", s.sent, s.dropped, s.after_stop);
+    Ok(())
+}
+
 /// Forks `--fork-children` children one after another (the parent's
 /// threads keep logging meanwhile); returns how many did not exit cleanly.
 fn fork_children(args: &Args, guard: &logfunnel_client::Guard) -> u32 {
@@ -174,7 +200,10 @@ fn fork_children(args: &Args, guard: &logfunnel_client::Guard) -> u32 {
 
 /// One logging thread: `n` records, paced by `--rate`, timed with `--latency`.
 fn log_records(args: &Args, t: u64, n: u64, pad: &str) -> Histogram<u64> {
-    let mut hist = Histogram::<u64>::new(3).expect("sigfig");
+    // Explicit bounds (1 tick .. about a minute): an auto-resizing
+    // histogram reported a thread's first call, which registers its queue
+    // and takes a page fault or two, as 1 tick.
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 1 << 38, 3).expect("bounds");
     let (logger, id) = (&args.logger, args.id);
     let start = Instant::now();
     for seq in 0..n {

@@ -12,3 +12,4 @@ mod faults;
 mod python_exact;
 mod security;
 mod syslog;
+mod tracing_layer;

@@ -12,9 +12,17 @@ pub enum InitError {
     /// The sender thread could not be started.
     #[error("cannot start the logfunnel sender thread: {0}")]
     Spawn(std::io::Error),
-    /// `LOGFUNNEL_LEVEL` names no level.
-    #[error("LOGFUNNEL_LEVEL={0:?} is not a level (use TRACE, DEBUG, INFO, WARN, ERROR or OFF)")]
-    BadLevel(String),
+    /// `LOGFUNNEL_LEVEL` (or [`crate::Builder::filter`]) does not parse.
+    #[error("{origin}={text:?}: {error} (directives: LEVEL, TARGET=LEVEL or TARGET, comma-separated)")]
+    BadFilter {
+        /// Where the directives came from (`LOGFUNNEL_LEVEL` or `Builder::filter`).
+        origin: &'static str,
+        /// The directives as given.
+        text: String,
+        /// The first bad directive.
+        #[source]
+        error: crate::DirectiveError,
+    },
 }
 
 /// Why a flush did not complete.
@@ -39,11 +47,13 @@ pub enum FlushError {
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum SendError {
-    /// No hub listens on the socket.
-    #[error("no hub answers on {path}: {error}")]
+    /// No hub listens on the socket (none appeared within the timeout).
+    #[error("no hub answers on {path} (waited {waited:.1?}): {error}")]
     NoHub {
         /// The socket path tried.
         path: String,
+        /// How long it waited for a hub to appear.
+        waited: Duration,
         /// What connecting said.
         error: std::io::Error,
     },

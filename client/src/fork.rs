@@ -21,6 +21,7 @@ extern "C" fn in_child() {
     GENERATION.fetch_add(1, Ordering::Relaxed);
     REBUILDING.store(false, Ordering::Relaxed);
     crate::clock::after_fork();
+    crate::exit::after_fork();
 }
 
 /// Registers the fork handler (once per process).

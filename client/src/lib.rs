@@ -26,7 +26,11 @@
 
 mod clock;
 mod error;
+mod exit;
+mod filter;
 mod fork;
+#[cfg(feature = "tracing")]
+pub mod layer;
 mod oneshot;
 mod ring;
 mod sender;
@@ -40,10 +44,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use error::{FlushError, InitError, SendError};
+pub use filter::{DirectiveError, Directives};
+#[cfg(feature = "tracing")]
+pub use layer::TracingLayer;
 use logfunnel_protocol::{
-    Backoff, Level, MAX_MESSAGE_BYTES, RecordRef, ValueRef, encode_record_ref, encoded_record_len,
+    Backoff, EncodedExtra, Level, MAX_MESSAGE_BYTES, RecordRef, ValueRef, encode_record_with,
+    encoded_record_len_with,
 };
-pub use oneshot::{fetch_stats, send_records};
+pub use oneshot::{fetch_stats, send_records, wait_for_hub};
 use ring::{PushError, Ring};
 
 /// What a log call does when its thread's queue is full (the hub is slow or
@@ -63,7 +71,7 @@ pub enum Overflow {
 /// | setting | default |
 /// |---|---|
 /// | socket | `LOGFUNNEL_SOCKET`, else [`logfunnel_protocol::default_socket_path`] |
-/// | level | `LOGFUNNEL_LEVEL`, else TRACE (the hub's config does the filtering) |
+/// | level | `LOGFUNNEL_LEVEL` (`RUST_LOG`-style directives: `info,app.db=debug`; see [`Directives`]), else TRACE (the hub's config does the filtering) |
 /// | queue_capacity | 1 MiB per logging thread |
 /// | max_unacked | 8 MiB of records held by the sender until the hub acknowledges them |
 /// | overflow | [`Overflow::Block`] |
@@ -72,7 +80,7 @@ pub enum Overflow {
 #[derive(Debug, Clone)]
 pub struct Builder {
     socket: Option<PathBuf>,
-    level: Option<log::LevelFilter>,
+    filter: Option<FilterSpec>,
     queue_capacity: usize,
     max_unacked: usize,
     overflow: Overflow,
@@ -85,7 +93,7 @@ impl Default for Builder {
     fn default() -> Self {
         Builder {
             socket: None,
-            level: None,
+            filter: None,
             queue_capacity: 1 << 20,
             max_unacked: 8 << 20,
             overflow: Overflow::Block,
@@ -106,9 +114,17 @@ impl Builder {
         self.socket = Some(path.into());
         self
     }
-    /// The most verbose level sent (also set as `log`'s max level by `init`).
+    /// The most verbose level sent, for every target (also set as `log`'s
+    /// max level by `init`). Overrides `LOGFUNNEL_LEVEL`.
     pub fn level(mut self, level: log::LevelFilter) -> Self {
-        self.level = Some(level);
+        self.filter = Some(FilterSpec::Parsed(Directives::all(level)));
+        self
+    }
+    /// Per-target levels in `RUST_LOG`'s syntax (`info,app.db=debug,hyper=warn`;
+    /// see [`Directives`]); a bad directive makes `build`/`init` fail.
+    /// Overrides `LOGFUNNEL_LEVEL`.
+    pub fn filter(mut self, directives: impl Into<String>) -> Self {
+        self.filter = Some(FilterSpec::Text(directives.into()));
         self
     }
     /// Bytes of queue per logging thread (rounded up to a power of two).
@@ -145,11 +161,15 @@ impl Builder {
     /// Starts the sender thread and returns the handler (not installed) and
     /// its guard.
     pub fn build(self) -> Result<(QueueHandler, Guard), InitError> {
-        let level = match self.level {
-            Some(l) => l,
-            None => match std::env::var("LOGFUNNEL_LEVEL") {
-                Ok(v) if !v.is_empty() => v.parse().map_err(|_| InitError::BadLevel(v))?,
-                _ => log::LevelFilter::Trace,
+        let parse = |origin: &'static str, text: String| {
+            text.parse::<Directives>().map_err(|error| InitError::BadFilter { origin, text, error })
+        };
+        let filter = match self.filter.clone() {
+            Some(FilterSpec::Parsed(d)) => d,
+            Some(FilterSpec::Text(t)) => parse("Builder::filter", t)?,
+            None => match std::env::var(LEVEL_ENV) {
+                Ok(v) if !v.trim().is_empty() => parse(LEVEL_ENV, v)?,
+                _ => Directives::all(log::LevelFilter::Trace),
             },
         };
         let socket = self
@@ -159,24 +179,44 @@ impl Builder {
             .unwrap_or_else(logfunnel_protocol::default_socket_path);
         fork::install();
         let process_name = self.process_name.clone().unwrap_or_else(oneshot::process_name);
-        let state = Shared::new(self, socket, level, process_name, fork::generation());
+        let state = Shared::new(self, socket, filter, process_name, fork::generation());
         let shared = Shared::start(state).map_err(|(_, e)| e)?;
         let handler = QueueHandler {
             inner: Arc::new(Inner { current: AtomicPtr::new(Arc::into_raw(shared).cast_mut()) }),
         };
-        let guard = Guard { handler: handler.clone() };
+        let guard = Guard { handler: handler.clone(), process_wide: false };
+        exit::install();
         Ok((handler, guard))
     }
 
     /// Builds the handler and installs it as the global `log` logger.
+    ///
+    /// The client then serves the whole process: dropping the guard flushes,
+    /// and the sender keeps running, so records logged later (a guard bound
+    /// to `_` is dropped at once) are still delivered; at exit (returning
+    /// from `main`, or `std::process::exit`) the process flushes once more
+    /// and stops the sender. [`Guard::finish`] stops it for good and returns
+    /// the flush's result.
     pub fn init(self) -> Result<Guard, InitError> {
-        let (handler, guard) = self.build()?;
-        let level = handler.shared().level;
-        log::set_boxed_logger(Box::new(handler))?;
+        let (handler, mut guard) = self.build()?;
+        let level = handler.shared().filter.max_level();
+        log::set_boxed_logger(Box::new(handler.clone()))?;
         log::set_max_level(level);
+        exit::set_process_client(handler);
+        guard.process_wide = true;
         Ok(guard)
     }
 }
+
+/// How the levels were given to the builder.
+#[derive(Debug, Clone)]
+enum FilterSpec {
+    Parsed(Directives),
+    Text(String),
+}
+
+/// The environment variable with the worker-side level directives.
+pub const LEVEL_ENV: &str = "LOGFUNNEL_LEVEL";
 
 /// Installs a QueueHandler with the default settings (socket from
 /// `LOGFUNNEL_SOCKET`) as the global `log` logger.
@@ -204,7 +244,7 @@ pub(crate) struct Shared {
     /// The sender thread, taken by the guard to join it.
     sender: Mutex<Option<JoinHandle<()>>>,
     socket: PathBuf,
-    level: log::LevelFilter,
+    filter: Directives,
     pid: u32,
     process_name: String,
     session: u64,
@@ -226,6 +266,11 @@ pub(crate) struct Shared {
     connected: AtomicBool,
     connects: AtomicU64,
     last_error: Mutex<Option<String>>,
+    /// Records logged after the sender was stopped.
+    late: AtomicU64,
+    /// `assigned` when a flush last timed out (0: none did): the exit
+    /// handler does not wait a second time for a hub that took nothing since.
+    failed_flush_at: AtomicU64,
 }
 
 impl Shared {
@@ -233,7 +278,7 @@ impl Shared {
     fn new(
         settings: Builder,
         socket: PathBuf,
-        level: log::LevelFilter,
+        filter: Directives,
         process_name: String,
         generation: u64,
     ) -> Shared {
@@ -242,7 +287,7 @@ impl Shared {
             generation,
             sender: Mutex::new(None),
             socket,
-            level,
+            filter,
             pid: std::process::id(),
             process_name,
             session: new_session_id(),
@@ -259,6 +304,8 @@ impl Shared {
             connected: AtomicBool::new(false),
             connects: AtomicU64::new(0),
             last_error: Mutex::new(None),
+            late: AtomicU64::new(0),
+            failed_flush_at: AtomicU64::new(0),
         }
     }
 
@@ -294,6 +341,9 @@ pub struct ClientStats {
     pub connected: bool,
     /// Successful connections so far (more than one means reconnects).
     pub connects: u64,
+    /// Records logged after the sender was stopped (not sent; reported on
+    /// stderr at exit).
+    pub after_stop: u64,
 }
 
 /// The `log::Log` implementation: Python's QueueHandler. Cheap to clone.
@@ -329,9 +379,7 @@ impl std::fmt::Debug for QueueHandler {
 struct Local {
     handler_id: u64,
     ring: Arc<Ring>,
-    message: String,
-    kv: Vec<(String, KvScratch)>,
-    kv_len: usize,
+    scratch: Scratch,
     thread: u64,
     thread_name: Option<String>,
     /// How long this thread last waited for room in its ring (see
@@ -345,18 +393,25 @@ impl Drop for Local {
     }
 }
 
-#[derive(Default)]
-struct KvScratch {
-    text: String,
-    value: Option<KvValue>,
+/// What a log call fills in besides its call site: the message (when it
+/// has to be formatted) and the extra fields. Reused from call to call, so
+/// that steady state allocates nothing.
+pub(crate) struct Scratch {
+    pub(crate) message: String,
+    pub(crate) extra: EncodedExtra,
+    /// Names of the fields the call itself gave (tracing: they shadow its
+    /// spans' fields of the same name).
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    pub(crate) keys: Vec<&'static str>,
 }
 
-#[derive(Clone, Copy)]
-enum KvValue {
-    I64(i64),
-    U64(u64),
-    F64(f64),
-    Bool(bool),
+/// The parts of a record every facade knows before formatting anything.
+pub(crate) struct CallSite<'a> {
+    pub(crate) level: log::Level,
+    pub(crate) target: &'a str,
+    pub(crate) file: Option<&'a str>,
+    pub(crate) line: u32,
+    pub(crate) module_path: Option<&'a str>,
 }
 
 thread_local! {
@@ -411,7 +466,7 @@ impl QueueHandler {
         let state = Shared::new(
             old.settings.clone(),
             old.socket.clone(),
-            old.level,
+            old.filter.clone(),
             old.process_name.clone(),
             generation,
         );
@@ -442,6 +497,7 @@ impl QueueHandler {
             truncated: s.truncated.load(Ordering::Relaxed),
             connected: s.connected.load(Ordering::Relaxed),
             connects: s.connects.load(Ordering::Relaxed),
+            after_stop: s.late.load(Ordering::Relaxed),
         }
     }
 
@@ -458,15 +514,18 @@ impl QueueHandler {
             .iter()
             .map(|r| (Arc::clone(r), r.head()))
             .collect();
-        let timed_out = |s: &Shared| FlushError::Timeout {
-            waited: start.elapsed(),
-            unacked: s.assigned.load(Ordering::Acquire).saturating_sub(s.acked.load(Ordering::Acquire)),
-            last_error: s
-                .last_error
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone()
-                .unwrap_or_else(|| "none".into()),
+        let timed_out = |s: &Shared| {
+            s.failed_flush_at.store(s.assigned.load(Ordering::Acquire), Ordering::Release);
+            FlushError::Timeout {
+                waited: start.elapsed(),
+                unacked: s.assigned.load(Ordering::Acquire).saturating_sub(s.acked.load(Ordering::Acquire)),
+                last_error: s
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone()
+                    .unwrap_or_else(|| "none".into()),
+            }
         };
         let wait = |cond: &dyn Fn() -> bool| -> bool {
             // Polls, from 100 µs growing to 2 ms: a process that waits for a
@@ -498,7 +557,22 @@ impl QueueHandler {
         Ok(())
     }
 
-    fn enqueue(shared: &Shared, record: &log::Record<'_>) {
+    /// Queues one record from any facade: `fill` writes the message into
+    /// the scratch (or returns it when it is a static string) and adds the
+    /// extra fields.
+    #[inline]
+    pub(crate) fn enqueue(
+        shared: &Shared,
+        site: &CallSite<'_>,
+        fill: impl FnOnce(&mut Scratch) -> Option<&'static str>,
+    ) {
+        if shared.stop.load(Ordering::Relaxed) {
+            // The sender is stopped (Guard::finish, or the guard of a
+            // handler that is not the process's logger was dropped): say so
+            // at exit rather than queue it where nobody will look.
+            exit::count_late(shared);
+            return;
+        }
         let ok = LOCAL.try_with(|cell| {
             // A log call made while formatting this one (a Display impl that
             // logs) finds the cell borrowed; it is dropped and counted.
@@ -507,7 +581,7 @@ impl QueueHandler {
                 *slot = Some(Self::register_thread(shared));
             }
             let local = slot.as_mut().expect("just set");
-            Self::enqueue_local(shared, local, record);
+            Self::enqueue_local(shared, local, site, fill);
             true
         });
         if ok != Ok(true) {
@@ -521,58 +595,52 @@ impl QueueHandler {
         Local {
             handler_id: shared.id,
             ring,
-            message: String::with_capacity(256),
-            kv: Vec::new(),
-            kv_len: 0,
+            scratch: Scratch {
+                message: String::with_capacity(256),
+                extra: EncodedExtra::new(),
+                keys: Vec::new(),
+            },
             thread: os_thread_id(),
             thread_name: std::thread::current().name().map(str::to_owned),
             last_wait: Duration::ZERO,
         }
     }
 
-    fn enqueue_local(shared: &Shared, local: &mut Local, record: &log::Record<'_>) {
+    fn enqueue_local(
+        shared: &Shared,
+        local: &mut Local,
+        site: &CallSite<'_>,
+        fill: impl FnOnce(&mut Scratch) -> Option<&'static str>,
+    ) {
         let created_ns = clock::now_ns();
-        let message: &str = match record.args().as_str() {
+        let scratch = &mut local.scratch;
+        scratch.message.clear();
+        scratch.extra.clear();
+        scratch.keys.clear();
+        let message: &str = match fill(scratch) {
             Some(s) if s.len() <= MAX_MESSAGE_BYTES => s,
-            _ => {
-                local.message.clear();
-                let _ = MessageWriter(&mut local.message).write_fmt(*record.args());
-                if local.message.len() > MAX_MESSAGE_BYTES {
-                    truncate_message(&mut local.message);
-                    shared.truncated.fetch_add(1, Ordering::Relaxed);
-                }
-                &local.message
+            Some(s) => {
+                scratch.message.push_str(s);
+                Self::cut(shared, &mut scratch.message)
             }
+            None => Self::cut(shared, &mut scratch.message),
         };
-        collect_kv(record, &mut local.kv, &mut local.kv_len);
-        let extra: Vec<(&str, ValueRef<'_>)> = local.kv[..local.kv_len]
-            .iter()
-            .map(|(k, v)| {
-                let value = match v.value {
-                    Some(KvValue::I64(i)) => ValueRef::I64(i),
-                    Some(KvValue::U64(u)) => ValueRef::U64(u),
-                    Some(KvValue::F64(f)) => ValueRef::F64(f),
-                    Some(KvValue::Bool(b)) => ValueRef::Bool(b),
-                    None => ValueRef::Str(&v.text),
-                };
-                (k.as_str(), value)
-            })
-            .collect();
+        let extra = &scratch.extra;
         let rec = RecordRef {
             created_ns,
-            levelno: Level::from_log(record.level() as u8).0,
-            name: record.target(),
+            levelno: Level::from_log(site.level as u8).0,
+            name: site.target,
             message,
-            pathname: record.file(),
-            lineno: record.line().unwrap_or(0),
+            pathname: site.file,
+            lineno: site.line,
             func_name: None,
-            module_path: record.module_path(),
+            module_path: site.module_path,
             process: shared.pid,
             process_name: None,
             thread: local.thread,
             thread_name: local.thread_name.as_deref(),
             exc_text: None,
-            extra: &extra,
+            extra: &[],
         };
         // A ring that was full a moment ago is draining at the hub's pace:
         // start the pause at a quarter of the last wait instead of at 10 µs,
@@ -582,8 +650,10 @@ impl QueueHandler {
         let mut backoff = Backoff::new(Duration::from_micros(10), Duration::from_millis(4))
             .starting_at((local.last_wait / 4).min(Duration::from_millis(1)));
         loop {
-            let pushed =
-                local.ring.try_push(|slot| encode_record_ref(&rec, slot).ok(), || encoded_record_len(&rec));
+            let pushed = local.ring.try_push(
+                |slot| encode_record_with(&rec, extra, slot).ok(),
+                || encoded_record_len_with(&rec, extra),
+            );
             match pushed {
                 Ok(()) => return,
                 Err(PushError::Full)
@@ -615,11 +685,20 @@ impl QueueHandler {
             }
         }
     }
+
+    /// The message, cut to the protocol's limit (and counted) if longer.
+    fn cut<'m>(shared: &Shared, message: &'m mut String) -> &'m str {
+        if message.len() > MAX_MESSAGE_BYTES {
+            truncate_message(message);
+            shared.truncated.fetch_add(1, Ordering::Relaxed);
+        }
+        message
+    }
 }
 
 /// Formats the caller's message: the pieces `fmt` hands over are mostly a
 /// few bytes (a number, a word), and short ones are appended inline.
-struct MessageWriter<'a>(&'a mut String);
+pub(crate) struct MessageWriter<'a>(pub(crate) &'a mut String);
 
 impl std::fmt::Write for MessageWriter<'_> {
     #[inline]
@@ -640,55 +719,61 @@ fn truncate_message(message: &mut String) {
     let _ = write!(message, " …[truncated {} bytes]", total - cut);
 }
 
-fn collect_kv(record: &log::Record<'_>, kv: &mut Vec<(String, KvScratch)>, len: &mut usize) {
-    struct Visitor<'a> {
-        kv: &'a mut Vec<(String, KvScratch)>,
-        len: &'a mut usize,
-    }
+/// log's key-values, as extra fields (numbers and booleans keep their type).
+fn collect_kv(record: &log::Record<'_>, extra: &mut EncodedExtra) {
+    struct Visitor<'a>(&'a mut EncodedExtra);
     impl<'kvs> log::kv::VisitSource<'kvs> for Visitor<'_> {
         fn visit_pair(
             &mut self,
             key: log::kv::Key<'kvs>,
             value: log::kv::Value<'kvs>,
         ) -> Result<(), log::kv::Error> {
-            if *self.len == self.kv.len() {
-                self.kv.push(Default::default());
-            }
-            let (k, v) = &mut self.kv[*self.len];
-            *self.len += 1;
-            k.clear();
-            k.push_str(key.as_str());
-            v.text.clear();
-            v.value = if let Some(b) = value.to_bool() {
-                Some(KvValue::Bool(b))
+            let key = key.as_str();
+            if let Some(b) = value.to_bool() {
+                self.0.push(key, ValueRef::Bool(b));
             } else if let Some(i) = value.to_i64() {
-                Some(KvValue::I64(i))
+                self.0.push(key, ValueRef::I64(i));
             } else if let Some(u) = value.to_u64() {
-                Some(KvValue::U64(u))
+                self.0.push(key, ValueRef::U64(u));
             } else if let Some(f) = value.to_f64() {
-                Some(KvValue::F64(f))
+                self.0.push(key, ValueRef::F64(f));
             } else {
-                let _ = write!(v.text, "{value}");
-                None
-            };
+                self.0.push_fmt(key, format_args!("{value}"));
+            }
             Ok(())
         }
     }
-    *len = 0;
-    let _ = record.key_values().visit(&mut Visitor { kv, len });
+    let _ = record.key_values().visit(&mut Visitor(extra));
 }
 
 impl log::Log for QueueHandler {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
-        metadata.level() <= self.shared().level
+        self.shared().filter.enabled(metadata.target(), metadata.level())
     }
 
     fn log(&self, record: &log::Record<'_>) {
         // One look at the current client for the level check and the queue.
         let shared = self.shared();
-        if record.level() <= shared.level {
-            Self::enqueue(shared, record);
+        if !shared.filter.enabled(record.target(), record.level()) {
+            return;
         }
+        let site = CallSite {
+            level: record.level(),
+            target: record.target(),
+            file: record.file(),
+            line: record.line().unwrap_or(0),
+            module_path: record.module_path(),
+        };
+        Self::enqueue(shared, &site, |scratch| {
+            collect_kv(record, &mut scratch.extra);
+            match record.args().as_str() {
+                Some(s) => Some(s),
+                None => {
+                    let _ = MessageWriter(&mut scratch.message).write_fmt(*record.args());
+                    None
+                }
+            }
+        });
     }
 
     fn flush(&self) {
@@ -696,13 +781,22 @@ impl log::Log for QueueHandler {
     }
 }
 
-/// Flushes and stops the sender when dropped: keep it alive for as long as
-/// the process logs (bind it to a name such as `_guard`, not `_`).
-/// `std::process::exit` skips destructors, so call [`Guard::finish`] first
-/// when exiting that way.
-#[must_use = "dropping the guard at once stops logging; bind it to `_guard`"]
+/// Flushes when dropped; keep it alive for as long as the process logs
+/// (bind it to a name such as `_guard`, not `_`).
+///
+/// The guard of [`init`] (the process's `log` logger) only flushes when
+/// dropped: its client keeps running, and the process flushes again at exit,
+/// so records logged after the guard is gone are still delivered. The guard
+/// of [`Builder::build`] also stops its client's sender; records given to
+/// that handler afterwards are counted and reported on stderr at exit.
+/// [`Guard::finish`] flushes, stops the sender and returns the error if the
+/// hub did not acknowledge everything: `guard.finish()?` at the end of `main`
+/// makes such a loss a failure (a non-zero exit) rather than a message.
+#[must_use = "dropping the guard at once flushes now, not at the end; bind it to `_guard`"]
 pub struct Guard {
     handler: QueueHandler,
+    /// The guard of `init`: dropping it does not stop the sender.
+    process_wide: bool,
 }
 
 impl std::fmt::Debug for Guard {
@@ -720,27 +814,60 @@ impl Guard {
     /// Flushes (waiting up to the configured flush timeout), stops the
     /// sender and returns the final counters, or the flush error. In a
     /// forked child it does this for the child's own client.
-    pub fn finish(mut self) -> Result<ClientStats, FlushError> {
-        self.shutdown()
+    pub fn finish(self) -> Result<ClientStats, FlushError> {
+        let handler = self.handler.clone();
+        // Not through Drop: that would flush a second time.
+        std::mem::forget(self);
+        handler.shutdown()
     }
+}
 
-    fn shutdown(&mut self) -> Result<ClientStats, FlushError> {
+impl QueueHandler {
+    /// Flushes, stops the sender and joins it (once; later calls only report).
+    fn shutdown(&self) -> Result<ClientStats, FlushError> {
         // A child that never logged has nothing of its own to flush, and
         // the parent's sender is not its to stop.
-        let Some(s) = self.handler.current() else { return Ok(ClientStats::default()) };
+        let Some(s) = self.current() else { return Ok(ClientStats::default()) };
         let Some(thread) = s.sender.lock().unwrap_or_else(|e| e.into_inner()).take() else {
-            return Ok(self.handler.stats());
+            return Ok(self.stats());
         };
-        let flushed = self.handler.flush_timeout(s.settings.flush_timeout);
+        let flushed = self.flush_timeout(s.settings.flush_timeout);
         s.stop.store(true, Ordering::Release);
         let _ = thread.join();
-        flushed.map(|()| self.handler.stats())
+        flushed.map(|()| self.stats())
+    }
+
+    /// The exit handler's flush and stop (see `exit.rs`).
+    pub(crate) fn shutdown_at_exit(&self) -> Result<ClientStats, FlushError> {
+        let Some(s) = self.current() else { return Ok(ClientStats::default()) };
+        let failed = s.failed_flush_at.load(Ordering::Acquire);
+        if failed != 0
+            && s.assigned.load(Ordering::Acquire) == failed
+            && s.acked.load(Ordering::Acquire) < failed
+            && s.rings.lock().unwrap_or_else(|e| e.into_inner()).iter().all(|r| r.is_empty())
+        {
+            // The guard's flush already timed out and said so, and nothing
+            // was logged or acknowledged since: do not wait twice.
+            s.stop.store(true, Ordering::Release);
+            return Ok(self.stats());
+        }
+        self.shutdown()
     }
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        if let Err(e) = self.shutdown() {
+        let result = if self.process_wide {
+            match self.handler.current() {
+                Some(s) if !s.stop.load(Ordering::Acquire) => {
+                    self.handler.flush_timeout(s.settings.flush_timeout)
+                }
+                _ => Ok(()),
+            }
+        } else {
+            self.handler.shutdown().map(drop)
+        };
+        if let Err(e) = result {
             // The one place a client may speak for itself: records are being lost.
             eprintln!("logfunnel client: {e}");
         }

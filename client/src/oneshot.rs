@@ -15,10 +15,11 @@ use logfunnel_protocol::{
 use crate::SendError;
 
 /// Connects to the hub at `path`, sends `records` as one batch, and returns
-/// once the hub has acknowledged them.
+/// once the hub has acknowledged them. A hub that is starting (its socket
+/// not there yet, or not accepting) is waited for, up to `timeout`.
 pub fn send_records(path: &Path, records: Vec<Record>, timeout: Duration) -> Result<(), SendError> {
     let p = || path.display().to_string();
-    let stream = connect(path, timeout).map_err(|source| SendError::NoHub { path: p(), error: source })?;
+    let stream = connect_waiting(path, timeout)?;
     let proto = |source| SendError::Protocol { path: p(), error: source };
     let count = records.len() as u64;
     let next = handshake(&stream, 1, process_name()).map_err(proto)?;
@@ -44,10 +45,11 @@ pub fn send_records(path: &Path, records: Vec<Record>, timeout: Duration) -> Res
     Ok(())
 }
 
-/// Asks the hub at `path` for its counters (`logfunnel stats`).
+/// Asks the hub at `path` for its counters (`logfunnel stats`), waiting up
+/// to `timeout` for a hub that is starting.
 pub fn fetch_stats(path: &Path, timeout: Duration) -> Result<HubStats, SendError> {
     let p = || path.display().to_string();
-    let stream = connect(path, timeout).map_err(|source| SendError::NoHub { path: p(), error: source })?;
+    let stream = connect_waiting(path, timeout)?;
     let proto = |source| SendError::Protocol { path: p(), error: source };
     let mut out = Preamble { version: PROTOCOL_VERSION, status: Preamble::OK }.to_bytes().to_vec();
     let mut frame = FrameBuf::default();
@@ -61,6 +63,39 @@ pub fn fetch_stats(path: &Path, timeout: Duration) -> Result<HubStats, SendError
         HubFrame::Stats(s) if pre.status == Preamble::OK => Ok(s),
         HubFrame::Refuse { reason } => Err(proto(ProtocolError::Refused(reason))),
         _ => Err(proto(ProtocolError::Unexpected("expected a Stats frame"))),
+    }
+}
+
+/// Waits up to `timeout` until a hub answers on `path` (`logfunnel wait`):
+/// returns its counters once it does.
+pub fn wait_for_hub(path: &Path, timeout: Duration) -> Result<HubStats, SendError> {
+    fetch_stats(path, timeout)
+}
+
+/// Connects, retrying while the socket does not exist or refuses (a hub
+/// that is starting) until `timeout` has passed.
+fn connect_waiting(path: &Path, timeout: Duration) -> Result<Stream, SendError> {
+    let start = std::time::Instant::now();
+    let mut pause = logfunnel_protocol::Backoff::new(Duration::from_millis(5), Duration::from_millis(100));
+    loop {
+        match connect(path, timeout) {
+            Ok(stream) => return Ok(stream),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                ) && start.elapsed() < timeout =>
+            {
+                std::thread::sleep(pause.next_delay().min(timeout.saturating_sub(start.elapsed())));
+            }
+            Err(error) => {
+                return Err(SendError::NoHub {
+                    path: path.display().to_string(),
+                    waited: start.elapsed(),
+                    error,
+                });
+            }
+        }
     }
 }
 

@@ -1,40 +1,14 @@
 //! The log call's promises that are cheap to check without timing:
 //! no heap allocation in steady state, and a flush that cannot hang.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use log::Log;
 use logfunnel_client::{Builder, FlushError, Overflow};
 
-struct Counting;
-
-thread_local! {
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-// SAFETY: forwards to the system allocator; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn allocations() -> u64 {
-    ALLOCATIONS.with(Cell::get)
-}
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::allocations;
 
 fn log_one(h: &dyn Log, i: u64) {
     h.log(
@@ -71,6 +45,36 @@ fn a_log_call_does_not_allocate_in_steady_state() {
     }
     let during = allocations() - before;
     assert_eq!(during, 0, "{during} allocations in 2000 log calls");
+    drop(guard);
+}
+
+#[test]
+fn a_log_call_with_key_values_does_not_allocate_in_steady_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let (handler, guard) = without_hub(&dir, |b| b.overflow(Overflow::DropNewest));
+    let call = |i: u64| {
+        let kvs: [(&str, log::kv::Value<'_>); 4] = [
+            ("user", log::kv::Value::from("ada")),
+            ("rows", log::kv::Value::from(i)),
+            ("ok", log::kv::Value::from(true)),
+            ("path", log::kv::Value::from_display(&"/items")),
+        ];
+        handler.log(
+            &log::Record::builder()
+                .level(log::Level::Info)
+                .target("app.worker")
+                .args(format_args!("worker {} processed item {}", 3, i))
+                .key_values(&kvs)
+                .build(),
+        );
+    };
+    call(0);
+    let before = allocations();
+    for i in 1..=2000 {
+        call(i);
+    }
+    let during = allocations() - before;
+    assert_eq!(during, 0, "{during} allocations in 2000 log calls with key-values");
     drop(guard);
 }
 

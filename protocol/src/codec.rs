@@ -5,6 +5,7 @@ use std::io::{self, Read, Write};
 use bincode::config::{Configuration, LittleEndian, Varint};
 use bincode::enc::write::SizeWriter;
 
+use crate::fast_encode::{EncodedExtra, varint_len};
 use crate::record::{ClientFrame, ClientFrameView, HubFrame, RecordRef, RecordView};
 use crate::{MAGIC, MAX_FRAME_BYTES, ProtocolError};
 
@@ -206,7 +207,23 @@ pub fn decode_hub_frame(payload: &[u8]) -> Result<HubFrame, ProtocolError> {
 pub fn encode_record_ref(rec: &RecordRef<'_>, dst: &mut [u8]) -> Result<usize, bincode::error::EncodeError> {
     // Byte for byte what `bincode::serde::encode_into_slice(rec, dst, CONFIG)`
     // writes (see fast_encode.rs), in a third of the time.
-    crate::fast_encode::encode(rec, dst).ok_or(bincode::error::EncodeError::UnexpectedEnd)
+    crate::fast_encode::encode(rec, None, dst).ok_or(bincode::error::EncodeError::UnexpectedEnd)
+}
+
+/// Like [`encode_record_ref`], with `more` extra fields after the record's
+/// own (the log call collects its fields this way without allocating).
+pub fn encode_record_with(
+    rec: &RecordRef<'_>,
+    more: &EncodedExtra,
+    dst: &mut [u8],
+) -> Result<usize, bincode::error::EncodeError> {
+    crate::fast_encode::encode(rec, Some(more), dst).ok_or(bincode::error::EncodeError::UnexpectedEnd)
+}
+
+/// The number of bytes [`encode_record_with`] needs.
+pub fn encoded_record_len_with(rec: &RecordRef<'_>, more: &EncodedExtra) -> usize {
+    let own = rec.extra.len() as u64;
+    encoded_record_len(rec) - varint_len(own) + varint_len(own + more.len() as u64) + more.bytes().len()
 }
 
 /// The number of bytes [`encode_record_ref`] needs for `rec`.

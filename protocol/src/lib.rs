@@ -30,9 +30,10 @@ pub use backoff::Backoff;
 pub use codec::{
     BatchBuilder, FrameBuf, Preamble, decode_client_frame, decode_client_frame_view,
     decode_client_frame_view_in, decode_hub_frame, encode_client_frame, encode_hub_frame, encode_record_ref,
-    encoded_record_len, read_frame, write_frame,
+    encode_record_with, encoded_record_len, encoded_record_len_with, read_frame, write_frame,
 };
 pub use error::ProtocolError;
+pub use fast_encode::EncodedExtra;
 pub use level::{Level, level_name, parse_level};
 pub use record::{
     Batch, ClientFrame, ClientFrameView, Hello, HubFrame, Record, RecordRef, RecordView, Value, ValueRef,

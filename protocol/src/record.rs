@@ -261,6 +261,19 @@ impl Value {
     }
 }
 
+impl ValueRef<'_> {
+    /// The owned form.
+    pub fn to_value(&self) -> Value {
+        match *self {
+            ValueRef::Str(s) => Value::Str(s.to_owned()),
+            ValueRef::I64(i) => Value::I64(i),
+            ValueRef::U64(u) => Value::U64(u),
+            ValueRef::F64(f) => Value::F64(f),
+            ValueRef::Bool(b) => Value::Bool(b),
+        }
+    }
+}
+
 impl RecordView<'_> {
     /// The same record for encoding again (the hub's MemoryHandler keeps
     /// copies this way).

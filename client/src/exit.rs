@@ -1,0 +1,60 @@
+//! What the client does when the process exits.
+//!
+//! The client installed by [`crate::init`] serves the whole process, and
+//! nothing drops a global logger: so at exit (returning from `main`, or
+//! `std::process::exit`, both of which run `atexit` handlers) it flushes once
+//! more and stops its sender. Records given to a client whose sender was
+//! already stopped cannot be sent; they are counted as they arrive and the
+//! count is printed on stderr here, so that no record disappears without a
+//! word.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Once, OnceLock};
+
+use crate::{QueueHandler, Shared};
+
+static PROCESS_CLIENT: OnceLock<QueueHandler> = OnceLock::new();
+/// Records logged to stopped clients in this process.
+static LATE: AtomicU64 = AtomicU64::new(0);
+static INSTALL: Once = Once::new();
+
+/// Registers the exit handler (once per process).
+pub(crate) fn install() {
+    INSTALL.call_once(|| {
+        // SAFETY: `at_exit` is an `extern "C" fn()` that never unwinds.
+        unsafe { libc::atexit(at_exit) };
+    });
+}
+
+/// The client `init` installed as the `log` logger.
+pub(crate) fn set_process_client(handler: QueueHandler) {
+    let _ = PROCESS_CLIENT.set(handler);
+}
+
+/// A record given to a client whose sender is stopped.
+pub(crate) fn count_late(shared: &Shared) {
+    shared.late.fetch_add(1, Ordering::Relaxed);
+    LATE.fetch_add(1, Ordering::Relaxed);
+}
+
+/// In a forked child: the parent's late records are not the child's.
+pub(crate) fn after_fork() {
+    LATE.store(0, Ordering::Relaxed);
+}
+
+extern "C" fn at_exit() {
+    // A panic must not unwind into libc's exit.
+    let _ = std::panic::catch_unwind(|| {
+        if let Some(handler) = PROCESS_CLIENT.get()
+            && let Err(e) = handler.shutdown_at_exit()
+        {
+            eprintln!("logfunnel client: at exit: {e}");
+        }
+        let late = LATE.load(Ordering::Relaxed);
+        if late > 0 {
+            eprintln!(
+                "logfunnel client: {late} records were logged after their client was stopped (by Guard::finish, or by dropping the guard of a Builder::build handler) and were not sent"
+            );
+        }
+    });
+}
