@@ -33,7 +33,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let handlers = config.handlers.len();
     let shutdown_timeout = config.hub.access.shutdown_timeout;
     let hub = Hub::start(config, &socket).context("starting the hub")?;
-    eprintln!("logfunnel hub: listening on {} ({handlers} handlers)", socket.display());
+    let metrics = hub.metrics_addr().map_or(String::new(), |a| format!("; metrics at http://{a}/metrics"));
+    eprintln!("logfunnel hub: listening on {} ({handlers} handlers){metrics}", socket.display());
     for signal in signals.forever() {
         if signal == SIGHUP {
             eprintln!("logfunnel hub: SIGHUP: reopening files");

@@ -97,6 +97,8 @@ pub struct HubConfig {
     pub queue_capacity: usize,
     /// Access control and client limits (see `hub/src/access.rs`).
     pub access: crate::access::AccessConfig,
+    /// `HOST:PORT` of the Prometheus metrics endpoint, if any (see `metrics.rs`).
+    pub metrics: Option<String>,
 }
 
 /// A named formatter.
@@ -430,11 +432,7 @@ impl Parser {
                 .or(class_name.strip_prefix("logging."))
                 .unwrap_or(&class_name);
             let Some(class) = CLASSES.iter().find(|c| c.name == short) else {
-                let names: Vec<&str> = CLASSES.iter().map(|c| c.name).collect();
-                s.issue(
-                    "class",
-                    format!("unknown handler class {class_name:?} (supported: {})", names.join(", ")),
-                );
+                s.issue("class", unknown_class(&class_name, short));
                 // Its other keys cannot be judged without a class.
                 self.issues.extend(s.abandon());
                 continue;
@@ -549,8 +547,8 @@ impl Parser {
     }
 }
 
-/// The `[hub]` section: the socket, the listener queue, and the access and
-/// delivery settings read by `access.rs`.
+/// The `[hub]` section: the socket, the listener queue, the metrics
+/// endpoint, and the access and delivery settings read by `access.rs`.
 fn hub(s: &mut Section<'_>) -> HubConfig {
     let access = crate::access::AccessConfig::parse(s);
     let socket = s.string(&["socket"]).map(PathBuf::from);
@@ -574,7 +572,92 @@ fn hub(s: &mut Section<'_>) -> HubConfig {
         })
         .unwrap_or(0o600);
     let queue_capacity = s.positive(&["queue_capacity"]).unwrap_or(DEFAULT_LISTENER_QUEUE);
-    HubConfig { socket, socket_mode, queue_capacity, access }
+    let metrics = s.parsed(&["metrics"], "HOST:PORT (e.g. \"127.0.0.1:9108\")", |v| {
+        let text = v.as_str()?;
+        // Resolved here so that check-config finds a bad address; the hub
+        // binds the first address it resolves to.
+        use std::net::ToSocketAddrs;
+        text.to_socket_addrs().ok()?.next().map(|_| text.to_owned())
+    });
+    HubConfig { socket, socket_mode, queue_capacity, access, metrics }
+}
+
+/// Python's standard handler classes (`logging`, `logging.handlers`), and
+/// the queue pair's listener: what a Python configuration may name. Those
+/// not in [`CLASSES`] are "not supported yet", found at run time so that a
+/// class added there stops being reported here.
+const PYTHON_HANDLERS: &[&str] = &[
+    "StreamHandler",
+    "FileHandler",
+    "NullHandler",
+    "WatchedFileHandler",
+    "RotatingFileHandler",
+    "TimedRotatingFileHandler",
+    "SocketHandler",
+    "DatagramHandler",
+    "SysLogHandler",
+    "NTEventLogHandler",
+    "SMTPHandler",
+    "BufferingHandler",
+    "MemoryHandler",
+    "HTTPHandler",
+    "QueueHandler",
+    "QueueListener",
+];
+
+/// The message for a class that is not in [`CLASSES`]: Python's handlers
+/// not built yet say so, a near miss gets "did you mean", anything else the
+/// list of supported classes.
+fn unknown_class(class_name: &str, short: &str) -> String {
+    let supported: Vec<&str> = CLASSES.iter().map(|c| c.name).collect();
+    let is_supported = |n: &str| supported.contains(&n);
+    let later = |n: &str| {
+        let why = match n {
+            "QueueHandler" | "QueueListener" => {
+                "; the hub itself is the QueueHandler → QueueListener pair (its clients queue, it listens): give the listener's handlers to the loggers directly"
+            }
+            "NTEventLogHandler" => "; it writes to the Windows event log",
+            _ => "",
+        };
+        format!("{n} is one of Python's standard handlers that logfunnel does not implement yet{why}")
+    };
+    if PYTHON_HANDLERS.contains(&short) && !is_supported(short) {
+        return format!(
+            "{class_name:?} is not supported yet ({}; supported: {})",
+            later(short),
+            supported.join(", ")
+        );
+    }
+    let lower = short.to_ascii_lowercase();
+    let nearest = supported
+        .iter()
+        .chain(PYTHON_HANDLERS)
+        .map(|n| (edit_distance(&lower, &n.to_ascii_lowercase()), *n))
+        .min_by_key(|(d, _)| *d)
+        .filter(|(d, n)| *d <= (n.len() / 5).max(2));
+    match nearest {
+        Some((_, n)) if is_supported(n) => {
+            format!("unknown handler class {class_name:?}: did you mean {n:?}?")
+        }
+        Some((_, n)) => format!("unknown handler class {class_name:?}: did you mean {n:?}? ({})", later(n)),
+        None => format!("unknown handler class {class_name:?} (supported: {})", supported.join(", ")),
+    }
+}
+
+/// Levenshtein distance (insertions, deletions, substitutions).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitute.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
 }
 
 fn check_refs<T>(s: &mut Section<'_>, key: &str, names: &[String], known: &BTreeMap<String, T>, what: &str) {
@@ -878,6 +961,69 @@ target = "self"
             assert!(got.iter().any(|g| g.starts_with(e)), "missing {e:?} in {got:#?}");
         }
         assert_eq!(got.len(), expect.len(), "{got:#?}");
+    }
+
+    #[test]
+    fn pythons_handlers_not_built_yet_and_near_misses_get_their_own_messages() {
+        let class_issue = |class: &str| {
+            let text = format!("[handlers.h]\nclass = {class:?}\n");
+            issues(&text).into_iter().find(|i| i.starts_with("handlers.h.class:"))
+        };
+        let supported: Vec<&str> = CLASSES.iter().map(|c| c.name).collect();
+        for name in PYTHON_HANDLERS {
+            let got = class_issue(&format!("logging.handlers.{name}"));
+            if supported.contains(name) {
+                assert_eq!(got, None, "{name} is supported");
+            } else {
+                let got = got.unwrap_or_else(|| panic!("{name} accepted"));
+                assert!(got.contains("is not supported yet"), "{got}");
+            }
+        }
+        let q = class_issue("QueueListener").unwrap();
+        assert!(q.contains("the hub itself is the QueueHandler → QueueListener pair"), "{q}");
+        // Every one-letter slip of a supported class (random edits) is
+        // answered with that class.
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        for _ in 0..500 {
+            let name = supported[next(supported.len())];
+            let mut chars: Vec<char> = name.chars().collect();
+            let at = next(chars.len());
+            let letter = (b'a' + next(26) as u8) as char;
+            match next(4) {
+                0 => chars[at] = letter,
+                1 => chars.insert(at, letter),
+                2 => {
+                    chars.remove(at);
+                }
+                _ => chars = name.to_ascii_lowercase().chars().collect(),
+            }
+            let typo: String = chars.into_iter().collect();
+            if PYTHON_HANDLERS.iter().chain(&supported).any(|n| n.eq_ignore_ascii_case(&typo))
+                && typo != name.to_ascii_lowercase()
+            {
+                continue;
+            }
+            if typo == name {
+                continue;
+            }
+            let got = class_issue(&typo).unwrap_or_else(|| panic!("{typo:?} accepted"));
+            assert!(got.ends_with(&format!("did you mean {name:?}?")), "{typo:?}: {got}");
+        }
+        let far = class_issue("KafkaHandler").unwrap();
+        assert!(far.contains("(supported: StreamHandler, FileHandler"), "{far}");
+        let near_later = class_issue("logging.handlers.SMTPHandlr").unwrap();
+        assert!(
+            near_later.contains("did you mean \"SMTPHandler\"? (SMTPHandler is one of Python's"),
+            "{near_later}"
+        );
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod frame;
 pub mod handlers;
 mod journal;
 mod listener;
+pub mod metrics;
 pub mod secret;
 mod sessions;
 pub mod stats;
@@ -62,6 +63,14 @@ pub enum HubError {
     /// A thread could not be started.
     #[error("cannot start a hub thread: {0}")]
     Thread(std::io::Error),
+    /// The metrics endpoint (`[hub] metrics`) could not be bound.
+    #[error("metrics endpoint {address}: {error}")]
+    Metrics {
+        /// The configured `HOST:PORT`.
+        address: String,
+        /// The error.
+        error: std::io::Error,
+    },
     /// A delivery journal could not be opened or recovered.
     #[error("delivery journal {path}: {error} (set [hub] state_dir, or journal = false)")]
     Journal {
@@ -325,11 +334,18 @@ impl HubBuilder {
             let (q, f) = (queues, Arc::clone(&filtered));
             spawn("logfunnel-dispatch".into(), Box::new(move || dispatcher::run(rx, router, q, f)))?
         };
+        let metrics = match &config.hub.metrics {
+            Some(address) => Some(
+                metrics::start(address, Arc::clone(&shared))
+                    .map_err(|error| HubError::Metrics { address: address.clone(), error })?,
+            ),
+            None => None,
+        };
         let acceptor = {
             let (s, p) = (Arc::clone(&shared), socket.clone());
             spawn("logfunnel-accept".into(), Box::new(move || listener::accept_loop(listener, s, tx, p)))?
         };
-        Ok(Hub { shared, socket, acceptor: Some(acceptor), dispatcher: Some(dispatcher), workers })
+        Ok(Hub { shared, socket, acceptor: Some(acceptor), dispatcher: Some(dispatcher), workers, metrics })
     }
 }
 
@@ -340,6 +356,7 @@ pub struct Hub {
     acceptor: Option<JoinHandle<()>>,
     dispatcher: Option<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
+    metrics: Option<metrics::MetricsServer>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -358,6 +375,11 @@ impl Hub {
     /// The socket path.
     pub fn socket(&self) -> &Path {
         &self.socket
+    }
+
+    /// The address the metrics endpoint listens on, if one is configured.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.as_ref().map(metrics::MetricsServer::addr)
     }
 
     /// Asks every handler to reopen its files (SIGHUP).
@@ -410,6 +432,10 @@ impl Hub {
                 // counters say what it never delivered.
                 self.shared.shutdown_incomplete.store(true, Ordering::Relaxed);
             }
+        }
+        // Scrapes are answered through the drain; the endpoint goes last.
+        if let Some(mut m) = self.metrics.take() {
+            m.stop();
         }
     }
 }
