@@ -34,10 +34,11 @@ fn check_config_accepts_a_good_file_and_names_every_problem_in_a_bad_one() {
 #[test]
 fn send_without_a_hub_fails_clearly() {
     let dir = Dir::new();
-    let out = run(&["send", "--socket", dir.socket().to_str().unwrap(), "hello"]);
+    let out = run(&["send", "--timeout", "0.2", "--socket", dir.socket().to_str().unwrap(), "hello"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no hub answers on"), "{err}");
+    assert!(err.contains("(waited 0.2s)"), "{err}");
 }
 
 #[test]

@@ -9,6 +9,7 @@ mod cli;
 mod config_files;
 mod delivery;
 mod faults;
+mod first_run;
 mod metrics;
 mod python_exact;
 mod security;

@@ -48,7 +48,7 @@ pub enum FlushError {
 #[non_exhaustive]
 pub enum SendError {
     /// No hub listens on the socket (none appeared within the timeout).
-    #[error("no hub answers on {path} (waited {waited:.1?}): {error}")]
+    #[error("no hub answers on {path} (waited {:.1}s): {error}", .waited.as_secs_f64())]
     NoHub {
         /// The socket path tried.
         path: String,
