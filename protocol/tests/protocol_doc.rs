@@ -75,7 +75,10 @@ fn protocol_md_lists_every_wire_field_in_order_with_its_type() {
 #[test]
 fn the_readers_find_what_they_should() {
     let src = "pub struct A {\n    /// x\n    pub x: u64,\n    pub(crate) hidden: u8,\n    pub v: Vec<(String, u8)>,\n}\n";
-    assert_eq!(struct_fields(src, "A"), [("x".into(), "u64".into()), ("v".into(), "Vec<(String, u8)>".into())]);
+    assert_eq!(
+        struct_fields(src, "A"),
+        [("x".into(), "u64".into()), ("v".into(), "Vec<(String, u8)>".into())]
+    );
     let doc = "## A\nno\n### A\n\ntext\n\n| field | type | meaning |\n|---|---|---|\n| `x` | `u64` | a \\| b |\n| `v` | `Vec<(String, u8)>` | |\n\nafter\n";
     assert_eq!(doc_fields(doc, "A"), struct_fields(src, "A"));
 }
