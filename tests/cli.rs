@@ -291,3 +291,34 @@ fn check_config_names_bad_access_and_delivery_keys() {
         assert!(err.contains(key), "{key:?} not in:\n{err}");
     }
 }
+
+#[test]
+fn bash_completions_load_and_know_every_subcommand() {
+    let dir = Dir::new();
+    let out = run(&["completions", "bash"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let script = dir.write("logfunnel.bash", &String::from_utf8(out.stdout).unwrap());
+    // Loaded by bash as a user's shell would, then asked what it completes
+    // after `logfunnel ` and after `logfunnel hub --`.
+    let probe = format!(
+        "source {0:?}; complete -p logfunnel >/dev/null || exit 3; \
+         COMP_WORDS=(logfunnel ''); COMP_CWORD=1; COMP_LINE='logfunnel '; COMP_POINT=10; _logfunnel logfunnel '' logfunnel; echo \"${{COMPREPLY[*]}}\"; \
+         COMP_WORDS=(logfunnel hub --); COMP_CWORD=2; COMP_LINE='logfunnel hub --'; COMP_POINT=16; _logfunnel logfunnel -- hub; echo \"${{COMPREPLY[*]}}\"",
+        script
+    );
+    let out = std::process::Command::new("bash").args(["-c", &probe]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let subcommands = lines.next().unwrap_or_default();
+    for sub in ["hub", "send", "bench", "run", "check-config", "stats", "wait", "completions"] {
+        assert!(subcommands.split(' ').any(|w| w == sub), "{sub} not offered: {subcommands}");
+    }
+    assert!(!subcommands.split(' ').any(|w| w == "worker"), "the hidden worker is offered: {subcommands}");
+    let hub_flags = lines.next().unwrap_or_default();
+    assert!(hub_flags.contains("--config") && hub_flags.contains("--socket"), "{hub_flags}");
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let out = run(&["completions", shell]);
+        assert!(out.status.success() && out.stdout.len() > 500, "{shell}");
+    }
+}
