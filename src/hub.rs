@@ -35,6 +35,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let hub = Hub::start(config, &socket).context("starting the hub")?;
     let metrics = hub.metrics_addr().map_or(String::new(), |a| format!("; metrics at http://{a}/metrics"));
     eprintln!("logfunnel hub: listening on {} ({handlers} handlers){metrics}", socket.display());
+    crate::notify::notify(&format!("READY=1\nSTATUS=listening on {}", socket.display()));
     for signal in signals.forever() {
         if signal == SIGHUP {
             eprintln!("logfunnel hub: SIGHUP: reopening files");
@@ -43,6 +44,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             break;
         }
     }
+    crate::notify::notify("STOPPING=1");
     eprintln!("logfunnel hub: draining");
     let stats = hub.shutdown();
     let emitted: u64 = stats.handlers.iter().map(|h| h.emitted).sum();

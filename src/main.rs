@@ -5,6 +5,7 @@ mod bench;
 mod check_config;
 mod completions;
 mod hub;
+mod notify;
 mod run;
 mod send;
 mod stats;

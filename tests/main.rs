@@ -11,6 +11,7 @@ mod delivery;
 mod examples;
 mod faults;
 mod first_run;
+mod install;
 mod metrics;
 mod python_exact;
 mod security;
