@@ -43,14 +43,14 @@ propagate = false
 
 #[instrument(target = "service.db", level = "debug", skip_all, fields(table = "items"))]
 fn load(id: u64) -> Option<String> {
-    debug!(target: "service.db", rows = u64::from(id % 7 != 0), "SELECT name FROM items WHERE id = {id}");
-    (id % 7 != 0).then(|| format!("item-{id}"))
+    debug!(target: "service.db", rows = u64::from(!id.is_multiple_of(7)), "SELECT name FROM items WHERE id = {id}");
+    (!id.is_multiple_of(7)).then(|| format!("item-{id}"))
 }
 
 fn handle(request_id: u64, user: &str, id: u64) -> u16 {
     let span = info_span!("request", request_id, user);
     let _entered = span.enter();
-    let status = match load(id) {
+    match load(id) {
         Some(name) => {
             info!(target: "service.http", status = 200, "GET /items/{id} -> {name}");
             200
@@ -59,8 +59,7 @@ fn handle(request_id: u64, user: &str, id: u64) -> u16 {
             warn!(target: "service.http", status = 404, "GET /items/{id}: no such item");
             404
         }
-    };
-    status
+    }
 }
 
 fn main() -> Result<()> {
