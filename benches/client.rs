@@ -194,7 +194,7 @@ struct Summary {
 
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
-    // logfunnel: an in-process hub writing the DESIGN.md format to a file.
+    // logfunnel: an in-process hub writing the default format to a file.
     let out = dir.path().join("logfunnel.log");
     let config = format!(
         "[formatters.f]\nformat = \"%(asctime)s %(levelname)-8s %(name)s [%(process)d] %(message)s\"\n\

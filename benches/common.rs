@@ -8,8 +8,9 @@ use logfunnel_protocol::{BatchBuilder, RecordRef, encode_record_ref};
 pub const MESSAGE: &str =
     "worker 3 processed item 123456 with a message of about one hundred bytes in all, padded out";
 
-/// The DESIGN.md format, with asctime (Python's default date format with ,mmm).
-pub const DESIGN_FORMAT: &str = "%(asctime)s %(levelname)-8s %(name)s [%(process)d] %(message)s";
+/// The embedded default configuration's format (docs/CONFIG.md), with
+/// asctime in Python's default date format with ,mmm.
+pub const DEFAULT_FORMAT: &str = "%(asctime)s %(levelname)-8s %(name)s [%(process)d] %(message)s";
 
 pub fn record(seq: u64, message: &str) -> RecordRef<'_> {
     RecordRef {

@@ -1,4 +1,4 @@
-//! The hub's formatter, per record: the DESIGN.md format with asctime (the
+//! The hub's formatter, per record: the default format with asctime (the
 //! date cached per second), Python's default `%(levelname)s:%(name)s:%(message)s`
 //! style, and a `{`-style format. Run: `cargo bench --bench formatter`.
 
@@ -10,7 +10,7 @@ use logfunnel_protocol::{RecordView, decode_client_frame_view};
 
 #[path = "common.rs"]
 mod common;
-use common::{DESIGN_FORMAT, batch_frame};
+use common::{DEFAULT_FORMAT, batch_frame};
 
 fn bench(c: &mut Criterion) {
     let (frame, n) = batch_frame(64 << 10);
@@ -21,7 +21,7 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("formatter");
     g.throughput(Throughput::Elements(n));
     let cases = [
-        ("design_asctime", DESIGN_FORMAT, Style::Percent),
+        ("design_asctime", DEFAULT_FORMAT, Style::Percent),
         ("python_basic", "%(levelname)s:%(name)s:%(message)s", Style::Percent),
         ("brace_asctime", "{asctime} {levelname:<8} {name} [{process}] {message}", Style::Brace),
     ];

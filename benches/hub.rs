@@ -1,7 +1,7 @@
 //! The hub's per-record path with no I/O: decode a 64 KiB batch into views →
 //! route each record through the logger tree → the handler. Two handlers:
 //! a NullHandler (pass-through: decode and dispatch only) and one that
-//! formats each record with the DESIGN.md format into a reused buffer and
+//! formats each record with the default format into a reused buffer and
 //! throws it away (decode → dispatch → format → null).
 //! Run: `cargo bench --bench hub`.
 
@@ -14,7 +14,7 @@ use logfunnel_hub::{Config, Handler, HandlerError};
 
 #[path = "common.rs"]
 mod common;
-use common::{DESIGN_FORMAT, batch_frame};
+use common::{DEFAULT_FORMAT, batch_frame};
 
 const CONFIG: &str = r#"
 [handlers.null]
@@ -58,7 +58,7 @@ fn bench(c: &mut Criterion) {
     });
 
     let mut formatted = Pipeline::new(&config).unwrap();
-    let formatter = Formatter::new(Some(DESIGN_FORMAT), None, Style::Percent).unwrap();
+    let formatter = Formatter::new(Some(DEFAULT_FORMAT), None, Style::Percent).unwrap();
     formatted.set_handler(0, Box::new(FormatToNull { formatter, buf: Vec::with_capacity(300 << 10) }));
     assert_eq!(formatted.process_frame(&frame[4..]).unwrap(), n);
     g.bench_function("decode_dispatch_format_null_64k", |b| {

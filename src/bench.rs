@@ -3,7 +3,7 @@
 //!
 //! Without `--socket` the bench runs its own hub (in this process). By
 //! default its one handler (`--handler file`) is the hub's FileHandler
-//! writing the DESIGN.md format to a temporary file; after the clock stops
+//! writing the default format to a temporary file; after the clock stops
 //! every line of that file is checked against every worker thread's
 //! sequence: `lost` is what never arrived, counted, not estimated. With
 //! `--handler null` the records go to a handler that only checks them; with
@@ -56,7 +56,7 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 100)]
     message_bytes: usize,
     /// The bench hub's handler when there is no --config: `file` (the
-    /// DESIGN.md format into a temporary file, checked line by line) or
+    /// default format into a temporary file, checked line by line) or
     /// `null` (records are checked and thrown away).
     #[arg(long, default_value = "file", value_parser = ["file", "null"])]
     handler: String,
@@ -77,7 +77,7 @@ pub(crate) struct Args {
     json: bool,
 }
 
-/// The DESIGN.md format.
+/// The default format.
 const BENCH_FORMAT: &str = "%(asctime)s %(levelname)-8s %(name)s [%(process)d] %(message)s";
 
 /// The bench's own hub when there is no --config: no configured handler;

@@ -69,27 +69,30 @@ fn the_units_commands_run_the_shipped_config_and_speak_sd_notify() {
     let notify = UnixDatagram::bind(dir.path("notify")).unwrap();
     notify.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let start = paths(unit_line(&unit, "ExecStart"));
-    let mut hub = Command::new(&start[0])
+    let hub = Command::new(&start[0])
         .args(&start[1..])
         .env("NOTIFY_SOCKET", dir.path("notify"))
         .stdin(Stdio::null())
         .stderr(std::fs::File::create(dir.path("hub.stderr")).unwrap())
         .spawn()
         .unwrap();
+    // Killed if an assertion below fails first.
+    struct Reaped(std::process::Child);
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut hub = Reaped(hub);
     let mut buf = [0u8; 512];
     let n = notify.recv(&mut buf).expect("READY=1 from the hub");
     let ready = String::from_utf8_lossy(&buf[..n]).into_owned();
     assert!(ready.starts_with("READY=1\n"), "{ready}");
-    // READY means clients can connect: no waiting here.
+    // READY means clients can connect: at once, no retry.
     let socket = run_dir.join("logfunnel.sock");
-    let sent = run(&[
-        "send",
-        "--timeout",
-        "0.001",
-        "--socket",
-        socket.to_str().unwrap(),
-        "first, right after READY",
-    ]);
+    std::os::unix::net::UnixStream::connect(&socket).expect("the socket accepts as soon as READY=1 is sent");
+    let sent = run(&["send", "--socket", socket.to_str().unwrap(), "first, right after READY"]);
     assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
     let meta = std::fs::metadata(&socket).unwrap();
     assert_eq!(
@@ -105,16 +108,16 @@ fn the_units_commands_run_the_shipped_config_and_speak_sd_notify() {
         .is_ok_and(|t| t.contains("first"))));
     std::fs::rename(&log, dir.path("log/app.log.1")).unwrap();
     // SAFETY: signalling our own child.
-    unsafe { libc::kill(hub.id() as i32, libc::SIGHUP) };
+    unsafe { libc::kill(hub.0.id() as i32, libc::SIGHUP) };
     assert!(wait_until(Duration::from_secs(10), || std::fs::read_to_string(dir.path("hub.stderr"))
         .is_ok_and(|t| t.contains("SIGHUP"))));
     let sent = run(&["send", "--socket", socket.to_str().unwrap(), "second, after the reload"]);
     assert!(sent.status.success());
     // The stop: SIGTERM, STOPPING=1, a drained exit 0.
-    unsafe { libc::kill(hub.id() as i32, libc::SIGTERM) };
+    unsafe { libc::kill(hub.0.id() as i32, libc::SIGTERM) };
     let n = notify.recv(&mut buf).expect("STOPPING=1 from the hub");
     assert_eq!(&buf[..n], b"STOPPING=1");
-    let status = wait_timeout(&mut hub, Duration::from_secs(30)).expect("the hub exits");
+    let status = wait_timeout(&mut hub.0, Duration::from_secs(30)).expect("the hub exits");
     assert!(status.success(), "{}", std::fs::read_to_string(dir.path("hub.stderr")).unwrap_or_default());
     assert!(
         std::fs::read_to_string(dir.path("log/app.log.1")).unwrap().contains("] first, right after READY\n")

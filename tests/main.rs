@@ -8,6 +8,7 @@ mod bad_clients;
 mod cli;
 mod config_files;
 mod delivery;
+mod docs;
 mod examples;
 mod faults;
 mod first_run;

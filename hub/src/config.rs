@@ -731,7 +731,7 @@ mod tests {
 
     #[test]
     fn the_embedded_default_and_the_design_example_are_valid() {
-        // DESIGN.md's example, with the file in the working directory (a
+        // A complete example (docs/CONFIG.md's keys), with the file in the working directory (a
         // missing directory is an error of its own, tested below).
         let c = Config::embedded_default();
         assert_eq!(c.root.handlers, ["console"]);

@@ -496,6 +496,20 @@ mod tests {
         }
     }
 
+    /// docs/CONFIG.md lists every metric the tables make, with its type.
+    #[test]
+    fn config_md_lists_every_metric() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/CONFIG.md")).unwrap();
+        for (prefix, table) in PREFIXES {
+            for d in table.iter().filter(|d| matches!(d.kind, Counter | Gauge)) {
+                let family = d.family(prefix).unwrap();
+                let kind = if d.kind == Counter { "counter" } else { "gauge" };
+                let row = format!("| `{family}` | {kind} |");
+                assert!(doc.contains(&row), "docs/CONFIG.md has no row {row:?} (field {})", d.field);
+            }
+        }
+    }
+
     #[test]
     fn strings_become_labels_or_info_and_are_escaped() {
         let text = render(&sample_stats());
