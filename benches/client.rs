@@ -1,10 +1,13 @@
 //! The client's hot path, side by side with tracing-appender in one run:
-//! one `log::info!` (logfunnel's QueueHandler) versus one `tracing::info!`
-//! (tracing-subscriber's fmt layer writing through tracing-appender's
-//! `non_blocking`), same target, same short formatted message, from 1 thread
-//! and from 8 threads at once. Both pipelines run for real in this process:
+//! one `log::info!` (logfunnel's QueueHandler), one `tracing::info!` through
+//! logfunnel's tracing Layer, and one `tracing::info!` through
+//! tracing-subscriber's fmt layer writing through tracing-appender's
+//! `non_blocking`; same target, same short formatted message, from 1 thread
+//! and from 8 threads at once. The pipelines run for real in this process:
 //! logfunnel's records go to an in-process hub that writes them to a file,
-//! tracing's lines to another file.
+//! tracing-appender's lines to another file. Each tracing pipeline is its
+//! threads' default dispatcher (`tracing::dispatcher::set_default`), so both
+//! pay the same thread-local lookup of the dispatcher.
 //!
 //! Each call is timed on its own (rdtsc on x86-64, calibrated; the timer's
 //! own cost, about 10 ns, is included) into an HDR histogram, so the output
@@ -63,11 +66,12 @@ fn ticks() -> u64 {
     START.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
-// ---- the two pipelines ----
+// ---- the three pipelines ----
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Lib {
     Logfunnel,
+    LogfunnelLayer,
     Tracing,
 }
 
@@ -75,7 +79,15 @@ impl Lib {
     fn name(self) -> &'static str {
         match self {
             Lib::Logfunnel => "logfunnel log::info!",
+            Lib::LogfunnelLayer => "logfunnel tracing Layer",
             Lib::Tracing => "tracing-appender non_blocking",
+        }
+    }
+    fn id(self) -> &'static str {
+        match self {
+            Lib::Logfunnel => "logfunnel",
+            Lib::LogfunnelLayer => "logfunnel_layer",
+            Lib::Tracing => "tracing",
         }
     }
 }
@@ -84,7 +96,9 @@ impl Lib {
 fn call(lib: Lib, t: u64, i: u64) {
     match lib {
         Lib::Logfunnel => log::info!(target: "app.worker.ingest", "worker {t} processed item {i}"),
-        Lib::Tracing => tracing::info!(target: "app.worker.ingest", "worker {t} processed item {i}"),
+        Lib::LogfunnelLayer | Lib::Tracing => {
+            tracing::info!(target: "app.worker.ingest", "worker {t} processed item {i}")
+        }
     }
 }
 
@@ -134,14 +148,17 @@ struct Pool {
 }
 
 impl Pool {
-    fn new(lib: Lib, timer: Timer, n: usize) -> Pool {
+    fn new(lib: Lib, timer: Timer, n: usize, dispatch: Option<tracing::Dispatch>) -> Pool {
         let (res_tx, results) = mpsc::channel();
         let mut jobs = Vec::new();
         let mut threads = Vec::new();
         for t in 0..n as u64 {
             let (tx, rx) = mpsc::channel::<u64>();
             let res_tx = res_tx.clone();
+            let dispatch = dispatch.clone();
             threads.push(std::thread::spawn(move || {
+                // This thread's tracing pipeline, for its lifetime.
+                let _dispatch = dispatch.map(|d| tracing::dispatcher::set_default(&d));
                 let mut seq = 0;
                 // Warm up: more than a ring's worth of records, paced.
                 let _ = run_calls(lib, timer, t, 20_000, &mut seq);
@@ -210,17 +227,26 @@ fn bench(c: &mut Criterion) {
     // tracing: fmt layer → non_blocking (defaults: lossy, 128 Ki lines) → file.
     let file = std::fs::File::create(dir.path().join("tracing.log")).expect("file");
     let (writer, tracing_guard) = tracing_appender::non_blocking(file);
-    let subscriber = tracing_subscriber::fmt().with_writer(writer).with_ansi(false).finish();
-    tracing::subscriber::set_global_default(subscriber).expect("tracing subscriber");
+    let appender =
+        tracing::Dispatch::new(tracing_subscriber::fmt().with_writer(writer).with_ansi(false).finish());
+    // logfunnel's tracing Layer on the same client as `log`.
+    let layer = {
+        use tracing_subscriber::layer::SubscriberExt;
+        tracing::Dispatch::new(tracing_subscriber::registry().with(guard.handler().tracing_layer()))
+    };
 
     let timer = Timer::calibrate();
     let mut summaries = Vec::new();
     let mut g = c.benchmark_group("client_log_call");
     for threads in [1usize, 8] {
-        for lib in [Lib::Logfunnel, Lib::Tracing] {
-            let pool = Pool::new(lib, timer, threads);
-            let id =
-                format!("{}/{threads}_threads", if lib == Lib::Logfunnel { "logfunnel" } else { "tracing" });
+        for lib in [Lib::Logfunnel, Lib::LogfunnelLayer, Lib::Tracing] {
+            let dispatch = match lib {
+                Lib::Logfunnel => None,
+                Lib::LogfunnelLayer => Some(layer.clone()),
+                Lib::Tracing => Some(appender.clone()),
+            };
+            let pool = Pool::new(lib, timer, threads, dispatch);
+            let id = format!("{}/{threads}_threads", lib.id());
             // Criterion's time is the sum of the timed calls (the pauses are
             // left out), divided over the threads that made them in parallel.
             g.bench_function(id, |b| {
@@ -261,14 +287,18 @@ fn bench(c: &mut Criterion) {
     }
     for threads in [1, 8] {
         let get = |lib| summaries.iter().find(|s| s.lib == lib && s.threads == threads).expect("ran");
-        let (a, b) = (get(Lib::Logfunnel), get(Lib::Tracing));
-        let r = |p: f64| b.hist.value_at_quantile(p) as f64 / a.hist.value_at_quantile(p).max(1) as f64;
-        println!(
-            "tracing-appender ÷ logfunnel, {threads} thread(s): p50 {:.1}×, p99 {:.1}×, p99.9 {:.1}×",
-            r(0.5),
-            r(0.99),
-            r(0.999)
-        );
+        let b = get(Lib::Tracing);
+        for lib in [Lib::Logfunnel, Lib::LogfunnelLayer] {
+            let a = get(lib);
+            let r = |p: f64| b.hist.value_at_quantile(p) as f64 / a.hist.value_at_quantile(p).max(1) as f64;
+            println!(
+                "tracing-appender ÷ {}, {threads} thread(s): p50 {:.1}×, p99 {:.1}×, p99.9 {:.1}×",
+                lib.name(),
+                r(0.5),
+                r(0.99),
+                r(0.999)
+            );
+        }
     }
     drop(tracing_guard);
     if let Err(e) = guard.finish() {
