@@ -86,21 +86,28 @@ fn tracing_service_events_reach_a_real_hub_with_their_spans_and_fields() {
         ),
     );
     let hub = HubProc::start(&dir, &cfg);
-    let out = Command::new(example("tracing_service"))
-        .env("LOGFUNNEL_SOCKET", &hub.socket)
-        .env("LOGFUNNEL_LEVEL", "info,service.db=debug")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Run twice: properly (guard.finish()?), and with the guard dropped at
+    // once and std::process::exit at the end: the same records arrive.
+    for args in [&[][..], &["--exit"][..]] {
+        let out = Command::new(example("tracing_service"))
+            .args(args)
+            .env("LOGFUNNEL_SOCKET", &hub.socket)
+            .env("LOGFUNNEL_LEVEL", "info,service.db=debug")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(out.stderr.is_empty(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
     let err = hub.stop();
-    assert!(err.contains("14 emitted, 0 dropped, 0 failed"), "{err}");
+    assert!(err.contains("28 emitted, 0 dropped, 0 failed"), "{err}");
     let requests = std::fs::read_to_string(dir.path("requests.log")).unwrap();
     let lines: Vec<&str> = requests.lines().collect();
-    assert_eq!(lines.len(), 12, "{requests}");
+    assert_eq!(lines.len(), 24, "{requests}");
+    assert_eq!(lines[..12], lines[12..], "both runs delivered the same records");
     assert_eq!(lines[0], "service.db|DEBUG|load|1000|ada|SELECT name FROM items WHERE id = 0");
     assert_eq!(lines[1], "service.http|WARNING|request|1000|ada|GET /items/0: no such item");
     assert_eq!(lines[3], "service.http|INFO|request|1001|grace|GET /items/3 -> item-3");
     // LOGFUNNEL_LEVEL=info kept the example's own DEBUG lines out.
     let other = std::fs::read_to_string(dir.path("other.log")).unwrap();
-    assert_eq!(other, "startup|INFO||service up\nstartup|INFO||service down\n");
+    assert_eq!(other, "startup|INFO||service up\nstartup|INFO||service down\n".repeat(2));
 }

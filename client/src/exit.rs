@@ -1,6 +1,7 @@
 //! What the client does when the process exits.
 //!
-//! The client installed by [`crate::init`] serves the whole process, and
+//! The client installed by [`crate::init`] (or made for a tracing
+//! subscriber by `Builder::build_tracing`) serves the whole process, and
 //! nothing drops a global logger: so at exit (returning from `main`, or
 //! `std::process::exit`, both of which run `atexit` handlers) it flushes once
 //! more and stops its sender. Records given to a client whose sender was
@@ -9,11 +10,11 @@
 //! word.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Once, OnceLock};
+use std::sync::{Mutex, Once};
 
 use crate::{QueueHandler, Shared};
 
-static PROCESS_CLIENT: OnceLock<QueueHandler> = OnceLock::new();
+static PROCESS_CLIENTS: Mutex<Vec<QueueHandler>> = Mutex::new(Vec::new());
 /// Records logged to stopped clients in this process.
 static LATE: AtomicU64 = AtomicU64::new(0);
 static INSTALL: Once = Once::new();
@@ -26,9 +27,9 @@ pub(crate) fn install() {
     });
 }
 
-/// The client `init` installed as the `log` logger.
-pub(crate) fn set_process_client(handler: QueueHandler) {
-    let _ = PROCESS_CLIENT.set(handler);
+/// A client that serves the whole process (`init`, `build_tracing`).
+pub(crate) fn add_process_client(handler: QueueHandler) {
+    PROCESS_CLIENTS.lock().unwrap_or_else(|e| e.into_inner()).push(handler);
 }
 
 /// A record given to a client whose sender is stopped.
@@ -45,10 +46,11 @@ pub(crate) fn after_fork() {
 extern "C" fn at_exit() {
     // A panic must not unwind into libc's exit.
     let _ = std::panic::catch_unwind(|| {
-        if let Some(handler) = PROCESS_CLIENT.get()
-            && let Err(e) = handler.shutdown_at_exit()
-        {
-            eprintln!("logfunnel client: at exit: {e}");
+        let clients = PROCESS_CLIENTS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for handler in clients {
+            if let Err(e) = handler.shutdown_at_exit() {
+                eprintln!("logfunnel client: at exit: {e}");
+            }
         }
         let late = LATE.load(Ordering::Relaxed);
         if late > 0 {

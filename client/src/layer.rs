@@ -94,13 +94,16 @@ impl QueueHandler {
 
 impl crate::Builder {
     /// Starts a client and returns a tracing layer for it (not installed:
-    /// add it to a registry) and its guard. Keep the guard until the end of
-    /// `main`; `guard.finish()` flushes and reports a loss as an error.
+    /// add it to a registry) and its guard. The client serves the whole
+    /// process, as `init`'s does: dropping the guard flushes, the process
+    /// flushes again at exit; `guard.finish()?` at the end of `main` flushes,
+    /// stops it and reports a loss as an error.
     pub fn build_tracing<S>(self) -> Result<(TracingLayer<S>, crate::Guard), crate::InitError>
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
-        let (handler, guard) = self.build()?;
+        let (handler, mut guard) = self.build()?;
+        guard.serve_process();
         Ok((handler.tracing_layer(), guard))
     }
 }

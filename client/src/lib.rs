@@ -202,8 +202,7 @@ impl Builder {
         let level = handler.shared().filter.max_level();
         log::set_boxed_logger(Box::new(handler.clone()))?;
         log::set_max_level(level);
-        exit::set_process_client(handler);
-        guard.process_wide = true;
+        guard.serve_process();
         Ok(guard)
     }
 }
@@ -784,11 +783,12 @@ impl log::Log for QueueHandler {
 /// Flushes when dropped; keep it alive for as long as the process logs
 /// (bind it to a name such as `_guard`, not `_`).
 ///
-/// The guard of [`init`] (the process's `log` logger) only flushes when
-/// dropped: its client keeps running, and the process flushes again at exit,
-/// so records logged after the guard is gone are still delivered. The guard
-/// of [`Builder::build`] also stops its client's sender; records given to
-/// that handler afterwards are counted and reported on stderr at exit.
+/// The guard of [`init`] (the process's `log` logger) and of
+/// `Builder::build_tracing` only flushes when dropped: its client keeps
+/// running, and the process flushes again at exit, so records logged after
+/// the guard is gone (`let _ = init()?;`) are still delivered. The guard of
+/// [`Builder::build`] also stops its client's sender; records given to that
+/// handler afterwards are counted and reported on stderr at exit.
 /// [`Guard::finish`] flushes, stops the sender and returns the error if the
 /// hub did not acknowledge everything: `guard.finish()?` at the end of `main`
 /// makes such a loss a failure (a non-zero exit) rather than a message.
@@ -806,6 +806,13 @@ impl std::fmt::Debug for Guard {
 }
 
 impl Guard {
+    /// Makes its client serve the whole process: the guard's drop only
+    /// flushes, and the process flushes and stops it at exit.
+    pub(crate) fn serve_process(&mut self) {
+        exit::add_process_client(self.handler.clone());
+        self.process_wide = true;
+    }
+
     /// The handler this guard belongs to.
     pub fn handler(&self) -> &QueueHandler {
         &self.handler
