@@ -40,7 +40,6 @@ pub enum Kind {
     Label,
     /// A string exported as `<prefix><name>_info{<name>="text"} 1` while
     /// not empty (a last error: one series per text, not per record).
-    #[allow(dead_code, reason = "for string fields such as a handler's last error; tested")]
     Info,
     /// Not a metric (a nested list, exported by its own table).
     Skip,
@@ -177,6 +176,27 @@ pub const HANDLER: &[Metric] = &[
         "Bytes of unacknowledged output cut at start-up.",
     ),
     m("journal_errors", Counter, "journal_errors", "Failed writes of the handler's delivery journal."),
+    m(
+        "held",
+        Gauge,
+        "records_held",
+        "Records a network handler holds for delivery (a batch, the connection or a retry).",
+    ),
+    m("retries", Counter, "retries", "Delivery attempts that failed and were scheduled again."),
+    m(
+        "unconfirmed",
+        Counter,
+        "records_unconfirmed",
+        "Records written to a connection that broke before the peer confirmed them (also failed).",
+    ),
+    m("last_error", Info, "last_error", "The handler's last delivery error, while it has one."),
+    scaled(
+        "last_error_unix_ms",
+        Gauge,
+        "last_error_timestamp_seconds",
+        "When the last delivery error happened, seconds since the epoch (0: none).",
+        0.001,
+    ),
 ];
 
 /// `ConnectionStats`: one series per connection, open or recently closed
@@ -450,6 +470,11 @@ mod tests {
             durable: true,
             recovered_truncated_bytes: 0,
             journal_errors: 0,
+            held: 0,
+            retries: 2,
+            unconfirmed: 0,
+            last_error: String::new(),
+            last_error_unix_ms: 0,
         };
         HubStats {
             uptime_ms: 1500,
@@ -515,6 +540,10 @@ mod tests {
         let text = render(&sample_stats());
         assert!(text.contains("logfunnel_uptime_seconds 1.5\n"), "{text}");
         assert!(
+            text.contains("logfunnel_handler_retries_total{handler=\"file\",class=\"FileHandler\"} 2\n"),
+            "{text}"
+        );
+        assert!(
             text.contains(
                 "logfunnel_handler_records_received_total{handler=\"file\",class=\"FileHandler\"} 10\n"
             ),
@@ -531,10 +560,8 @@ mod tests {
         let mut json = serde_json::to_value(sample_stats()).unwrap();
         json["handlers"][0]["last_error"] = J::String("connection refused".into());
         json["handlers"][1]["last_error"] = J::String(String::new());
-        json["handlers"][0]["retries"] = J::from(3);
-        let mut table = HANDLER.to_vec();
-        table.push(m("last_error", Info, "last_error", "The handler's last delivery error."));
-        let text = render_value(&json, HUB, &table, CLIENT);
+        json["handlers"][0]["brand_new"] = J::from(3);
+        let text = render_value(&json, HUB, HANDLER, CLIENT);
         assert!(
             text.contains("logfunnel_handler_last_error_info{handler=\"file\",class=\"FileHandler\",last_error=\"connection refused\"} 1\n"),
             "{text}"
@@ -542,7 +569,7 @@ mod tests {
         assert_eq!(text.matches("last_error_info{").count(), 1, "an empty error is not a series");
         assert!(
             text.contains(
-                "# TYPE logfunnel_handler_retries untyped\nlogfunnel_handler_retries{handler=\"file\""
+                "# TYPE logfunnel_handler_brand_new untyped\nlogfunnel_handler_brand_new{handler=\"file\""
             ),
             "{text}"
         );
