@@ -890,6 +890,103 @@ mod tests {
         assert_eq!(load(&c.emitted), 10);
     }
 
+    /// A transport whose every answer is random: partial progress, waits,
+    /// failures, records and batches refused, connections lost with
+    /// records in doubt.
+    struct Chaos {
+        rng: u64,
+        delivered: Vec<u64>,
+        unconfirmed: u64,
+    }
+
+    impl Chaos {
+        fn next(&mut self) -> u64 {
+            self.rng ^= self.rng << 13;
+            self.rng ^= self.rng >> 7;
+            self.rng ^= self.rng << 17;
+            self.rng
+        }
+    }
+
+    impl Transport for Chaos {
+        fn attempt(&mut self, b: &mut OutBatch) -> Attempt {
+            match self.next() % 10 {
+                0 => return Attempt::Retry("chaos".into()),
+                1 if self.next() % 4 == 0 => return Attempt::Reject("chaos".into()),
+                _ => {}
+            }
+            let n = self.next() % 4;
+            for _ in 0..n {
+                if b.is_settled() {
+                    break;
+                }
+                if self.next() % 20 == 0 {
+                    b.reject_next();
+                } else {
+                    let text = std::str::from_utf8(b.record(b.done())).unwrap();
+                    self.delivered.push(text.parse().unwrap_or(u64::MAX));
+                    b.advance(1);
+                    if self.next() % 50 == 0 {
+                        self.unconfirmed += 1;
+                    }
+                }
+            }
+            if b.is_settled() { Attempt::Done } else { Attempt::Wait }
+        }
+        fn take_unconfirmed(&mut self) -> u64 {
+            std::mem::take(&mut self.unconfirmed)
+        }
+        fn describe(&self) -> String {
+            "chaos".into()
+        }
+    }
+
+    #[test]
+    fn every_record_is_accounted_for_whatever_the_transport_answers() {
+        for seed in 1..40u64 {
+            let policy = [OverflowPolicy::DropNewest, OverflowPolicy::DropOldest, OverflowPolicy::Block]
+                [(seed % 3) as usize];
+            let opts = DeliveryOptions {
+                batch_max_records: 1 + (seed % 7) as usize,
+                buffer_max_records: 5 + (seed % 30) as usize,
+                retry_initial: Duration::from_micros(10),
+                retry_max: Duration::from_micros(50),
+                max_retries: (seed % 2 == 0).then_some(3),
+                ..DeliveryOptions::default()
+            };
+            let (mut o, c) = outbox(opts, policy);
+            let mut t = Chaos {
+                rng: seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1,
+                delivered: Vec::new(),
+                unconfirmed: 0,
+            };
+            let mut taken = 0u64;
+            for i in 0..400u64 {
+                if o.ready() {
+                    take(&mut o, &i.to_string());
+                    taken += 1;
+                }
+                if i % 3 == 0 {
+                    let _ = o.flush(&mut t);
+                } else {
+                    let _ = o.poll(&mut t);
+                }
+                if i % 50 == 0 {
+                    std::thread::sleep(Duration::from_micros(60));
+                }
+            }
+            let _ = o.drain(&mut t, Instant::now() + Duration::from_secs(5));
+            let n = |a: &std::sync::atomic::AtomicU64| load(a);
+            let ctx = format!("seed {seed}: {c:?}");
+            assert_eq!(o.held(), 0, "{ctx}");
+            assert_eq!(n(&c.held), 0, "{ctx}");
+            assert_eq!(n(&c.emitted) + n(&c.failed) + n(&c.dropped), taken, "{ctx}");
+            assert_eq!(n(&c.emitted) + n(&c.unconfirmed), t.delivered.len() as u64, "{ctx}");
+            assert!(t.delivered.windows(2).all(|w| w[0] < w[1]), "{ctx}: out of order or twice");
+            assert_eq!(o.held_bytes, 0, "{ctx}");
+        }
+    }
+
     #[test]
     fn drain_keeps_trying_until_the_deadline() {
         let (mut o, c) = outbox(fast(), OverflowPolicy::DropNewest);
