@@ -951,7 +951,7 @@ mod tests {
                 buffer_max_records: 5 + (seed % 30) as usize,
                 retry_initial: Duration::from_micros(10),
                 retry_max: Duration::from_micros(50),
-                max_retries: (seed % 2 == 0).then_some(3),
+                max_retries: seed.is_multiple_of(2).then_some(3),
                 ..DeliveryOptions::default()
             };
             let (mut o, c) = outbox(opts, policy);
@@ -966,12 +966,12 @@ mod tests {
                     take(&mut o, &i.to_string());
                     taken += 1;
                 }
-                if i % 3 == 0 {
+                if i.is_multiple_of(3) {
                     let _ = o.flush(&mut t);
                 } else {
                     let _ = o.poll(&mut t);
                 }
-                if i % 50 == 0 {
+                if i.is_multiple_of(50) {
                     std::thread::sleep(Duration::from_micros(60));
                 }
             }
