@@ -912,7 +912,7 @@ mod tests {
         fn attempt(&mut self, b: &mut OutBatch) -> Attempt {
             match self.next() % 10 {
                 0 => return Attempt::Retry("chaos".into()),
-                1 if self.next() % 4 == 0 => return Attempt::Reject("chaos".into()),
+                1 if self.next().is_multiple_of(4) => return Attempt::Reject("chaos".into()),
                 _ => {}
             }
             let n = self.next() % 4;
@@ -920,13 +920,13 @@ mod tests {
                 if b.is_settled() {
                     break;
                 }
-                if self.next() % 20 == 0 {
+                if self.next().is_multiple_of(20) {
                     b.reject_next();
                 } else {
                     let text = std::str::from_utf8(b.record(b.done())).unwrap();
                     self.delivered.push(text.parse().unwrap_or(u64::MAX));
                     b.advance(1);
-                    if self.next() % 50 == 0 {
+                    if self.next().is_multiple_of(50) {
                         self.unconfirmed += 1;
                     }
                 }
