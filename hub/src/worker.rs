@@ -283,8 +283,11 @@ pub(crate) fn run(
     loop {
         // What the handler asked to be woken for (a retry, a batch's age)
         // comes first, however busy the queue is.
+        // The clock is read after asking: a handler due "now" answers with
+        // the time it asked its own clock, which must not be later than ours.
+        let due = handler.next_due();
         let now = Instant::now();
-        if handler.next_due().is_some_and(|due| due <= now) {
+        if due.is_some_and(|due| due <= now) {
             count_write(handler.poll(), &queue.counters, &mut errors);
         }
         if !handler.ready() {
@@ -296,6 +299,7 @@ pub(crate) fn run(
             let wait = handler
                 .next_due()
                 .map_or(Duration::from_millis(50), |due| due.saturating_duration_since(now));
+
             std::thread::sleep(wait.clamp(Duration::from_micros(200), Duration::from_millis(50)));
             continue;
         }
@@ -590,5 +594,58 @@ impl ErrorReporter {
             );
             self.suppressed = 0;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU32;
+
+    /// A handler that is not ready and due "now" (its own clock, read when
+    /// asked), until it has been polled a few times.
+    struct DueNow {
+        polls: Arc<AtomicU32>,
+    }
+
+    impl Handler for DueNow {
+        fn emit(&mut self, _: &RecordContext<'_>) -> Result<(), HandlerError> {
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<(), HandlerError> {
+            Ok(())
+        }
+        fn poll(&mut self) -> Result<(), HandlerError> {
+            self.polls.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+        fn next_due(&self) -> Option<Instant> {
+            Some(Instant::now())
+        }
+        fn ready(&self) -> bool {
+            self.polls.load(Ordering::Relaxed) >= 3
+        }
+    }
+
+    #[test]
+    fn a_handler_due_now_is_polled_even_while_it_takes_no_records() {
+        let queue = Arc::new(HandlerQueue::new(10, OverflowPolicy::Block));
+        let polls = Arc::new(AtomicU32::new(0));
+        let handler = Box::new(DueNow { polls: Arc::clone(&polls) });
+        let opts = WorkerOptions {
+            start_ns: 0,
+            journal: None,
+            escape: false,
+            deadline: Arc::new(Mutex::new(Some(Instant::now()))),
+        };
+        let q = Arc::clone(&queue);
+        let worker = std::thread::spawn(move || run("due".into(), q, handler, opts));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while polls.load(Ordering::Relaxed) < 3 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(polls.load(Ordering::Relaxed) >= 3, "the worker never polled a handler due now");
+        queue.close();
+        worker.join().unwrap();
     }
 }
