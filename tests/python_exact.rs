@@ -13,6 +13,9 @@ use serde_json::{Value, json};
 
 use crate::util::{Dir, HubProc, assert_complete, finish_worker, python3, sequences, worker};
 
+mod formatter;
+mod random;
+
 const ORACLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/oracle.py");
 
 /// US Eastern with its 2007 rules, as CPython's DST tests use: no tz database needed.

@@ -19,7 +19,7 @@
 //! | `lineno` | int | `record.lineno` (0 when unknown, as Python) |
 //! | `created` | float | `created_ns / 1e9` |
 //! | `msecs` | float | 3.11's `int((created - int(created)) * 1000) + 0.0` |
-//! | `relativeCreated` | float | `(created_ns - start_ns) / 1e6` |
+//! | `relativeCreated` | float | 3.11's `(created - start) * 1000`, `start` the hub's start as a float |
 //! | `asctime` | str | [`Formatter`]'s `formatTime` |
 //! | `process` / `processName` | int / str | `record.process` / `record.process_name`, else the connection's |
 //! | `thread` / `threadName` | int / str | `record.thread` / `record.thread_name`, else `"Thread-<thread>"` |
@@ -52,8 +52,9 @@
 //!   `{message[0]}`) are refused at construction.
 //! - Widths and precisions above [`MAX_WIDTH`] are refused (Python would try
 //!   to build the string and run out of memory).
-//! - `%c` of a surrogate code point is an error (a Rust string cannot hold a
-//!   lone surrogate).
+//! - `%c` of a surrogate code point fails the record with the error Python's
+//!   handler raises when it encodes the line (a Rust string cannot hold a
+//!   lone surrogate; Python fails one step later, on the write).
 //! - On non-Unix targets asctime with a `datefmt` goes through chrono's
 //!   strftime rather than the C library's, so exotic directives may differ.
 
@@ -186,6 +187,7 @@ pub struct Formatter {
     fmt: String,
     datefmt: Option<String>,
     uses_time: bool,
+    time_only_checked: bool,
     segments: Vec<Segment>,
     clock: Clock,
     slots: Slots,
@@ -212,17 +214,31 @@ impl Formatter {
         .map_err(invalid)?;
         check_fixed_types(&segments).map_err(invalid)?;
         let datefmt = datefmt.filter(|d| !d.is_empty());
-        let date = datefmt.map(DateFmt::new).transpose()?;
         let uses_time = match style {
             Style::Percent => fmt.contains("%(asctime)"),
             Style::Brace => fmt.contains("{asctime"),
             Style::Dollar => fmt.contains("$asctime") || fmt.contains("${asctime}"),
         };
+        // Python looks at datefmt only when usesTime() (a NUL in it then
+        // fails every record, so it is refused; otherwise it is never read).
+        let date = if uses_time { datefmt.map(DateFmt::new).transpose()? } else { None };
+        let formats_time = segments.iter().any(|s| match s {
+            Segment::Field(f) => {
+                f.attr == Attr::Asctime
+                    || matches!(&f.render, Render::Brace { spec: BraceSpec::Nested(parts), .. }
+                        if parts.iter().any(|p| matches!(p, SpecPart::Field(Attr::Asctime))))
+            }
+            Segment::Lit(_) => false,
+        });
         Ok(Formatter {
             style,
             fmt: fmt.to_owned(),
             datefmt: datefmt.map(str::to_owned),
             uses_time,
+            // usesTime() is a substring test ("%%(asctime)s" passes it):
+            // Python then computes asctime, and fails the records whose time
+            // it cannot convert, even if no field shows it.
+            time_only_checked: uses_time && !formats_time,
             segments,
             clock: Clock { utc: false, datefmt: date, second: None, text: String::new() },
             slots: Slots::default(),
@@ -275,6 +291,10 @@ impl Formatter {
         out: &mut Vec<u8>,
         start: usize,
     ) -> Result<(), FormatError> {
+        self.work.surrogate = None;
+        if self.time_only_checked {
+            self.clock.second_text(created(ctx.record))?;
+        }
         for segment in &self.segments {
             match segment {
                 Segment::Lit(text) => append_short(out, text.as_bytes()),
@@ -288,6 +308,16 @@ impl Formatter {
                 out.push(b'\n');
             }
             out.extend_from_slice(exc.as_bytes());
+        }
+        if let Some((cp, at)) = self.work.surrogate.take() {
+            // What Python's handler says when it encodes the line.
+            let text = String::from_utf8_lossy(&out[start..]);
+            let from = at.saturating_sub(start);
+            let pos = text[from.min(text.len())..].find(char::REPLACEMENT_CHARACTER).map_or(0, |i| i + from);
+            let position = text[..pos].chars().count();
+            return Err(FormatError::Conversion(format!(
+                "'utf-8' codec can't encode character '\\u{cp:04x}' in position {position}: surrogates not allowed"
+            )));
         }
         Ok(())
     }
@@ -496,6 +526,9 @@ struct Work {
     num: String,
     raw: String,
     grouped: Vec<u8>,
+    /// The first lone surrogate written (as U+FFFD) and the output offset
+    /// at or after which it sits: see [`code_point`].
+    surrogate: Option<(u32, usize)>,
 }
 
 // ---------------------------------------------------------------------------
@@ -505,20 +538,38 @@ fn is_word(c: char) -> bool {
     c == '_' || c.is_alphanumeric()
 }
 
-/// Reads ASCII digits at `*i`, if any.
-fn parse_count(chars: &[char], i: &mut usize, what: &str) -> Result<Option<usize>, String> {
+/// Reads ASCII digits at `*i`, if any (saturating at `usize::MAX`).
+fn parse_digits(chars: &[char], i: &mut usize) -> Option<usize> {
     let start = *i;
     let mut n: usize = 0;
     while let Some(d) = chars.get(*i).and_then(|c| c.to_digit(10)) {
         n = n.saturating_mul(10).saturating_add(d as usize);
         *i += 1;
     }
-    if *i == start {
-        Ok(None)
-    } else if n > MAX_WIDTH {
-        Err(format!("{what} too big"))
-    } else {
-        Ok(Some(n))
+    (*i > start).then_some(n)
+}
+
+/// A width: refused above [`MAX_WIDTH`] (Python would build the string).
+fn parse_width(chars: &[char], i: &mut usize) -> Result<usize, String> {
+    match parse_digits(chars, i) {
+        Some(n) if n > MAX_WIDTH => Err("width too big".into()),
+        n => Ok(n.unwrap_or(0)),
+    }
+}
+
+/// A precision is not bounded here: on a string it only truncates, as in
+/// Python, whatever its size; a number refuses one above [`MAX_WIDTH`] when
+/// it is rendered ([`check_precision`]).
+fn parse_precision(chars: &[char], i: &mut usize) -> Option<usize> {
+    parse_digits(chars, i)
+}
+
+/// Numbers with more than [`MAX_WIDTH`] digits of precision are refused
+/// (Python would build the string; strings are only truncated).
+fn check_precision(precision: Option<usize>) -> Result<(), String> {
+    match precision {
+        Some(p) if p > MAX_WIDTH => Err(format!("precision {p} too big for a number (the limit is {MAX_WIDTH})")),
+        _ => Ok(()),
     }
 }
 
@@ -628,13 +679,13 @@ fn parse_percent(fmt: &str) -> Result<Vec<Segment>, String> {
         if chars.get(i) == Some(&'*') {
             return Err("'*' width needs a positional argument, which a record has not".into());
         }
-        p.width = parse_count(&chars, &mut i, "width")?.unwrap_or(0);
+        p.width = parse_width(&chars, &mut i)?;
         if chars.get(i) == Some(&'.') {
             i += 1;
             if chars.get(i) == Some(&'*') {
                 return Err("'*' precision needs a positional argument, which a record has not".into());
             }
-            p.precision = Some(parse_count(&chars, &mut i, "precision")?.unwrap_or(0));
+            p.precision = Some(parse_precision(&chars, &mut i).unwrap_or(0));
         }
         // Python skips one C length modifier ("%(lineno)ld").
         if matches!(chars.get(i), Some('h' | 'l' | 'L')) {
@@ -777,7 +828,14 @@ fn parse_spec(text: &str, type_name: &str) -> Result<Spec, String> {
         s.zero = true;
         i += 1;
     }
-    s.width = parse_count(&c, &mut i, "width")?.unwrap_or(0);
+    // str.format reads at most isize::MAX, then refuses the spec.
+    let too_many = |n: Option<usize>| match n {
+        Some(n) if n > isize::MAX as usize => Err("Too many decimal digits in format string".to_string()),
+        n => Ok(n),
+    };
+    let mut j = i;
+    too_many(parse_digits(&c, &mut j))?;
+    s.width = parse_width(&c, &mut i)?;
     if let Some(&g @ (',' | '_')) = c.get(i) {
         s.grouping = Some(g);
         i += 1;
@@ -787,7 +845,7 @@ fn parse_spec(text: &str, type_name: &str) -> Result<Spec, String> {
     }
     if c.get(i) == Some(&'.') {
         i += 1;
-        match parse_count(&c, &mut i, "precision")? {
+        match too_many(parse_precision(&c, &mut i))? {
             Some(p) => s.precision = Some(p),
             None => return Err("Format specifier missing precision".into()),
         }
@@ -1084,6 +1142,13 @@ fn created(record: &RecordView<'_>) -> f64 {
     record.created_ns as f64 / 1e9
 }
 
+/// Python 3.11's `relativeCreated`: `(created - _startTime) * 1000`, in
+/// float seconds (3.13 computes it from integer nanoseconds, which differs
+/// in the last digits on most records).
+fn relative_created(created_ns: i64, start_ns: i64) -> f64 {
+    (created_ns as f64 / 1e9 - start_ns as f64 / 1e9) * 1000.0
+}
+
 /// Python 3.11's `msecs`: `int((ct - int(ct)) * 1000) + 0.0`.
 fn msecs(ct: f64) -> f64 {
     // The + 0.0 turns -0.0 into 0.0, as Python's int() + 0.0 does.
@@ -1158,10 +1223,7 @@ fn lookup<'v>(
         Attr::FuncName => Val::Str(r.func_name.unwrap_or(UNKNOWN_FUNCTION)),
         Attr::Created => Val::Float(created(r)),
         Attr::Msecs => Val::Float(msecs(created(r))),
-        Attr::RelativeCreated => {
-            let ns = i128::from(r.created_ns) - i128::from(ctx.start_ns);
-            Val::Float(ns as f64 / 1e6)
-        }
+        Attr::RelativeCreated => Val::Float(relative_created(r.created_ns, ctx.start_ns)),
         Attr::Thread => Val::Int(r.thread.into()),
         Attr::ThreadName => match r.thread_name {
             Some(name) => Val::Str(name),
@@ -1221,6 +1283,10 @@ fn render_field(
                         push_str_val(&mut slots.spec, &mut work.raw, v);
                     }
                 }
+            }
+            if conv.is_none() && matches!(value, Val::None) && !slots.spec.is_empty() {
+                // object.__format__ refuses any spec before reading it.
+                return Err(FormatError::Conversion(NONE_FORMAT.into()));
             }
             let type_name = if conv.is_some() { "str" } else { value.type_name() };
             let spec = parse_spec(&slots.spec, type_name).map_err(FormatError::Conversion)?;
@@ -1556,12 +1622,18 @@ fn alt_prefix(conv: char) -> &'static str {
     }
 }
 
-fn code_point(n: i128) -> Result<char, String> {
+/// The character `%c` or `{:c}` makes of `n`. A surrogate is a valid
+/// Python character that only fails when the handler encodes the line; it
+/// is written as U+FFFD here and remembered in `work`, so that the record
+/// fails with Python's error only if nothing else fails first.
+fn code_point(n: i128, work: &mut Work, at: usize) -> Result<char, String> {
     if !(0..0x110000).contains(&n) {
         return Err("%c arg not in range(0x110000)".into());
     }
-    char::from_u32(n as u32)
-        .ok_or_else(|| format!("%c arg {n:#x} is a surrogate, which cannot be represented"))
+    Ok(char::from_u32(n as u32).unwrap_or_else(|| {
+        work.surrogate.get_or_insert((n as u32, at));
+        char::REPLACEMENT_CHARACTER
+    }))
 }
 
 /// The decimal digits of `int(x)` (`x` finite), and whether it is negative.
@@ -1641,14 +1713,15 @@ fn printf(out: &mut Vec<u8>, value: Val<'_>, p: &Printf, work: &mut Work) -> Res
                         _ => return Err("%c requires int or char".into()),
                     }
                 }
-                Val::Int(i) => code_point(i)?,
-                Val::Bool(b) => code_point(b.into())?,
+                Val::Int(i) => code_point(i, work, out.len())?,
+                Val::Bool(b) => code_point(b.into(), work, out.len())?,
                 _ => return Err("%c requires int or char".into()),
             };
             let mut buf = [0u8; 4];
             pad_str(out, c.encode_utf8(&mut buf), text_pad);
         }
         'd' | 'i' | 'u' | 'o' | 'x' | 'X' => {
+            check_precision(p.precision)?;
             work.raw.clear();
             let decimal = matches!(p.conv, 'd' | 'i' | 'u');
             let negative = match value {
@@ -1699,6 +1772,7 @@ fn printf(out: &mut Vec<u8>, value: Val<'_>, p: &Printf, work: &mut Work) -> Res
             emit_number(out, n, num_pad, None, &mut work.grouped);
         }
         _ => {
+            check_precision(p.precision)?;
             let x = match value {
                 Val::Float(x) => x,
                 Val::Int(i) => i as f64,
@@ -1741,7 +1815,7 @@ fn brace(
             out.extend_from_slice(b"None");
             Ok(())
         }
-        Val::None => Err("unsupported format string passed to NoneType.__format__".into()),
+        Val::None => Err(NONE_FORMAT.into()),
         // bool.__format__ is str() for an empty spec, int.__format__ otherwise.
         Val::Bool(b) if spec.empty => {
             out.extend_from_slice(if b { b"True" } else { b"False" });
@@ -1752,6 +1826,9 @@ fn brace(
         Val::Float(x) => brace_float(out, x, spec.ty, spec, work),
     }
 }
+
+/// `format(None, spec)` with a non-empty spec.
+const NONE_FORMAT: &str = "unsupported format string passed to NoneType.__format__";
 
 fn unknown_code(ty: char, type_name: &str) -> String {
     if ty > ' ' && ty < '\x7f' {
@@ -1826,7 +1903,8 @@ fn brace_int(
         if i64::try_from(i).is_err() {
             return Err("Python int too large to convert to C long".into());
         }
-        work.num.push(code_point(i)?);
+        let c = code_point(i, work, out.len())?;
+        work.num.push(c);
         ("", "")
     } else {
         push_radix(&mut work.num, i.unsigned_abs(), ty);
@@ -1848,6 +1926,7 @@ fn brace_float(
     work: &mut Work,
 ) -> Result<(), String> {
     let grouping = check_grouping(spec.grouping, ty.unwrap_or('\0'))?;
+    check_precision(spec.precision)?;
     let (mode, add_dot_0) = match ty {
         // No type: repr(), or 'g' that keeps a ".0" when given a precision.
         None if spec.precision.is_some() => ('g', true),
@@ -1966,12 +2045,32 @@ fn float_body(dst: &mut String, raw: &mut String, x: f64, f: FloatFmt) {
         }
         _ => {
             // Shortest round-trip digits, like repr().
-            let _ = write!(raw, "{a:e}");
+            shortest_digits(raw, dst, a);
             let decpt = split_digits(raw);
             let use_exp = decpt <= -4 || decpt > 16;
             layout_digits(dst, raw, decpt, use_exp, raw.len() as i64, f);
         }
     }
+}
+
+/// The shortest digits that read back as `a`, in Rust's `d.ddde±x` form,
+/// as `repr()` chooses them: among the shortest strings that round-trip,
+/// the one nearest to `a`, and on a tie the even one. Rust's shortest form
+/// rounds such ties up (`662936471232937.25` gives `…7.3`, Python `…7.2`);
+/// the correctly rounded form of the same length (Rust's exact formatting
+/// rounds half to even, as CPython's dtoa) is used instead whenever it also
+/// reads back as `a`. `scratch` is borrowed and left as it was.
+fn shortest_digits(raw: &mut String, scratch: &mut String, a: f64) {
+    let _ = write!(raw, "{a:e}");
+    let mantissa = raw.find('e').unwrap_or(raw.len());
+    let digits = raw[..mantissa].bytes().filter(u8::is_ascii_digit).count();
+    let mark = scratch.len();
+    let _ = write!(scratch, "{:.*e}", digits.saturating_sub(1), a);
+    if scratch[mark..] != raw[..] && scratch[mark..].parse::<f64>() == Ok(a) {
+        raw.clear();
+        raw.push_str(&scratch[mark..]);
+    }
+    scratch.truncate(mark);
 }
 
 /// Turns Rust's `d.ddde±x` in `raw` into bare significant digits (trailing
@@ -2541,7 +2640,8 @@ mod tests {
         assert_eq!(fmt("%(levelno)o %(levelno)#o %(levelno)X %(levelno)#08X", p, &r), "24 0o24 14 0X000014");
         assert_eq!(
             fmt("%(created)s|%(msecs)s|%(relativeCreated)s", p, &r),
-            "1700000000.1234567|123.0|1000123.456789"
+            // 3.11: (created - start) * 1000 in float seconds.
+            "1700000000.1234567|123.0|1000123.4567165375"
         );
         assert_eq!(
             fmt("%(created)d|%(created)e|%(created)g|%(created)G", p, &r),
@@ -2736,10 +2836,13 @@ mod tests {
         assert!(invalid("{lineno:,x}", b).contains("Cannot specify ',' with 'x'."));
         // Types that vary per record are checked per record.
         assert!(Formatter::new(Some("{user:d}"), None, b).is_ok());
+        // A NUL in datefmt fails every record that formats the time; Python
+        // never reads datefmt for a format without asctime.
         assert!(matches!(
-            Formatter::new(Some("%(message)s"), Some("a\0b"), p),
+            Formatter::new(Some("%(asctime)s %(message)s"), Some("a\0b"), p),
             Err(FormatError::BadDateFormat { .. })
         ));
+        assert!(Formatter::new(Some("%(message)s"), Some("a\0b"), p).is_ok());
     }
 
     #[test]
@@ -2924,7 +3027,7 @@ mod tests {
             format!("'funcName': {}", py_str(r.func_name.unwrap_or(UNKNOWN_FUNCTION))),
             format!("'created': {} / 1e9", r.created_ns),
             format!("'msecs': msecs({} / 1e9)", r.created_ns),
-            format!("'relativeCreated': ({} - {}) / 1e6", r.created_ns, c.start_ns),
+            format!("'relativeCreated': ({} / 1e9 - {} / 1e9) * 1000", r.created_ns, c.start_ns),
             format!("'thread': {}", r.thread),
             format!("'threadName': {}", py_str(&thread_name)),
             format!("'processName': {}", py_str(r.process_name.unwrap_or(c.process_name))),

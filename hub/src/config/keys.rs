@@ -30,6 +30,24 @@ pub fn join(path: &str, key: &str) -> String {
     if path.is_empty() { quoted } else { format!("{path}.{quoted}") }
 }
 
+/// What a key nobody read means. TOML is the hub's own format, where a
+/// typo is ours to catch; in a Python dictConfig (JSON or YAML), keys that
+/// Python's `dictConfig` itself ignores are accepted with a warning, so a
+/// Python project's config runs unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Unknown {
+    /// An error (TOML; and any table Python would not ignore either).
+    #[default]
+    Error,
+    /// A warning naming it: Python ignores it (a logger's `qualname`, a
+    /// project's own top-level keys).
+    Warn,
+    /// A warning for keys that are not Python identifiers (dictConfig
+    /// passes only identifiers to a handler's constructor), an error for the
+    /// others (Python's constructor would refuse them).
+    WarnNonIdentifier,
+}
+
 /// One table of the configuration being read; see the module docs.
 #[derive(Debug)]
 pub struct Section<'t> {
@@ -39,7 +57,9 @@ pub struct Section<'t> {
     /// Keys whose names are made at run time (`password_env`…).
     known_named: Vec<String>,
     issues: Vec<ConfigIssue>,
+    warnings: Vec<ConfigIssue>,
     refs: Vec<Reference>,
+    unknown: Unknown,
 }
 
 /// A value naming another part of the configuration (a MemoryHandler's
@@ -63,8 +83,29 @@ impl<'t> Section<'t> {
             known: Vec::new(),
             known_named: Vec::new(),
             issues: Vec::new(),
+            warnings: Vec::new(),
             refs: Vec::new(),
+            unknown: Unknown::Error,
         }
+    }
+
+    /// The same reader, with `unknown` deciding what unread keys mean.
+    pub fn with_unknown(mut self, unknown: Unknown) -> Section<'t> {
+        self.unknown = unknown;
+        self
+    }
+
+    /// Records a warning about `key` (`""`: the section itself): accepted,
+    /// but worth telling.
+    pub fn warn(&mut self, key: &str, message: impl Into<String>) {
+        let path = if key.is_empty() { self.path.clone() } else { self.key_path(key) };
+        self.warnings.push(ConfigIssue { path, message: message.into() });
+    }
+
+    /// The warnings so far (see [`Section::warn`]); unread keys are judged
+    /// by [`Section::finish`].
+    pub fn take_warnings(&mut self) -> Vec<ConfigIssue> {
+        std::mem::take(&mut self.warnings)
     }
 
     /// This section's key path.
@@ -288,8 +329,9 @@ impl<'t> Section<'t> {
 
     /// Takes over the issues of a nested section (checking its unknown keys).
     pub fn merge(&mut self, nested: Section<'_>) {
-        let issues = nested.finish();
+        let (issues, warnings) = nested.finish_with_warnings();
         self.issues.extend(issues);
+        self.warnings.extend(warnings);
     }
 
     /// The issues so far, without judging unknown keys (a table whose
@@ -304,14 +346,29 @@ impl<'t> Section<'t> {
         self.issues.extend(nested.abandon());
     }
 
-    /// Every issue, with one for each key nobody asked for.
-    pub fn finish(mut self) -> Vec<ConfigIssue> {
+    /// Every issue, with one for each key nobody asked for (or, as
+    /// [`Unknown`] says, a warning: see [`Section::finish_with_warnings`]).
+    pub fn finish(self) -> Vec<ConfigIssue> {
+        self.finish_with_warnings().0
+    }
+
+    /// Every issue and every warning.
+    pub fn finish_with_warnings(mut self) -> (Vec<ConfigIssue>, Vec<ConfigIssue>) {
         let mut unknown = Vec::new();
         for key in self.table.keys() {
             if !self.known.iter().any(|spellings| spellings.contains(&key.as_str()))
                 && !self.known_named.contains(key)
             {
-                unknown.push(key.clone());
+                let ignored = match self.unknown {
+                    Unknown::Error => false,
+                    Unknown::Warn => true,
+                    Unknown::WarnNonIdentifier => !is_identifier(key),
+                };
+                if ignored {
+                    self.warn(key, "ignored (Python's dictConfig does not read it either)");
+                } else {
+                    unknown.push(key.clone());
+                }
             }
         }
         if !unknown.is_empty() {
@@ -324,8 +381,17 @@ impl<'t> Section<'t> {
                 self.issue(&key, message.clone());
             }
         }
-        self.issues
+        (self.issues, self.warnings)
     }
+}
+
+/// Python's `str.isidentifier()` as dictConfig's `valid_ident` applies it
+/// (ASCII letters, digits and `_`, not starting with a digit; non-ASCII
+/// letters count too).
+pub fn is_identifier(key: &str) -> bool {
+    let mut chars = key.chars();
+    chars.next().is_some_and(|c| c == '_' || c.is_alphabetic())
+        && chars.all(|c| c == '_' || c.is_alphanumeric())
 }
 
 /// A value as the messages show it: strings quoted, tables by type.
