@@ -117,12 +117,23 @@ fn differential(spec: Value, tz: &str) -> BTreeMap<String, Vec<u8>> {
     std::fs::create_dir_all(&py_dir).unwrap();
     let spec_path = dir.write("spec.json", &spec.to_string());
 
-    let out =
-        Command::new(python3()).arg(ORACLE).arg(&spec_path).arg(&py_dir).env("TZ", tz).output().unwrap();
+    let py_stdout = dir.path("python.stdout");
+    let out = Command::new(python3())
+        .arg(ORACLE)
+        .arg(&spec_path)
+        .arg(&py_dir)
+        .arg(&py_stdout)
+        .env("TZ", tz)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "oracle failed: {}", String::from_utf8_lossy(&out.stderr));
 
     prepare(&hub_dir, &spec);
-    let config = dir.write("logging.json", &spec["config"].to_string());
+    // The same text for both: a YAML file, or the dict as JSON.
+    let config = match spec["yaml"].as_str() {
+        Some(yaml) => dir.write("logging.yaml", yaml),
+        None => dir.write("logging.json", &spec["config"].to_string()),
+    };
     let hub = HubProc::start_in(&dir, &config, &hub_dir, &[("TZ", tz)]);
     let records = spec["records"].as_array().unwrap();
     let mut sent = 0;
@@ -144,7 +155,14 @@ fn differential(spec: Value, tz: &str) -> BTreeMap<String, Vec<u8>> {
         sent = before;
     }
     send(&hub.socket, &records[sent..]);
-    hub.stop();
+    let hub_stdout = hub.stdout_when_stopped();
+    let py_stdout = std::fs::read(&py_stdout).unwrap_or_default();
+    assert!(
+        hub_stdout == py_stdout,
+        "stdout differs.\n--- python ---\n{}\n--- hub ---\n{}",
+        String::from_utf8_lossy(&py_stdout),
+        String::from_utf8_lossy(&hub_stdout)
+    );
 
     let (python, ours) = (tree(&py_dir), tree(&hub_dir));
     let names = |t: &BTreeMap<String, Vec<u8>>| t.keys().cloned().collect::<Vec<_>>();
@@ -565,4 +583,300 @@ fn a_rotating_handler_sees_a_copytruncate() {
     hub.stop();
     assert!(!dir.path("app.log.1").exists(), "rotated on the size before the truncation");
     assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 5);
+}
+
+/// Records from a few loggers at every level, for the routing tests.
+fn routing_records() -> Vec<Value> {
+    let names = ["app", "app.db", "django.request", "other", "root", ""];
+    (0..60u32)
+        .map(|i| {
+            let level = [10, 20, 30, 40, 50][i as usize % 5];
+            let mut r =
+                record(NOV_14 + i64::from(i) * S, names[i as usize % names.len()], level, &format!("m{i}"));
+            r["exc_text"] = if i % 7 == 3 {
+                json!("Traceback (most recent call last):\nValueError: x")
+            } else {
+                json!(null)
+            };
+            r
+        })
+        .collect()
+}
+
+fn file_handlers(names: &[&str], formatter: &str) -> Value {
+    names
+        .iter()
+        .map(|n| {
+            (
+                (*n).to_owned(),
+                json!({"class": "logging.FileHandler", "filename": format!("{n}.log"), "formatter": formatter}),
+            )
+        })
+        .collect::<serde_json::Map<String, Value>>()
+        .into()
+}
+
+/// Python 3.9+ treats a `loggers` entry named "root" as the root logger:
+/// its handlers get what propagates to the root. dictConfig configures the
+/// `loggers` first and `root` last, whose handlers replace them.
+#[test]
+fn a_logger_named_root_is_the_root_logger_as_in_python() {
+    let config = json!({
+        "version": 1,
+        "formatters": {"line": {"format": "%(levelname)s %(name)s %(message)s"}},
+        "handlers": file_handlers(&["everything", "app"], "line"),
+        "loggers": {
+            "root": {"level": "INFO", "handlers": ["everything"]},
+            "app": {"level": "DEBUG", "handlers": ["app"]},
+        },
+    });
+    let files = differential(json!({"config": config, "records": routing_records()}), "UTC");
+    assert!(String::from_utf8_lossy(&files["everything.log"]).lines().count() > 30);
+    // `root` after `loggers.root`: its level applies, and a root without
+    // handlers leaves none (dictConfig removes them first).
+    let config = json!({
+        "version": 1,
+        "formatters": {"line": {"format": "%(levelname)s %(name)s %(message)s"}},
+        "handlers": file_handlers(&["everything", "app", "errors"], "line"),
+        "loggers": {
+            "root": {"level": "INFO", "handlers": ["everything"], "propagate": false},
+            "app": {"handlers": ["app"]},
+        },
+        "root": {"level": "ERROR", "handlers": ["errors"]},
+    });
+    let files = differential(json!({"config": config, "records": routing_records()}), "UTC");
+    assert!(files["everything.log"].is_empty(), "root's handlers were replaced");
+    assert!(!files["errors.log"].is_empty());
+}
+
+/// The Django idiom: the root logger configured as `loggers[""]`.
+#[test]
+fn a_logger_named_empty_is_the_root_logger_as_in_python() {
+    let config = json!({
+        "version": 1,
+        "disable_existing_loggers": false,
+        "formatters": {"verbose": {"format": "{levelname} {name} {message}", "style": "{"}},
+        "handlers": file_handlers(&["console", "requests"], "verbose"),
+        "loggers": {
+            "": {"handlers": ["console"], "level": "WARNING"},
+            "django.request": {"handlers": ["requests"], "level": "DEBUG", "propagate": true},
+        },
+    });
+    let files = differential(json!({"config": config, "records": routing_records()}), "UTC");
+    let console = String::from_utf8_lossy(&files["console.log"]).into_owned();
+    assert!(console.contains("DEBUG django.request"), "propagated to the root's handlers: {console}");
+}
+
+/// Keys Python's dictConfig ignores (gunicorn's `qualname`, a project's own
+/// top-level keys) run unchanged, with the same output.
+#[test]
+fn keys_python_ignores_run_unchanged() {
+    let config = json!({
+        "version": 1,
+        "disable_existing_loggers": false,
+        "incremental": false,
+        "my_app_settings": {"retries": 3},
+        "root": {"level": "INFO", "handlers": ["error_file"]},
+        "loggers": {
+            "gunicorn.error": {"level": "INFO", "handlers": ["error_file"], "propagate": false, "qualname": "gunicorn.error"},
+            "gunicorn.access": {"level": "INFO", "handlers": ["access_file"], "propagate": false, "qualname": "gunicorn.access"},
+        },
+        "handlers": {
+            "error_file": {"class": "logging.FileHandler", "formatter": "generic", "filename": "error.log"},
+            "access_file": {"class": "logging.FileHandler", "formatter": "access", "filename": "access.log"},
+        },
+        "formatters": {
+            "generic": {"format": "%(asctime)s [%(process)d] [%(levelname)s] %(message)s",
+                        "datefmt": "[%Y-%m-%d %H:%M:%S %z]", "class": "logging.Formatter", "color": false},
+            "access": {"format": "%(message)s", "class": "logging.Formatter"},
+        },
+        "filters": {"unused": {"name": "x", "comment": "ignored by Python too"}},
+    });
+    let records: Vec<Value> = (0..20u32)
+        .map(|i| {
+            record(
+                NOV_14 + i64::from(i) * S,
+                ["gunicorn.error", "gunicorn.access", "app"][i as usize % 3],
+                20,
+                &format!("r{i}"),
+            )
+        })
+        .collect();
+    let files = differential(json!({"config": config, "records": records}), EASTERN);
+    assert!(!files["access.log"].is_empty() && !files["error.log"].is_empty());
+}
+
+/// Standard-library constructs that mean something to the hub: a '()'
+/// logging.Filter and logging.Formatter (with `format` and with `fmt`),
+/// cfg:// references, and a QueueHandler with handlers (3.12's form, which
+/// the oracle builds as 3.12 does) whose formatter prepares each record.
+#[test]
+fn stdlib_constructs_run_as_in_python() {
+    let config = json!({
+        "version": 1,
+        "settings": {"level": "INFO", "names": ["app.db", "app"]},
+        "formatters": {
+            "plain": {"()": "logging.Formatter", "format": "%(levelname)s|%(name)s|%(message)s"},
+            "braces": {"()": "logging.Formatter", "fmt": "{name}: {message}!", "style": "{"},
+            "prep": {"format": "[%(levelname)s] %(message)s"},
+        },
+        "filters": {"db": {"()": "logging.Filter", "name": "cfg://settings.names[0]"}},
+        "handlers": {
+            "a_db": {"class": "logging.FileHandler", "filename": "db.log", "formatter": "plain",
+                     "filters": ["db"], "level": "cfg://handlers.b_all.level"},
+            "b_all": {"class": "logging.FileHandler", "filename": "all.log", "formatter": "braces", "level": "DEBUG"},
+            "c_errors": {"class": "logging.FileHandler", "filename": "errors.log", "formatter": "plain", "level": "ERROR"},
+            "queue": {"class": "logging.handlers.QueueHandler", "handlers": ["a_db", "c_errors"],
+                      "respect_handler_level": true, "level": "cfg://settings.level"},
+            "queue2": {"class": "logging.handlers.QueueHandler", "handlers": ["b_all"], "formatter": "prep"},
+        },
+        "loggers": {"app": {"handlers": ["queue2"], "level": "DEBUG"}},
+        "root": {"level": "DEBUG", "handlers": ["queue"]},
+    });
+    let files = differential(json!({"config": config, "records": routing_records()}), "UTC");
+    assert!(!files["db.log"].is_empty() && !files["errors.log"].is_empty());
+    // Prepared by queue2's formatter: the traceback is inside the message.
+    let all = String::from_utf8_lossy(&files["all.log"]).into_owned();
+    assert!(all.contains("[ERROR] m") && all.contains("ValueError: x!"), "{all}");
+}
+
+/// The Python HOWTO's YAML dictConfig ("Configuring Logging"), unchanged:
+/// `propagate: no` is YAML 1.1's False, and the output on stdout is
+/// python3's, byte for byte.
+#[test]
+fn the_howto_yaml_config_runs_unchanged() {
+    const HOWTO: &str = "version: 1
+formatters:
+  simple:
+    format: '%(asctime)s - %(name)s - %(levelname)s - %(message)s'
+handlers:
+  console:
+    class: logging.StreamHandler
+    level: DEBUG
+    formatter: simple
+    stream: ext://sys.stdout
+loggers:
+  simpleExample:
+    level: DEBUG
+    handlers: [console]
+    propagate: no
+root:
+  level: DEBUG
+  handlers: [console]
+";
+    let records: Vec<Value> =
+        ["debug message", "info message", "warn message", "error message", "critical message"]
+            .iter()
+            .enumerate()
+            .flat_map(|(i, m)| {
+                let level = [10, 20, 30, 40, 50][i];
+                [
+                    record(NOV_14 + i as i64 * 1_234_567_891, "simpleExample", level, m),
+                    record(NOV_14 + i as i64 * 1_234_567_891 + 7, "other", level, m),
+                ]
+            })
+            .collect();
+    differential(json!({"yaml": HOWTO, "records": records}), EASTERN);
+}
+
+/// The logging.config documentation's schema example, as JSON and as
+/// YAML: a name filter, a RotatingFileHandler, stdout; python3's bytes.
+#[test]
+fn the_schema_example_runs_unchanged_as_json_and_yaml() {
+    const YAML: &str = "version: 1
+formatters:
+  brief:
+    format: '%(message)s'
+  precise:
+    format: '%(asctime)s %(levelname)-8s %(name)-15s %(message)s'
+    datefmt: '%Y-%m-%d %H:%M:%S'
+handlers:
+  console:
+    class : logging.StreamHandler
+    formatter: brief
+    level   : INFO
+    filters: [allow_foo]
+    stream  : ext://sys.stdout
+  file:
+    class : logging.handlers.RotatingFileHandler
+    formatter: precise
+    filename: logconfig.log
+    maxBytes: 1024
+    backupCount: 3
+loggers:
+  foo.bar.baz:
+    # other configuration for logger 'foo.bar.baz'
+    handlers: [file]
+root:
+  level: DEBUG
+  handlers: [console, file]
+filters:
+  allow_foo:
+    name: foo
+";
+    let records: Vec<Value> = (0..40u32)
+        .map(|i| {
+            let name = ["foo", "foo.bar.baz", "foobar", "bar"][i as usize % 4];
+            record(
+                NOV_14 + i64::from(i) * 61 * S,
+                name,
+                [10, 20, 30][i as usize % 3],
+                &format!("message number {i}"),
+            )
+        })
+        .collect();
+    let files = differential(json!({"yaml": YAML, "records": records.clone()}), EASTERN);
+    assert!(files.contains_key("logconfig.log.1"), "{:?}", files.keys());
+    let python = Command::new(python3())
+        .args(["-c", "import json, sys, yaml; print(json.dumps(yaml.safe_load(sys.stdin.read())))"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    python.stdin.as_ref().unwrap().write_all(YAML.as_bytes()).unwrap();
+    let out = python.wait_with_output().unwrap();
+    assert!(out.status.success(), "PyYAML is needed: pip install PyYAML (scripts/test does)");
+    let config: Value = serde_json::from_slice(&out.stdout).unwrap();
+    differential(json!({"config": config, "records": records}), EASTERN);
+}
+
+/// python-json-logger's JsonFormatter, both spellings, through a real hub:
+/// the same objects as the real package (installed from the registry).
+#[test]
+fn json_formatter_matches_python_json_logger_through_the_hub() {
+    let config = json!({
+        "version": 1,
+        "formatters": {
+            "json": {"()": "pythonjsonlogger.json.JsonFormatter",
+                     "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+                     "rename_fields": {"levelname": "level", "asctime": "time"},
+                     "static_fields": {"service": "api", "env": "prod", "replicas": 3},
+                     "timestamp": "@timestamp"},
+            "old": {"()": "pythonjsonlogger.jsonlogger.JsonFormatter", "fmt": "{message}{lineno}", "style": "{",
+                    "json_ensure_ascii": false},
+            "bare": {"class": "pythonjsonlogger.json.JsonFormatter"},
+        },
+        "handlers": {
+            "json": {"class": "logging.FileHandler", "filename": "json.log", "formatter": "json"},
+            // Without ensure_ascii Python writes DEL and C1 controls raw;
+            // the hub escapes them unless told not to (tested on its own).
+            "old": {"class": "logging.FileHandler", "filename": "old.log", "formatter": "old",
+                    "escape_control_chars": false},
+            "bare": {"class": "logging.FileHandler", "filename": "bare.log", "formatter": "bare"},
+        },
+        "root": {"level": "DEBUG", "handlers": ["json", "old", "bare"]},
+    });
+    let mut records = routing_records();
+    for (i, r) in records.iter_mut().enumerate() {
+        r["message"] =
+            json!(["plain", "café ☕ \"quoted\"", "tab\tnew\nline", "\u{1}\u{7f}\u{85}", "😀"][i % 5]);
+        if i % 2 == 0 {
+            r["extra"] =
+                json!({"user": format!("u{i}"), "count": i, "ratio": i as f64 / 3.0, "ok": i % 4 == 0});
+        }
+    }
+    let files = differential(json!({"config": config, "records": records}), "UTC");
+    let first = String::from_utf8_lossy(&files["json.log"]).lines().next().unwrap_or_default().to_owned();
+    assert!(first.starts_with("{\"time\": ") && first.contains("\"service\": \"api\""), "{first}");
 }

@@ -85,8 +85,17 @@ impl HubProc {
         if let Some(cwd) = cwd {
             cmd.current_dir(cwd);
         }
-        let child = cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr).spawn().expect("spawn hub");
+        // Its stdout (a StreamHandler's ext://sys.stdout) is kept too.
+        let stdout = std::fs::File::create(dir.path("hub.stdout")).expect("stdout file");
+        let child = cmd.stdin(Stdio::null()).stdout(stdout).stderr(stderr).spawn().expect("spawn hub");
         HubProc { child, socket: socket.to_path_buf(), stderr_path, dir: None }
+    }
+
+    /// Stops the hub (as `stop`) and returns what it wrote to its stdout.
+    pub fn stdout_when_stopped(self) -> Vec<u8> {
+        let path = self.stderr_path.with_file_name("hub.stdout");
+        self.stop();
+        std::fs::read(path).unwrap_or_default()
     }
 
     /// Starts `logfunnel hub` in working directory `cwd` (relative file

@@ -7,18 +7,21 @@
 //! formatters, filters, loggers and the keys every handler shares, and each
 //! handler class reads its own keys in its own file (`handlers/*.rs`).
 
+mod dictconfig;
 pub mod keys;
+mod python;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use keys::{Section, join};
+use keys::{Section, Unknown, join};
 use logfunnel_protocol::Level;
+use python::Construct;
 use toml::{Table, Value};
 
-use crate::formatter::{Formatter, Style};
+use crate::formatter::{Formatter, JsonFields, JsonOptions, JsonValue, Style};
 use crate::handlers::{CLASSES, HandlerOptions};
 
 /// The configuration used when none is given: every record to stderr.
@@ -63,6 +66,46 @@ pub struct ConfigError {
     pub source_name: String,
     /// The problems, in key order.
     pub issues: Vec<ConfigIssue>,
+    /// Where each key path starts in the file (YAML), for the messages.
+    pub lines: BTreeMap<String, usize>,
+}
+
+impl ConfigError {
+    fn new(source_name: &str, issues: Vec<ConfigIssue>) -> ConfigError {
+        ConfigError { source_name: source_name.to_owned(), issues, lines: BTreeMap::new() }
+    }
+
+    /// The line an issue's key path starts on, if known (the nearest
+    /// enclosing key's for a missing key).
+    pub fn line_of(&self, issue: &ConfigIssue) -> Option<usize> {
+        line_of(&self.lines, &issue.path)
+    }
+}
+
+fn line_of(lines: &BTreeMap<String, usize>, path: &str) -> Option<usize> {
+    let mut p = path;
+    loop {
+        if let Some(l) = lines.get(p) {
+            return Some(*l);
+        }
+        // Drop the last `.key`, `."key"` or `[i]`.
+        let cut = if p.ends_with(']') {
+            p.rfind('[')
+        } else if let Some(open) = p.strip_suffix('"') {
+            open.rfind('"').map(|q| q.saturating_sub(1))
+        } else {
+            p.rfind('.')
+        };
+        p = &p[..cut?];
+    }
+}
+
+/// `line N: path: message`, or the issue alone when its line is unknown.
+fn located(lines: &BTreeMap<String, usize>, issue: &ConfigIssue) -> String {
+    match line_of(lines, &issue.path) {
+        Some(l) => format!("line {l}: {issue}"),
+        None => issue.to_string(),
+    }
 }
 
 impl fmt::Display for ConfigError {
@@ -70,7 +113,7 @@ impl fmt::Display for ConfigError {
         let n = self.issues.len();
         write!(f, "{}: {n} problem{}", self.source_name, if n == 1 { "" } else { "s" })?;
         for issue in &self.issues {
-            write!(f, "\n  {issue}")?;
+            write!(f, "\n  {}", located(&self.lines, issue))?;
         }
         Ok(())
     }
@@ -207,6 +250,25 @@ pub struct LoggerConfig {
     pub propagate: bool,
 }
 
+/// `logging.handlers.QueueHandler` with `handlers` (Python 3.12's
+/// dictConfig form): the hub is the QueueListener, so records the
+/// QueueHandler takes go straight to those handlers, each through its own
+/// filters, and through its level only with `respect_handler_level`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueConfig {
+    /// The QueueHandler's level.
+    pub level: Level,
+    /// Its filters.
+    pub filters: Vec<String>,
+    /// Its formatter, which "prepares" each record (`QueueHandler.prepare`:
+    /// its output becomes the message); `None` is Python's `%(message)s`.
+    pub formatter: Option<String>,
+    /// The handlers the listener passes records to.
+    pub handlers: Vec<String>,
+    /// QueueListener's `respect_handler_level` (default false, as in 3.12).
+    pub respect_handler_level: bool,
+}
+
 /// A whole, validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -220,8 +282,17 @@ pub struct Config {
     pub handlers: BTreeMap<String, HandlerConfig>,
     /// `[root]`.
     pub root: LoggerConfig,
-    /// `[loggers.*]`.
+    /// `[loggers.*]` (entries named `""` or `"root"` configure `root`, as in
+    /// Python 3.9+, and are not here).
     pub loggers: BTreeMap<String, LoggerConfig>,
+    /// QueueHandlers by name (see [`QueueConfig`]).
+    pub queues: BTreeMap<String, QueueConfig>,
+    /// Handlers that receive records through a QueueHandler, and that
+    /// QueueHandler's formatter (`None`: `%(message)s`), which prepares them.
+    pub prepared: BTreeMap<String, Option<String>>,
+    /// What was accepted but deserves a word (keys a Python dictConfig
+    /// carries that Python ignores too…), each with its line when known.
+    pub warnings: Vec<String>,
 }
 
 impl Config {
@@ -232,70 +303,159 @@ impl Config {
     }
 
     /// Reads and validates a configuration file: TOML, or a Python
-    /// dictConfig saved as JSON when the name ends in `.json`.
+    /// dictConfig saved as JSON (`.json`) or YAML (`.yaml`, `.yml`).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            source_name: name.clone(),
-            issues: vec![ConfigIssue { path: String::new(), message: format!("cannot read: {e}") }],
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError::new(
+                &name,
+                vec![ConfigIssue { path: String::new(), message: format!("cannot read: {e}") }],
+            )
         })?;
-        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json")) {
-            Config::from_json_str(&text, &name)
-        } else {
-            Config::from_toml_str(&text, &name)
+        let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase());
+        match ext.as_deref() {
+            Some("json") => Config::from_json_str(&text, &name),
+            Some("yaml" | "yml") => Config::from_yaml_str(&text, &name),
+            _ => Config::from_toml_str(&text, &name),
         }
     }
 
     /// Parses and validates a Python dictConfig written as JSON (what
     /// `json.dump(LOGGING)` gives). The same keys as the TOML form are
-    /// accepted; what only Python can do (`()` factories, `cfg://`
-    /// references, `.` attributes) is an error naming the key.
+    /// accepted, with Python's meaning; keys Python ignores are accepted
+    /// with a warning; what only Python can run is refused, saying so.
     pub fn from_json_str(text: &str, source_name: &str) -> Result<Config, ConfigError> {
-        let fail = |issues| ConfigError { source_name: source_name.to_owned(), issues };
-        let json: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-            fail(vec![ConfigIssue { path: String::new(), message: format!("not valid JSON: {e}") }])
+        let item = dictconfig::from_json(text).map_err(|message| {
+            ConfigError::new(source_name, vec![ConfigIssue { path: String::new(), message }])
         })?;
-        let mut p = Parser { issues: Vec::new(), refs: Vec::new() };
-        let table = match json_to_toml(&json, "", &mut p) {
-            Some(Value::Table(t)) => t,
-            _ => {
-                p.issue("", "a dictConfig must be a JSON object");
-                Table::new()
+        Config::from_dict(&item, source_name)
+    }
+
+    /// Parses and validates a Python dictConfig written as YAML, read as
+    /// PyYAML's `yaml.safe_load` reads it. Problems name their line.
+    pub fn from_yaml_str(text: &str, source_name: &str) -> Result<Config, ConfigError> {
+        let item = dictconfig::from_yaml(text).map_err(|(message, line)| {
+            let mut e = ConfigError::new(source_name, vec![ConfigIssue { path: String::new(), message }]);
+            if let Some(l) = line {
+                e.lines.insert(String::new(), l);
             }
-        };
-        let config = p.config(&table);
-        if p.issues.is_empty() { Ok(config) } else { Err(fail(p.issues)) }
+            e
+        })?;
+        Config::from_dict(&item, source_name)
+    }
+
+    fn from_dict(item: &dictconfig::Item, source_name: &str) -> Result<Config, ConfigError> {
+        let doc = dictconfig::to_doc(item);
+        let mut p = Parser::new(true);
+        p.issues = doc.issues;
+        p.referenced = doc.referenced;
+        let config = p.config(&doc.table);
+        p.finish(config, source_name, doc.lines)
     }
 
     /// Parses and validates TOML text; `source_name` names it in errors.
     pub fn from_toml_str(text: &str, source_name: &str) -> Result<Config, ConfigError> {
-        let fail = |issues| ConfigError { source_name: source_name.to_owned(), issues };
         let table: Table = text.parse::<Table>().map_err(|e| {
-            fail(vec![ConfigIssue {
-                path: String::new(),
-                message: format!("not valid TOML: {}", e.to_string().trim_end()),
-            }])
+            ConfigError::new(
+                source_name,
+                vec![ConfigIssue {
+                    path: String::new(),
+                    message: format!("not valid TOML: {}", e.to_string().trim_end()),
+                }],
+            )
         })?;
-        let mut p = Parser { issues: Vec::new(), refs: Vec::new() };
+        let mut p = Parser::new(false);
         let config = p.config(&table);
-        if p.issues.is_empty() { Ok(config) } else { Err(fail(p.issues)) }
+        p.finish(config, source_name, BTreeMap::new())
+    }
+
+    /// Whether the hub escapes control characters in a handler's records
+    /// before formatting (`escape_control_chars`). A JSON formatter escapes
+    /// them itself, as JSON does.
+    pub fn escapes_records(&self, handler: &str) -> bool {
+        let Some(h) = self.handlers.get(handler) else { return false };
+        let json =
+            h.formatter.as_ref().and_then(|f| self.formatters.get(f)).is_some_and(|f| f.formatter.is_json());
+        h.escape_control_chars && !json
     }
 }
 
 struct Parser {
     issues: Vec<ConfigIssue>,
+    warnings: Vec<ConfigIssue>,
     /// Names given as values, checked once every section is read.
     refs: Vec<keys::Reference>,
+    /// A Python dictConfig (JSON or YAML): keys mean what they mean to
+    /// Python's `dictConfig`, and those it ignores are only warned about.
+    dict: bool,
+    /// Top-level keys read through `cfg://` references.
+    referenced: Vec<String>,
+    /// Entries refused as a whole (`handlers.x`…): reported once, so
+    /// naming them elsewhere adds no message.
+    refused: Vec<String>,
+}
+
+/// Which logger table is being read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LoggerKind {
+    /// `[root]`: no `propagate`.
+    Root,
+    /// `loggers.root` or `loggers.""`: the root logger by another name,
+    /// whose `propagate` Python sets and never uses.
+    RootByName,
+    /// Any other `loggers.NAME`.
+    Named,
 }
 
 impl Parser {
+    fn new(dict: bool) -> Parser {
+        Parser {
+            issues: Vec::new(),
+            warnings: Vec::new(),
+            refs: Vec::new(),
+            dict,
+            referenced: Vec::new(),
+            refused: Vec::new(),
+        }
+    }
+
     fn issue(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.issues.push(ConfigIssue { path: path.into(), message: message.into() });
     }
 
     fn take(&mut self, mut section: Section<'_>) {
         self.refs.extend(section.take_refs());
-        self.issues.extend(section.finish());
+        let (issues, warnings) = section.finish_with_warnings();
+        self.issues.extend(issues);
+        self.warnings.extend(warnings);
+    }
+
+    /// What a key nobody reads means in a table that Python reads only a
+    /// few keys of (`python_ignores`), or passes to a constructor.
+    fn unknown(&self, python_ignores: bool) -> Unknown {
+        match (self.dict, python_ignores) {
+            (false, _) => Unknown::Error,
+            (true, true) => Unknown::Warn,
+            (true, false) => Unknown::WarnNonIdentifier,
+        }
+    }
+
+    fn is_refused(&self, section: &str, name: &str) -> bool {
+        self.refused.contains(&join(section, name))
+    }
+
+    fn finish(
+        self,
+        mut config: Config,
+        source_name: &str,
+        lines: BTreeMap<String, usize>,
+    ) -> Result<Config, ConfigError> {
+        if self.issues.is_empty() {
+            config.warnings = self.warnings.iter().map(|w| located(&lines, w)).collect();
+            Ok(config)
+        } else {
+            Err(ConfigError { source_name: source_name.to_owned(), issues: self.issues, lines })
+        }
     }
 
     /// The named sub-tables of a section (`[handlers.NAME]`).
@@ -315,7 +475,11 @@ impl Parser {
     }
 
     fn config(&mut self, table: &Table) -> Config {
-        let mut top = Section::new("", table);
+        let mut top = Section::new("", table).with_unknown(self.unknown(true));
+        for key in std::mem::take(&mut self.referenced) {
+            // A project's own section, read through cfg:// references.
+            let _ = top.value_named(&key);
+        }
         if let Some((_, v)) = top.value(&["version"])
             && v.as_integer() != Some(1)
         {
@@ -340,72 +504,214 @@ impl Parser {
         };
         let formatters = self.formatters(&mut top);
         let filters = self.filters(&mut top);
-        let handlers = self.handlers(&mut top, &formatters, &filters);
+        let (handlers, queues) = self.handlers(&mut top, &formatters, &filters);
         for r in std::mem::take(&mut self.refs) {
             if !table.get(r.section).and_then(Value::as_table).is_some_and(|t| t.contains_key(&r.name)) {
                 self.issue(r.path, format!("unknown {} {:?}", r.section.trim_end_matches('s'), r.name));
             }
         }
-        self.targets(&handlers);
-        let root = match top.sub_table(&["root"]) {
-            Some(mut s) => {
-                let root = self.logger(&mut s, true, &handlers, &filters);
-                self.take(s);
-                root
-            }
-            None => LoggerConfig { level: None, handlers: Vec::new(), filters: Vec::new(), propagate: false },
-        };
+        self.targets(&handlers, &queues);
+        let known = |h: &str| handlers.contains_key(h) || queues.contains_key(h);
+        // Python 3.9+: getLogger("root") and getLogger("") are the root
+        // logger, and dictConfig configures the `loggers` first, `root` last.
+        let mut root =
+            LoggerConfig { level: None, handlers: Vec::new(), filters: Vec::new(), propagate: false };
         let mut loggers = BTreeMap::new();
-        for (name, t) in self.named(&mut top, &["loggers"]) {
-            let mut s = Section::new(join("loggers", &name), t);
-            let logger = self.logger(&mut s, false, &handlers, &filters);
-            self.take(s);
-            loggers.insert(name, logger);
+        let named = self.named(&mut top, &["loggers"]);
+        if named.iter().filter(|(n, _)| n.is_empty() || n == "root").count() > 1 {
+            self.issue(
+                "loggers",
+                "loggers.\"\" and loggers.root both configure the root logger (Python applies them in the \
+                 order written); keep one",
+            );
         }
+        for (name, t) in named {
+            let root_by_name = name.is_empty() || name == "root";
+            let kind = if root_by_name { LoggerKind::RootByName } else { LoggerKind::Named };
+            let mut s = Section::new(join("loggers", &name), t).with_unknown(self.unknown(true));
+            let logger = self.logger(&mut s, kind, &known, &filters);
+            self.take(s);
+            if root_by_name {
+                apply_to_root(&mut root, logger);
+            } else {
+                loggers.insert(name, logger);
+            }
+        }
+        if let Some(mut s) = top.sub_table(&["root"]) {
+            let s_unknown = self.unknown(true);
+            s = s.with_unknown(s_unknown);
+            // `if root:` in dictConfig: an empty table changes nothing.
+            if !s.table().is_empty() {
+                let logger = self.logger(&mut s, LoggerKind::Root, &known, &filters);
+                apply_to_root(&mut root, logger);
+            }
+            self.take(s);
+        }
+        let prepared = self.prepared(&handlers, &queues, &root, &loggers);
         self.take(top);
-        Config { hub, formatters, filters, handlers, root, loggers }
+        Config { hub, formatters, filters, handlers, root, loggers, queues, prepared, warnings: Vec::new() }
     }
 
     fn formatters(&mut self, top: &mut Section<'_>) -> BTreeMap<String, FormatterConfig> {
         let mut out = BTreeMap::new();
         for (name, t) in self.named(top, &["formatters"]) {
-            let mut s = Section::new(join("formatters", &name), t);
-            if let Some(class) = s.string(&["class", "()"])
-                && !matches!(class.as_str(), "logging.Formatter" | "Formatter")
-            {
-                s.issue("class", format!("unknown formatter class {class:?} (only logging.Formatter)"));
+            // dictConfig: with '()' every identifier key is a keyword
+            // argument; without it Python reads format, datefmt, style,
+            // validate and class, and ignores the rest.
+            let custom = self.dict && t.contains_key("()");
+            let mut s = Section::new(join("formatters", &name), t).with_unknown(self.unknown(!custom));
+            let factory: keys::Keys = if !self.dict {
+                &["class", "()"]
+            } else if custom {
+                &["()"]
+            } else {
+                &["class"]
+            };
+            let class = s.string(factory);
+            let key = if custom { "()" } else { factory[0] };
+            if custom && s.has(&["."]) {
+                s.issue(".", python::dot_refusal(Construct::Formatter));
             }
-            let format = s.string(&["format", "fmt"]);
-            let datefmt = s.string(&["datefmt"]);
-            let style = match s.string(&["style"]) {
-                None => Some(Style::Percent),
-                Some(st) => {
-                    let parsed = Style::parse(&st);
-                    if parsed.is_none() {
-                        s.issue("style", format!("{st:?} is not a style (use \"%\", \"{{\" or \"$\")"));
-                    }
-                    parsed
+            let built = match class.as_deref() {
+                Some(c) if python::is_json_formatter(c) => self.json_formatter(&mut s, custom),
+                None | Some("logging.Formatter" | "Formatter") => self.text_formatter(&mut s, custom),
+                Some(c) if python::is_python_code(c) => {
+                    s.issue(key, python::refusal(Construct::Formatter, c));
+                    self.refused.push(s.path().to_owned());
+                    self.issues.extend(s.abandon());
+                    continue;
+                }
+                Some(c) => {
+                    s.issue(
+                        key,
+                        format!("unknown formatter class {c:?} (logging.Formatter, or python-json-logger's JsonFormatter)"),
+                    );
+                    self.issues.extend(s.abandon());
+                    continue;
                 }
             };
             let utc = s.boolean(&["utc"]).unwrap_or(false);
-            let _ = s.boolean(&["validate"]);
-            if let Some(style) = style {
-                match Formatter::new(format.as_deref(), datefmt.as_deref(), style) {
-                    Ok(f) => {
-                        out.insert(name, FormatterConfig { formatter: f.with_utc(utc) });
-                    }
-                    Err(e) => s.issue("format", e.to_string()),
-                }
+            if let Some(f) = built {
+                out.insert(name, FormatterConfig { formatter: f.with_utc(utc) });
             }
             self.take(s);
         }
         out
     }
 
+    /// `logging.Formatter(fmt, datefmt, style, validate)`.
+    fn text_formatter(&mut self, s: &mut Section<'_>, custom: bool) -> Option<Formatter> {
+        // Python's keyword is `fmt`; dictConfig reads `format`, and with
+        // '()' retries a `format` as `fmt`. Without '()' it ignores `fmt`.
+        let format = s.string(if self.dict && !custom { &["format"] } else { &["format", "fmt"] });
+        let datefmt = s.string(&["datefmt"]);
+        let style = self.style(s)?;
+        let _ = s.boolean(&["validate"]);
+        if custom && s.has(&["defaults"]) {
+            s.issue("defaults", "Formatter defaults are not supported by the hub yet");
+        }
+        Formatter::new(format.as_deref(), datefmt.as_deref(), style)
+            .map_err(|e| s.issue("format", e.to_string()))
+            .ok()
+    }
+
+    fn style(&mut self, s: &mut Section<'_>) -> Option<Style> {
+        match s.string(&["style"]) {
+            None => Some(Style::Percent),
+            Some(st) => {
+                let parsed = Style::parse(&st);
+                if parsed.is_none() {
+                    s.issue("style", format!("{st:?} is not a style (use \"%\", \"{{\" or \"$\")"));
+                }
+                parsed
+            }
+        }
+    }
+
+    /// python-json-logger's `JsonFormatter`: every argument with '()' (and
+    /// in TOML); with `class`, dictConfig passes only the format, datefmt,
+    /// style and validate, as Python does.
+    fn json_formatter(&mut self, s: &mut Section<'_>, custom: bool) -> Option<Formatter> {
+        let all = custom || !self.dict;
+        let format_keys: keys::Keys = if all { &["format", "fmt"] } else { &["format"] };
+        let fields = match s.value(format_keys) {
+            Some((_, Value::Array(items))) => JsonFields::Names(
+                items.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).collect(),
+            ),
+            Some((key, Value::String(f))) => json_fields(s, Some(f.clone()), key),
+            Some((key, other)) => {
+                s.issue(
+                    key,
+                    format!("expected a format string or a list of names, found {}", keys::show(other)),
+                );
+                json_fields(s, None, key)
+            }
+            None => json_fields(s, None, "format"),
+        };
+        let datefmt = s.string(&["datefmt"]);
+        let mut opts = JsonOptions { fields, datefmt, ..JsonOptions::default() };
+        if all {
+            opts.prefix = s.string(&["prefix"]).unwrap_or_default();
+            opts.rename_fields = s
+                .parsed(&["rename_fields"], "a table of field names", |v| {
+                    v.as_table()?.iter().map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect()
+                })
+                .unwrap_or_default();
+            opts.rename_fields_keep_missing = s.boolean(&["rename_fields_keep_missing"]).unwrap_or(false);
+            opts.static_fields = s.parsed(&["static_fields"], "a table", json_table).unwrap_or_default();
+            opts.defaults = s.parsed(&["defaults"], "a table", json_table).unwrap_or_default();
+            opts.reserved_attrs = s.has(&["reserved_attrs"]).then(|| s.string_list(&["reserved_attrs"]));
+            opts.timestamp = s
+                .parsed(&["timestamp"], "true, false or a key", |v| match v {
+                    Value::Boolean(b) => Some(b.then(|| "timestamp".to_owned())),
+                    Value::String(k) => Some(Some(k.clone()).filter(|k| !k.is_empty())),
+                    _ => None,
+                })
+                .flatten();
+            opts.ensure_ascii = s.boolean(&["json_ensure_ascii"]).unwrap_or(true);
+            let _ = s.boolean(&["exc_info_as_array"]);
+            let _ = s.boolean(&["stack_info_as_array"]);
+            if s.has(&["json_indent"]) {
+                s.issue("json_indent", "the hub writes one JSON object per line: remove json_indent");
+            }
+            for key in ["json_default", "json_encoder", "json_serializer"] {
+                if let Some(v) = s.value_named(key) {
+                    s.issue(
+                        key,
+                        format!("{} is Python code, which the hub cannot run: remove it", keys::show(v)),
+                    );
+                }
+            }
+        }
+        Formatter::json(opts).map_err(|e| s.issue("format", e.to_string())).ok()
+    }
+
     fn filters(&mut self, top: &mut Section<'_>) -> BTreeMap<String, FilterConfig> {
         let mut out = BTreeMap::new();
         for (name, t) in self.named(top, &["filters"]) {
-            let mut s = Section::new(join("filters", &name), t);
+            let custom = self.dict && t.contains_key("()");
+            let mut s = Section::new(join("filters", &name), t).with_unknown(self.unknown(!custom));
+            if custom {
+                match s.string(&["()"]) {
+                    // logging.Filter(name=''): Python's name filter.
+                    Some(c) if matches!(c.as_str(), "logging.Filter" | "Filter") => {}
+                    Some(c) => {
+                        let message = if python::is_python_code(&c) {
+                            python::refusal(Construct::Filter, &c)
+                        } else {
+                            format!("unknown filter class {c:?} (logging.Filter)")
+                        };
+                        s.issue("()", message);
+                        self.refused.push(s.path().to_owned());
+                        self.issues.extend(s.abandon());
+                        continue;
+                    }
+                    None => {}
+                }
+                if s.has(&["."]) {
+                    s.issue(".", python::dot_refusal(Construct::Filter));
+                }
+            }
             let prefix = s.string(&["name"]).unwrap_or_default();
             self.take(s);
             out.insert(name, FilterConfig { name: prefix });
@@ -418,19 +724,64 @@ impl Parser {
         top: &mut Section<'_>,
         formatters: &BTreeMap<String, FormatterConfig>,
         filters: &BTreeMap<String, FilterConfig>,
-    ) -> BTreeMap<String, HandlerConfig> {
+    ) -> (BTreeMap<String, HandlerConfig>, BTreeMap<String, QueueConfig>) {
         let defined_formatters = top.table().get("formatters").and_then(Value::as_table);
         let mut out = BTreeMap::new();
+        let mut queues = BTreeMap::new();
         for (name, t) in self.named(top, &["handlers"]) {
-            let mut s = Section::new(join("handlers", &name), t);
-            let Some(class_name) = s.required_string(&["class"], "e.g. class = \"FileHandler\"") else {
+            // dictConfig passes every identifier key to the constructor
+            // (which refuses the ones it does not know) and ignores others.
+            let custom = self.dict && t.contains_key("()");
+            let factory = if custom { "()" } else { "class" };
+            let factory_keys: keys::Keys = if custom { &["()"] } else { &["class"] };
+            let mut s = Section::new(join("handlers", &name), t).with_unknown(self.unknown(false));
+            let Some(class_name) = s.required_string(factory_keys, "e.g. class = \"FileHandler\"") else {
                 self.issues.extend(s.abandon());
                 continue;
             };
+            if python::is_python_code(&class_name) {
+                s.issue(factory, python::refusal(Construct::Handler, &class_name));
+                self.refused.push(s.path().to_owned());
+                self.issues.extend(s.abandon());
+                continue;
+            }
+            if self.dict && s.has(&["."]) {
+                s.issue(".", python::dot_refusal(Construct::Handler));
+            }
             let short = class_name
                 .strip_prefix("logging.handlers.")
                 .or(class_name.strip_prefix("logging."))
                 .unwrap_or(&class_name);
+            match short {
+                "QueueHandler" => {
+                    let common = self.common(&mut s, defined_formatters, formatters, filters);
+                    if let Some(q) = queue_handler(&mut s, common) {
+                        queues.insert(name, q);
+                    }
+                    self.take(s);
+                    continue;
+                }
+                "QueueListener" => {
+                    s.issue(
+                        factory,
+                        "QueueListener is not a handler: in Python 3.12's dictConfig it is a QueueHandler's \
+                         `listener`; write class \"logging.handlers.QueueHandler\" with handlers [...] (the hub is \
+                         the listener)",
+                    );
+                    self.issues.extend(s.abandon());
+                    continue;
+                }
+                "MemoryHandler" if custom => {
+                    s.issue(
+                        "()",
+                        "with '()', dictConfig passes MemoryHandler's target as a plain name, which the \
+                         MemoryHandler cannot flush to; write class \"logging.handlers.MemoryHandler\"",
+                    );
+                    self.issues.extend(s.abandon());
+                    continue;
+                }
+                _ => {}
+            }
             let Some(class) = CLASSES.iter().find(|c| c.name == short) else {
                 s.issue("class", unknown_class(&class_name, short));
                 // Its other keys cannot be judged without a class.
@@ -438,22 +789,8 @@ impl Parser {
                 continue;
             };
             let options = (class.parse)(&mut s);
-            let level = s.level(&["level"]).unwrap_or(Level::NOTSET);
-            let formatter = s.string(&["formatter"]);
-            if let Some(f) = &formatter
-                && !formatters.contains_key(f)
-            {
-                let message = if defined_formatters.is_some_and(|t| t.contains_key(f)) {
-                    // Named here too, so a bad format string points at every
-                    // handler it would have broken.
-                    format!("formatter {f:?} is invalid (see {})", join("formatters", f))
-                } else {
-                    format!("unknown formatter {f:?}")
-                };
-                s.issue("formatter", message);
-            }
-            let handler_filters = s.string_list(&["filters"]);
-            check_refs(&mut s, "filters", &handler_filters, filters, "filter");
+            let (level, formatter, handler_filters) =
+                self.common(&mut s, defined_formatters, formatters, filters);
             let queue_capacity = s.positive(&["queue_capacity"]).unwrap_or(DEFAULT_HANDLER_QUEUE);
             let overflow = s
                 .choice(
@@ -484,12 +821,142 @@ impl Parser {
                 );
             }
         }
+        (out, queues)
+    }
+
+    /// The keys every handler has: level, formatter, filters.
+    fn common(
+        &mut self,
+        s: &mut Section<'_>,
+        defined_formatters: Option<&Table>,
+        formatters: &BTreeMap<String, FormatterConfig>,
+        filters: &BTreeMap<String, FilterConfig>,
+    ) -> (Level, Option<String>, Vec<String>) {
+        let level = s.level(&["level"]).unwrap_or(Level::NOTSET);
+        let formatter = s.string(&["formatter"]);
+        if let Some(f) = &formatter
+            && !formatters.contains_key(f)
+            && !self.is_refused("formatters", f)
+        {
+            let message = if defined_formatters.is_some_and(|t| t.contains_key(f)) {
+                // Named here too, so a bad format string points at every
+                // handler it would have broken.
+                format!("formatter {f:?} is invalid (see {})", join("formatters", f))
+            } else {
+                format!("unknown formatter {f:?}")
+            };
+            s.issue("formatter", message);
+        }
+        let handler_filters = s.string_list(&["filters"]);
+        self.check_filters(s, &handler_filters, filters);
+        (level, formatter, handler_filters)
+    }
+
+    /// Filter names that are neither defined nor refused (already reported).
+    fn check_filters(&self, s: &mut Section<'_>, names: &[String], filters: &BTreeMap<String, FilterConfig>) {
+        let path = s.key_path("filters");
+        for (i, n) in names.iter().enumerate() {
+            if !filters.contains_key(n) && !self.is_refused("filters", n) {
+                s.issue_at(format!("{path}[{i}]"), format!("unknown filter {n:?}"));
+            }
+        }
+    }
+
+    /// Which handlers receive records prepared by a QueueHandler (see
+    /// [`Config::prepared`]). A handler gets one kind of record: one reached
+    /// both through a QueueHandler and otherwise is refused.
+    fn prepared<'h>(
+        &mut self,
+        handlers: &'h BTreeMap<String, HandlerConfig>,
+        queues: &'h BTreeMap<String, QueueConfig>,
+        root: &'h LoggerConfig,
+        loggers: &'h BTreeMap<String, LoggerConfig>,
+    ) -> BTreeMap<String, Option<String>> {
+        // Each handler's ways in: None directly, Some((queue, its formatter)).
+        type Way<'h> = Option<(&'h str, Option<&'h str>)>;
+        fn add<'h>(
+            ways: &mut BTreeMap<&'h str, Vec<Way<'h>>>,
+            handlers: &'h BTreeMap<String, HandlerConfig>,
+            h: &str,
+            way: Way<'h>,
+        ) {
+            if let Some((k, _)) = handlers.get_key_value(h) {
+                let list = ways.entry(k.as_str()).or_default();
+                if !list.contains(&way) {
+                    list.push(way);
+                }
+            }
+        }
+        let mut ways: BTreeMap<&'h str, Vec<Way<'h>>> = BTreeMap::new();
+        for logger in std::iter::once(root).chain(loggers.values()) {
+            for h in &logger.handlers {
+                add(&mut ways, handlers, h, None);
+                if let Some((q, queue)) = queues.get_key_value(h) {
+                    for t in &queue.handlers {
+                        add(&mut ways, handlers, t, Some((q.as_str(), queue.formatter.as_deref())));
+                    }
+                }
+            }
+        }
+        // A MemoryHandler passes on what it was given (targets do not loop).
+        for _ in 0..handlers.len() {
+            for (name, h) in handlers {
+                if let Some(target) = h.options.target() {
+                    for way in ways.get(name.as_str()).cloned().unwrap_or_default() {
+                        add(&mut ways, handlers, target, way);
+                    }
+                }
+            }
+        }
+        let mut out = BTreeMap::new();
+        for (h, list) in ways {
+            let formats: Vec<Option<Option<&str>>> = list.iter().map(|w| w.map(|(_, f)| f)).collect();
+            if formats.iter().skip(1).any(|f| *f != formats[0]) {
+                let queue = list.iter().flatten().next().map_or("", |(q, _)| *q);
+                self.issue(
+                    join("handlers", h),
+                    format!(
+                        "receives records through QueueHandler {queue:?} and otherwise: the QueueHandler makes its \
+                         formatter's output each record's message (QueueHandler.prepare), and a hub handler formats \
+                         one kind of record; attach it one way"
+                    ),
+                );
+            } else if let Some(Some(f)) = formats.first() {
+                out.insert(h.to_owned(), f.map(str::to_owned));
+            }
+        }
         out
     }
 
     /// No chain of handlers passing records on to another (MemoryHandler's
     /// `target`) loops.
-    fn targets(&mut self, handlers: &BTreeMap<String, HandlerConfig>) {
+    fn targets(
+        &mut self,
+        handlers: &BTreeMap<String, HandlerConfig>,
+        queues: &BTreeMap<String, QueueConfig>,
+    ) {
+        for (name, q) in queues {
+            for (i, h) in q.handlers.iter().enumerate() {
+                let path = format!("{}[{i}]", join(&join("handlers", name), "handlers"));
+                if queues.contains_key(h) {
+                    self.issue(path, format!("{h:?} is a QueueHandler too: list its handlers here instead"));
+                } else if !handlers.contains_key(h)
+                    && !self.issues.iter().any(|x| x.path.starts_with(&join("handlers", h)))
+                {
+                    self.issue(path, format!("unknown handler {h:?}"));
+                }
+            }
+        }
+        for (name, h) in handlers {
+            if let Some(t) = h.options.target()
+                && queues.contains_key(t)
+            {
+                self.issue(
+                    join(&join("handlers", name), "target"),
+                    format!("{t:?} is a QueueHandler: target one of its handlers (the hub is the listener)"),
+                );
+            }
+        }
         let target_of = |name: &str| handlers.get(name)?.options.target();
         for name in handlers.keys() {
             let Some(target) = target_of(name) else { continue };
@@ -525,8 +992,8 @@ impl Parser {
     fn logger(
         &mut self,
         s: &mut Section<'_>,
-        is_root: bool,
-        handlers: &BTreeMap<String, HandlerConfig>,
+        kind: LoggerKind,
+        known: &dyn Fn(&str) -> bool,
         filters: &BTreeMap<String, FilterConfig>,
     ) -> LoggerConfig {
         let level = s.level(&["level"]);
@@ -534,17 +1001,65 @@ impl Parser {
         // A handler that failed to parse was already reported; only names
         // that appear nowhere in [handlers] are unknown.
         for (i, h) in hs.iter().enumerate() {
-            if !handlers.contains_key(h)
-                && !self.issues.iter().any(|x| x.path.starts_with(&join("handlers", h)))
-            {
+            if !known(h) && !self.issues.iter().any(|x| x.path.starts_with(&join("handlers", h))) {
                 s.issue_at(format!("{}[{i}]", s.key_path("handlers")), format!("unknown handler {h:?}"));
             }
         }
         let fs = s.string_list(&["filters"]);
-        check_refs(s, "filters", &fs, filters, "filter");
-        let propagate = if is_root { false } else { s.boolean(&["propagate"]).unwrap_or(true) };
+        self.check_filters(s, &fs, filters);
+        let propagate = match kind {
+            LoggerKind::Root => false,
+            // Python sets it on the root logger, which has no parent.
+            LoggerKind::RootByName => {
+                let _ = s.boolean(&["propagate"]);
+                false
+            }
+            LoggerKind::Named => s.boolean(&["propagate"]).unwrap_or(true),
+        };
         LoggerConfig { level, handlers: hs, filters: fs, propagate }
     }
+}
+
+/// A QueueHandler's own keys (see [`QueueConfig`]).
+fn queue_handler(s: &mut Section<'_>, common: (Level, Option<String>, Vec<String>)) -> Option<QueueConfig> {
+    let (level, formatter, filters) = common;
+    if !s.has(&["handlers"]) {
+        s.missing(
+            &["handlers"],
+            "the handlers this QueueHandler's listener passes records to; the hub is the listener",
+        );
+        return None;
+    }
+    let handlers = s.string_list(&["handlers"]);
+    let respect_handler_level = s.boolean(&["respect_handler_level"]).unwrap_or(false);
+    // The queue and the listener are the hub's own: Python's standard ones
+    // are accepted, anything else is Python code.
+    const QUEUES: &[&str] =
+        &["queue.Queue", "queue.SimpleQueue", "multiprocessing.Queue", "multiprocessing.JoinableQueue"];
+    const LISTENERS: &[&str] = &["logging.handlers.QueueListener"];
+    for (key, known) in [("queue", QUEUES), ("listener", LISTENERS)] {
+        let spelling: keys::Keys = if key == "queue" { &["queue"] } else { &["listener"] };
+        let Some((_, v)) = s.value(spelling) else { continue };
+        let name = match v {
+            Value::String(n) => Some(n.as_str()),
+            Value::Table(t) => t.get("()").and_then(Value::as_str),
+            _ => None,
+        };
+        match name {
+            Some(n) if known.contains(&n) => {
+                if key == "queue" && v.as_table().is_some_and(|t| t.keys().any(|k| k != "()")) {
+                    s.warn(
+                        key,
+                        "the hub queues records in each handler's own bounded queue (queue_capacity, overflow); \
+                         this queue's arguments are not used",
+                    );
+                }
+            }
+            Some(n) => s.issue(key, python::refusal(Construct::Handler, n)),
+            None => s.issue(key, format!("{}: the hub has its own {key}; remove it", keys::show(v))),
+        }
+    }
+    Some(QueueConfig { level, filters, formatter, handlers, respect_handler_level })
 }
 
 /// The `[hub]` section: the socket, the listener queue, the metrics
@@ -660,61 +1175,38 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-fn check_refs<T>(s: &mut Section<'_>, key: &str, names: &[String], known: &BTreeMap<String, T>, what: &str) {
-    let path = s.key_path(key);
-    for (i, n) in names.iter().enumerate() {
-        if !known.contains_key(n) {
-            s.issue_at(format!("{path}[{i}]"), format!("unknown {what} {n:?}"));
-        }
-    }
+/// python-json-logger's `fmt` given as a string, with its style.
+fn json_fields(s: &mut Section<'_>, fmt: Option<String>, _key: &str) -> JsonFields {
+    let style = s.string(&["style"]).unwrap_or_else(|| "%".into());
+    let validate = s.boolean(&["validate"]).unwrap_or(true);
+    JsonFields::Format { fmt, style, validate }
 }
 
-/// JSON → TOML values, reporting what Python alone could interpret.
-/// `null` counts as absent, as Python's defaults would apply.
-fn json_to_toml(v: &serde_json::Value, path: &str, p: &mut Parser) -> Option<Value> {
-    use serde_json::Value as J;
-    Some(match v {
-        J::Null => return None,
-        J::Bool(b) => Value::Boolean(*b),
-        J::Number(n) => match n.as_i64() {
-            Some(i) => Value::Integer(i),
-            None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
-        },
-        J::String(s) => {
-            if s.starts_with("cfg://") {
-                p.issue(path, format!("{s:?}: cfg:// references are not supported (write the value itself)"));
-            }
-            Value::String(s.clone())
+/// A table of JSON values (`static_fields`, `defaults`), in its order.
+fn json_table(v: &Value) -> Option<Vec<(String, JsonValue)>> {
+    fn json(v: &Value) -> JsonValue {
+        match v {
+            v if dictconfig::is_null(v) => JsonValue::Null,
+            Value::String(s) => JsonValue::Str(s.clone()),
+            Value::Integer(i) => JsonValue::Int(*i),
+            Value::Float(f) => JsonValue::Float(*f),
+            Value::Boolean(b) => JsonValue::Bool(*b),
+            Value::Datetime(d) => JsonValue::Str(d.to_string()),
+            Value::Array(a) => JsonValue::List(a.iter().map(json).collect()),
+            Value::Table(t) => JsonValue::Object(t.iter().map(|(k, v)| (k.clone(), json(v))).collect()),
         }
-        J::Array(items) => Value::Array(
-            items
-                .iter()
-                .enumerate()
-                .filter_map(|(i, item)| json_to_toml(item, &format!("{path}[{i}]"), p))
-                .collect(),
-        ),
-        J::Object(map) => {
-            let mut t = Table::new();
-            for (k, item) in map {
-                let key_path = join(path, k);
-                match k.as_str() {
-                    "()" if !path.starts_with("formatters") => {
-                        p.issue(key_path, "'()' factories cannot be mapped: logfunnel runs no Python code");
-                        continue;
-                    }
-                    "." => {
-                        p.issue(key_path, "'.' attribute settings cannot be mapped");
-                        continue;
-                    }
-                    _ => {}
-                }
-                if let Some(value) = json_to_toml(item, &key_path, p) {
-                    t.insert(k.clone(), value);
-                }
-            }
-            Value::Table(t)
-        }
-    })
+    }
+    Some(v.as_table()?.iter().map(|(k, v)| (k.clone(), json(v))).collect())
+}
+
+/// `common_logger_config` on the root logger: a level if given, the
+/// handlers replaced, the filters added.
+fn apply_to_root(root: &mut LoggerConfig, logger: LoggerConfig) {
+    if logger.level.is_some() {
+        root.level = logger.level;
+    }
+    root.handlers = logger.handlers;
+    root.filters.extend(logger.filters);
 }
 
 #[cfg(test)]
@@ -905,15 +1397,18 @@ class = "WatchedFileHandler"
             Err(e) => e.issues.iter().map(|i| i.to_string()).collect(),
             Ok(_) => panic!("accepted"),
         };
-        for e in [
-            "handlers.h.\"()\": '()' factories cannot be mapped",
-            "handlers.h.class: missing",
-            "handlers.m.\".\": '.' attribute settings cannot be mapped",
+        // One message per construct: the Python code, not its arguments.
+        let expect = [
+            "handlers.h.\"()\": \"myapp.MyHandler\" is Python code, which the hub cannot run: keep this handler in the Python process",
+            "handlers.m.\".\": '.' sets attributes on the Python handler object",
             "handlers.m.class: unknown handler class \"logging.handlers.SMTPHandlerX\"",
-            "handlers.f.level: \"cfg://handlers.h.level\": cfg:// references are not supported",
-        ] {
+            // Resolved as Python resolves it (h is configured after f), and h has no level.
+            "handlers.f.level: \"cfg://handlers.h.level\": KeyError: \"level\"",
+        ];
+        for e in expect {
             assert!(got.iter().any(|g| g.starts_with(e)), "missing {e:?} in {got:#?}");
         }
+        assert_eq!(got.len(), expect.len(), "{got:#?}");
         assert!(Config::from_json_str("[1]", "x.json").is_err());
         assert!(
             Config::from_json_str("{", "x.json").unwrap_err().issues[0].message.starts_with("not valid JSON")

@@ -132,14 +132,15 @@ pub(crate) struct Router {
     /// Configured loggers by name: (level, handlers, filters, propagate).
     loggers: HashMap<String, LoggerNode>,
     root: LoggerNode,
-    handler_levels: Vec<u32>,
-    handler_filters: Vec<Vec<crate::config::FilterConfig>>,
     cache: HashMap<String, Arc<Route>>,
 }
 
 struct LoggerNode {
     level: Option<Level>,
-    handlers: Vec<usize>,
+    /// (handler index, the level a record needs, the filters it must pass):
+    /// the handler's own, or through a QueueHandler its level and filters
+    /// too (see [`crate::config::QueueConfig`]).
+    handlers: Vec<(usize, u32, Vec<crate::config::FilterConfig>)>,
     filters: Vec<crate::config::FilterConfig>,
     propagate: bool,
 }
@@ -150,11 +151,34 @@ impl Router {
     /// `handler_names` gives each handler's index.
     pub(crate) fn new(config: &Config, handler_names: &[String]) -> Router {
         let index = |name: &String| handler_names.iter().position(|n| n == name);
-        let filters =
-            |names: &[String]| names.iter().filter_map(|f| config.filters.get(f).cloned()).collect();
+        let filters = |names: &[String]| -> Vec<crate::config::FilterConfig> {
+            names.iter().filter_map(|f| config.filters.get(f).cloned()).collect()
+        };
+        let own = |i: usize| {
+            let h = &config.handlers[&handler_names[i]];
+            (i, h.level.0, filters(&h.filters))
+        };
+        // A QueueHandler's records go to its handlers (the hub is its
+        // listener): through its level and filters, then each handler's
+        // filters, and its level only with respect_handler_level.
+        let entries = |name: &String| -> Vec<(usize, u32, Vec<crate::config::FilterConfig>)> {
+            match config.queues.get(name) {
+                None => index(name).map(own).into_iter().collect(),
+                Some(q) => q
+                    .handlers
+                    .iter()
+                    .filter_map(index)
+                    .map(|i| {
+                        let (_, level, target_filters) = own(i);
+                        let level = if q.respect_handler_level { level.max(q.level.0) } else { q.level.0 };
+                        (i, level, filters(&q.filters).into_iter().chain(target_filters).collect())
+                    })
+                    .collect(),
+            }
+        };
         let node = |l: &crate::config::LoggerConfig| LoggerNode {
             level: l.level,
-            handlers: l.handlers.iter().filter_map(index).collect(),
+            handlers: l.handlers.iter().flat_map(entries).collect(),
             filters: filters(&l.filters),
             propagate: l.propagate,
         };
@@ -164,8 +188,6 @@ impl Router {
                 level: Some(config.root.level.unwrap_or(Level::WARNING)),
                 ..node(&config.root)
             },
-            handler_levels: handler_names.iter().map(|n| config.handlers[n].level.0).collect(),
-            handler_filters: handler_names.iter().map(|n| filters(&config.handlers[n].filters)).collect(),
             cache: HashMap::new(),
         }
     }
@@ -197,9 +219,9 @@ impl Router {
         let passes = origin_filters.iter().all(|f| f.passes(name));
         let mut handlers = Vec::new();
         for logger in self.chain(name) {
-            for &h in &logger.handlers {
-                if self.handler_filters[h].iter().all(|f| f.passes(name)) {
-                    handlers.push((h, self.handler_levels[h]));
+            for (h, level, filters) in &logger.handlers {
+                if filters.iter().all(|f| f.passes(name)) {
+                    handlers.push((*h, *level));
                 }
             }
             if !logger.propagate {

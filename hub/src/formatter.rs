@@ -58,9 +58,13 @@
 //! - On non-Unix targets asctime with a `datefmt` goes through chrono's
 //!   strftime rather than the C library's, so exotic directives may differ.
 
+mod json;
+
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::io::Write as _;
+
+pub use json::{JsonFields, JsonOptions, JsonValue};
 
 use logfunnel_protocol::{RecordView, ValueRef, append_short, level_name};
 
@@ -172,6 +176,9 @@ pub enum FormatError {
     /// The record's time cannot be converted to a calendar time.
     #[error("timestamp out of range for platform time_t: {0}")]
     TimeOutOfRange(f64),
+    /// A JSON formatter's arguments are wrong (python-json-logger's message).
+    #[error("{0}")]
+    Json(String),
 }
 
 /// The largest width or precision a format may ask for.
@@ -192,6 +199,12 @@ pub struct Formatter {
     clock: Clock,
     slots: Slots,
     work: Work,
+    /// A JSON formatter instead of `segments` (python-json-logger's).
+    json: Option<Box<json::Json>>,
+    /// A QueueHandler's formatter that "prepares" each record first: its
+    /// output becomes the message, and exc_text is cleared.
+    prepare: Option<Box<Formatter>>,
+    prepared: Vec<u8>,
 }
 
 impl Formatter {
@@ -208,7 +221,7 @@ impl Formatter {
             |reason: String| FormatError::Invalid { fmt: fmt.to_owned(), style: style.as_str(), reason };
         let segments = match style {
             Style::Percent => parse_percent(fmt),
-            Style::Brace => parse_brace(fmt),
+            Style::Brace => parse_brace(fmt, false),
             Style::Dollar => parse_dollar(fmt),
         }
         .map_err(invalid)?;
@@ -243,7 +256,60 @@ impl Formatter {
             clock: Clock { utc: false, datefmt: date, second: None, text: String::new() },
             slots: Slots::default(),
             work: Work::default(),
+            json: None,
+            prepare: None,
+            prepared: Vec::new(),
         })
+    }
+
+    /// python-json-logger's `JsonFormatter` with these arguments: one JSON
+    /// object per record (see `formatter/json.rs`).
+    pub fn json(opts: JsonOptions) -> Result<Formatter, FormatError> {
+        let datefmt = opts.datefmt.clone().filter(|d| !d.is_empty());
+        let fmt = match &opts.fields {
+            JsonFields::Format { fmt, .. } => fmt.clone().unwrap_or_default(),
+            JsonFields::Names(names) => names.join(","),
+        };
+        let json = json::Json::new(opts).map_err(FormatError::Json)?;
+        let uses_time = json.uses_time();
+        let date = if uses_time { datefmt.as_deref().map(DateFmt::new).transpose()? } else { None };
+        Ok(Formatter {
+            style: Style::Percent,
+            fmt,
+            datefmt,
+            uses_time,
+            time_only_checked: false,
+            segments: Vec::new(),
+            clock: Clock { utc: false, datefmt: date, second: None, text: String::new() },
+            slots: Slots::default(),
+            work: Work::default(),
+            json: Some(Box::new(json)),
+            prepare: None,
+            prepared: Vec::new(),
+        })
+    }
+
+    /// Whether this is a JSON formatter.
+    pub fn is_json(&self) -> bool {
+        self.json.is_some()
+    }
+
+    /// For a JSON formatter: whether DEL and C1 control characters are
+    /// escaped (`\u007f`) even without `ensure_ascii` (the handler's
+    /// `escape_control_chars`; JSON escapes every other control itself).
+    pub fn with_control_escapes(mut self, on: bool) -> Formatter {
+        if let Some(json) = &mut self.json {
+            json.escape_controls = on;
+        }
+        self
+    }
+
+    /// Formats records as they arrive through a QueueHandler whose own
+    /// formatter is `prepare`: Python's `QueueHandler.prepare` makes that
+    /// formatter's output the record's message and clears its exc_text.
+    pub fn prepared_by(mut self, prepare: Formatter) -> Formatter {
+        self.prepare = Some(Box::new(prepare));
+        self
     }
 
     /// Converts times with `time.gmtime` instead of `time.localtime`.
@@ -278,7 +344,22 @@ impl Formatter {
     /// line, as Python appends it. On error `out` is left as it was.
     pub fn format(&mut self, ctx: &RecordContext<'_>, out: &mut Vec<u8>) -> Result<(), FormatError> {
         let start = out.len();
-        let result = self.format_into(ctx, out, start);
+        let result = match self.prepare.as_mut() {
+            None => self.format_into(ctx, out, start),
+            Some(prepare) => {
+                let mut text = std::mem::take(&mut self.prepared);
+                text.clear();
+                let result = prepare.format(ctx, &mut text).and_then(|()| {
+                    // Formatter output is built from UTF-8 text only.
+                    let message =
+                        std::str::from_utf8(&text).map_err(|e| FormatError::Conversion(e.to_string()))?;
+                    let record = RecordView { message, exc_text: None, ..ctx.record.clone() };
+                    self.format_into(&RecordContext { record: &record, ..*ctx }, out, start)
+                });
+                self.prepared = text;
+                result
+            }
+        };
         if result.is_err() {
             out.truncate(start);
         }
@@ -291,6 +372,9 @@ impl Formatter {
         out: &mut Vec<u8>,
         start: usize,
     ) -> Result<(), FormatError> {
+        if let Some(json) = &mut self.json {
+            return json.format(ctx, &mut self.clock, out);
+        }
         self.work.surrogate = None;
         if self.time_only_checked {
             self.clock.second_text(created(ctx.record))?;
@@ -568,7 +652,9 @@ fn parse_precision(chars: &[char], i: &mut usize) -> Option<usize> {
 /// (Python would build the string; strings are only truncated).
 fn check_precision(precision: Option<usize>) -> Result<(), String> {
     match precision {
-        Some(p) if p > MAX_WIDTH => Err(format!("precision {p} too big for a number (the limit is {MAX_WIDTH})")),
+        Some(p) if p > MAX_WIDTH => {
+            Err(format!("precision {p} too big for a number (the limit is {MAX_WIDTH})"))
+        }
         _ => Ok(()),
     }
 }
@@ -860,7 +946,8 @@ fn parse_spec(text: &str, type_name: &str) -> Result<Spec, String> {
     Ok(s)
 }
 
-fn parse_brace(fmt: &str) -> Result<Vec<Segment>, String> {
+/// `python_only`: only what `StrFormatStyle.validate` checks (no segments).
+fn parse_brace(fmt: &str, python_only: bool) -> Result<Vec<Segment>, String> {
     let bad = |what: String| format!("invalid format: {what}");
     let chars: Vec<char> = fmt.chars().collect();
     let mut segments = Vec::new();
@@ -964,6 +1051,9 @@ fn parse_brace(fmt: &str) -> Result<Vec<Segment>, String> {
         if !spec.is_empty() && !brace_spec_ok(spec) {
             return Err(bad(format!("bad specifier: {}", py_repr(&spec_str))));
         }
+        if python_only {
+            continue;
+        }
         // Valid for Python; now what a record can actually satisfy.
         if name.is_empty() || name.iter().all(|c| c.is_ascii_digit()) {
             return Err(format!("positional field {{{name_str}}}: a record has only named fields"));
@@ -1010,6 +1100,19 @@ fn split_nested_spec(spec: &str) -> Vec<SpecPart> {
         parts.push(SpecPart::Lit(lit));
     }
     parts
+}
+
+/// Python's own `validate()` of a format in `style`: what a formatter that
+/// only reads field names from it (python-json-logger's) requires.
+pub(crate) fn python_validate(fmt: &str, style: Style) -> Result<(), String> {
+    match style {
+        Style::Percent if !percent_pattern_found(&fmt.chars().collect::<Vec<_>>()) => {
+            Err("no %(name)s-style field".into())
+        }
+        Style::Percent => Ok(()),
+        Style::Brace => parse_brace(fmt, true).map(drop),
+        Style::Dollar => parse_dollar(fmt).map(drop),
+    }
 }
 
 /// `string.Template` placeholders: `$$`, `$name`, `${name}`, where a name is

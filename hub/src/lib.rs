@@ -322,7 +322,7 @@ impl HubBuilder {
             let opts = worker::WorkerOptions {
                 start_ns,
                 journal,
-                escape: config.handlers[&slot.name].escape_control_chars,
+                escape: config.escapes_records(&slot.name),
                 deadline: Arc::clone(&shared.shutdown_deadline),
             };
             workers.push(spawn(

@@ -105,7 +105,8 @@ fn shown(s: &str) -> String {
 }
 
 fn unhex(s: &str) -> String {
-    let bytes: Vec<u8> = (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect();
+    let bytes: Vec<u8> =
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect();
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
@@ -153,7 +154,11 @@ pub(crate) fn build(spec: &Spec, utc: bool) -> Result<Formatter, String> {
             entry.insert("()".into(), json!(class));
             let config = json!({"version": 1, "formatters": {"f": entry}});
             match logfunnel_hub::Config::from_json_str(&config.to_string(), "spec.json") {
-                Ok(mut c) => Ok(c.formatters.remove("f").unwrap().formatter.with_utc(utc)),
+                // Python's bytes: DEL and C1 controls raw without ensure_ascii
+                // (a handler's escape_control_chars escapes them by default).
+                Ok(mut c) => {
+                    Ok(c.formatters.remove("f").unwrap().formatter.with_utc(utc).with_control_escapes(false))
+                }
                 Err(e) => Err(e.to_string()),
             }
         }
@@ -171,7 +176,8 @@ pub(crate) fn compare(records: &[Rec], specs: &[Spec], utc: bool) -> (Vec<String
         let built = build(spec, utc);
         for (ri, rec) in records.iter().enumerate() {
             let (kind, py) = &python[si * records.len() + ri];
-            let case = || format!("{spec:?} (utc {utc})\n  record {:?} (start_ns {})", rec.record, rec.start_ns);
+            let case =
+                || format!("{spec:?} (utc {utc})\n  record {:?} (start_ns {})", rec.record, rec.start_ns);
             let mut f = match &built {
                 Ok(f) => f.clone(),
                 // Refusing a format is right when Python refuses it or fails
@@ -214,7 +220,11 @@ pub(crate) fn compare(records: &[Rec], specs: &[Spec], utc: bool) -> (Vec<String
                         _ => true,
                     };
                     if !same {
-                        mismatches.push(format!("{}\n  hub error {e:?}\n  python error {}", case(), shown(py)));
+                        mismatches.push(format!(
+                            "{}\n  hub error {e:?}\n  python error {}",
+                            case(),
+                            shown(py)
+                        ));
                     }
                 }
                 (result, _) => mismatches.push(format!(
@@ -231,7 +241,12 @@ pub(crate) fn compare(records: &[Rec], specs: &[Spec], utc: bool) -> (Vec<String
 
 fn assert_matches_python(records: &[Rec], specs: &[Spec], utc: bool) -> usize {
     let (mismatches, identical) = compare(records, specs, utc);
-    assert!(mismatches.is_empty(), "{} differences from python3:\n{}", mismatches.len(), mismatches.join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "{} differences from python3:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
     identical
 }
 
@@ -246,7 +261,8 @@ const NOV_14: i64 = 1_700_000_000 * S;
 /// read back as it; Python takes the even one.
 #[test]
 fn float_repr_ties_round_half_even_as_python() {
-    let ties = [662_936_471_232_937.25, 1_690_060_720_831_323.2, -13_804_445_983_131.0625];
+    // 662936471232937.25, 1690060720831323.25, -13804445983131.0625.
+    let ties = [2_651_745_884_931_749.0 / 4.0, 6_760_242_883_325_293.0 / 4.0, -220_871_135_730_097.0 / 16.0];
     let records: Vec<Rec> = [3_906_250, 253_906_250, 999_996_093_750]
         .iter()
         .enumerate()
@@ -312,7 +328,9 @@ fn a_huge_precision_from_the_record_truncates_a_string() {
 fn seed() -> u64 {
     match std::env::var("LOGFUNNEL_FORMAT_SEED") {
         Ok(s) => s.trim().parse().expect("LOGFUNNEL_FORMAT_SEED is a number"),
-        Err(_) => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64,
+        Err(_) => {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+        }
     }
 }
 
@@ -325,7 +343,8 @@ fn seed() -> u64 {
 #[test]
 fn random_formats_match_python() {
     let seed = seed();
-    let rounds: usize = std::env::var("LOGFUNNEL_FORMAT_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(2);
+    let rounds: usize =
+        std::env::var("LOGFUNNEL_FORMAT_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(2);
     eprintln!("random_formats_match_python: seed {seed} (replay with LOGFUNNEL_FORMAT_SEED={seed})");
     let mut identical = 0;
     for round in 0..rounds {
@@ -345,4 +364,62 @@ fn random_formats_match_python() {
     eprintln!("random_formats_match_python: {identical} outputs identical to python3's");
     // The generator must mostly produce formats that both accept.
     assert!(identical > rounds * 12 * 150 / 4, "only {identical} outputs compared");
+}
+
+/// python-json-logger's JsonFormatter (the real package, installed from the
+/// registry) against the hub's, over generated records (typed extras,
+/// tracebacks, odd strings) and the package's options.
+#[test]
+fn json_formatter_matches_python_json_logger() {
+    let seed = seed();
+    eprintln!(
+        "json_formatter_matches_python_json_logger: seed {seed} (replay with LOGFUNNEL_FORMAT_SEED={seed})"
+    );
+    let mut g = crate::python_exact::random::Gen::new(seed);
+    let records: Vec<Rec> = (0..40).map(|_| g.record()).filter(|r| r.record.created_ns > 0).collect();
+    let json = |class: &str, kwargs: Value| Spec::Json { class: class.into(), kwargs };
+    let new = "pythonjsonlogger.json.JsonFormatter";
+    let old = "pythonjsonlogger.jsonlogger.JsonFormatter";
+    let specs = [
+        json(new, json!({})),
+        json(old, json!({"fmt": "%(asctime)s %(levelname)s %(name)s %(message)s"})),
+        json(
+            new,
+            json!({"fmt": "%(message)s %(created)f %(msecs)d %(relativeCreated)s %(taskName)s %(nope)s",
+                         "rename_fields": {"message": "msg", "user": "who", "levelname": "level"},
+                         "static_fields": {"service": "api", "zone": "eu", "n": 1, "nested": {"b": [1, 2.5, null], "a": true}},
+                         "timestamp": true}),
+        ),
+        json(
+            new,
+            json!({"fmt": "{asctime} {levelname} {message}", "style": "{", "datefmt": "%Y-%m-%dT%H:%M:%S%z",
+                         "json_ensure_ascii": false, "prefix": ">> "}),
+        ),
+        json(
+            new,
+            json!({"fmt": "$name ${levelno} $$x", "style": "$", "timestamp": "ts",
+                         "rename_fields": {"ts": "@timestamp", "missing": "gone"}, "rename_fields_keep_missing": true}),
+        ),
+        json(
+            new,
+            json!({"fmt": ["name", "message", "lineno", "exc_info"], "reserved_attrs": ["ratio", "msg", "args"]}),
+        ),
+        json(
+            new,
+            json!({"fmt": "name, levelname ,message", "style": ",", "defaults": {"user": "nobody", "team": "core"}}),
+        ),
+        json(new, json!({"fmt": "%(message)s", "reserved_attrs": []})),
+        json(
+            new,
+            json!({"fmt": "%(funcName)s %(module)s %(filename)s %(pathname)s %(process)d %(thread)d %(threadName)s %(processName)s %(exc_text)s %(stack_info)s %(args)s"}),
+        ),
+        // Refused alike.
+        json(new, json!({"fmt": "no fields here"})),
+        json(new, json!({"style": "?"})),
+    ];
+    let mut identical = 0;
+    for utc in [true, false] {
+        identical += assert_matches_python(&records, &specs, utc);
+    }
+    assert!(identical >= records.len() * 2 * (specs.len() - 2), "only {identical} outputs compared");
 }

@@ -72,9 +72,9 @@ const WORDS: &[&str] = &[
 ];
 
 const DATE_PARTS: &[&str] = &[
-    "%Y", "%m", "%d", "%H", "%M", "%S", "%j", "%a", "%A", "%b", "%B", "%p", "%Z", "%z", "%y", "%I", "%U", "%w",
-    "%c", "%x", "%X", "%%", "%f", "%s", "%e", "%G", "%V", "%u", "%D", "%T", "%n", " ", "-", ":", "T", ".", ",",
-    "é", "日", "at ",
+    "%Y", "%m", "%d", "%H", "%M", "%S", "%j", "%a", "%A", "%b", "%B", "%p", "%Z", "%z", "%y", "%I", "%U",
+    "%w", "%c", "%x", "%X", "%%", "%f", "%s", "%e", "%G", "%V", "%u", "%D", "%T", "%n", " ", "-", ":", "T",
+    ".", ",", "é", "日", "at ",
 ];
 
 pub(crate) struct Gen(u64);
@@ -113,7 +113,9 @@ impl Gen {
         match self.below(9) {
             0 => f64::from_bits(self.next()),
             1 => self.pick(&[0.0, -0.0, 0.5, 2.5, -1.5, 1e16, 1e17, 1e-5, 1e22, 123456.789, 0.1, 1.0 / 3.0]),
-            2 => self.pick(&[f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 5e-324, f64::MAX, f64::MIN_POSITIVE]),
+            2 => {
+                self.pick(&[f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 5e-324, f64::MAX, f64::MIN_POSITIVE])
+            }
             // Values whose shortest digits end on a tie.
             3 => (self.below(1 << 50) as f64 + 0.25) * self.pick(&[1.0, 4.0, 16.0, -1.0]),
             4 => (self.below(1 << 40) as f64) / 1024.0,
@@ -127,7 +129,18 @@ impl Gen {
     fn value(&mut self) -> RecordValue {
         match self.below(10) {
             0..=2 => RecordValue::Str(self.text(3)),
-            3 => RecordValue::I64(self.pick(&[0, 1, -1, 42, 255, 0x10FFFF, 0x110000, i64::MIN, i64::MAX, 1_234_567])),
+            3 => RecordValue::I64(self.pick(&[
+                0,
+                1,
+                -1,
+                42,
+                255,
+                0x10FFFF,
+                0x110000,
+                i64::MIN,
+                i64::MAX,
+                1_234_567,
+            ])),
             4 => RecordValue::I64(self.below(200_000) as i64 - 100_000),
             5 => RecordValue::U64(self.pick(&[u64::MAX, 10_000_000_000, 0, 7])),
             6 => RecordValue::Bool(self.chance(0.5)),
@@ -162,19 +175,33 @@ impl Gen {
         let rec = &mut r.record;
         let any_level = self.below(100) as u32;
         rec.levelno = self.pick(&[0, 5, 10, 20, 25, 30, 40, 50, 1000, any_level]);
-        rec.name = self.pick(&["app", "app.db.pool", "", "root", "x y", "日本.モジュール", "a\nb", "deep.er.name"]).into();
+        rec.name = self
+            .pick(&["app", "app.db.pool", "", "root", "x y", "日本.モジュール", "a\nb", "deep.er.name"])
+            .into();
         rec.message = self.text(4);
         rec.pathname = if self.chance(0.2) {
             None
         } else {
             Some(
-                self.pick(&["/srv/app/x.py", "relative/.hidden", "C:\\x\\y.py", "noext", "/a/b.tar.gz", ".bashrc", "/"])
-                    .into(),
+                self.pick(&[
+                    "/srv/app/x.py",
+                    "relative/.hidden",
+                    "C:\\x\\y.py",
+                    "noext",
+                    "/a/b.tar.gz",
+                    ".bashrc",
+                    "/",
+                ])
+                .into(),
             )
         };
         let any_line = self.below(100_000) as u32;
         rec.lineno = self.pick(&[0, 1, 42, 65, 4_000_000_000, any_line]);
-        rec.func_name = if self.chance(0.2) { None } else { Some(self.pick(&["<module>", "handle", "émoji😀"]).into()) };
+        rec.func_name = if self.chance(0.2) {
+            None
+        } else {
+            Some(self.pick(&["<module>", "handle", "émoji😀"]).into())
+        };
         rec.process = self.below(u64::from(u32::MAX)) as u32;
         rec.thread = self.next() >> self.below(64);
         rec.process_name = self.chance(0.5).then(|| self.pick(&["Worker-1", "SpawnProcess-3"]).into());
@@ -187,11 +214,7 @@ impl Gen {
         };
         for key in EXTRAS {
             if self.chance(0.8) {
-                let v = if *key == "n" {
-                    RecordValue::I64(self.below(45) as i64 - 4)
-                } else {
-                    self.value()
-                };
+                let v = if *key == "n" { RecordValue::I64(self.below(45) as i64 - 4) } else { self.value() };
                 rec.extra.push(((*key).into(), v));
             }
         }
@@ -276,7 +299,9 @@ impl Gen {
                 f.push_str(&p);
             }
             if self.chance(0.5) {
-                f.push(self.pick(&['b', 'c', 'd', 'e', 'E', 'f', 'F', 'g', 'G', 'n', 'o', 's', 'x', 'X', '%']));
+                f.push(
+                    self.pick(&['b', 'c', 'd', 'e', 'E', 'f', 'F', 'g', 'G', 'n', 'o', 's', 'x', 'X', '%']),
+                );
             }
         }
         f.push('}');

@@ -122,12 +122,18 @@ pub struct BuildContext<'a> {
 impl BuildContext<'_> {
     /// The handler's formatter (Python's `%(message)s` when it names none).
     pub(crate) fn formatter(&self) -> Formatter {
-        self.handler
-            .formatter
-            .as_ref()
-            .and_then(|f| self.config.formatters.get(f))
-            .map(|f| f.formatter.clone())
-            .unwrap_or_else(default_formatter)
+        let named = |name: Option<&String>| {
+            name.and_then(|f| self.config.formatters.get(f))
+                .map(|f| f.formatter.clone())
+                .unwrap_or_else(default_formatter)
+        };
+        let f =
+            named(self.handler.formatter.as_ref()).with_control_escapes(self.handler.escape_control_chars);
+        match self.config.prepared.get(self.name) {
+            // Behind a QueueHandler: its formatter prepares each record.
+            Some(queue_formatter) => f.prepared_by(named(queue_formatter.as_ref())),
+            None => f,
+        }
     }
 
     /// An error that names this handler.
