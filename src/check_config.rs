@@ -14,6 +14,9 @@ pub(crate) struct Args {
 pub(crate) fn run(args: Args) -> ExitCode {
     match Config::load(&args.file) {
         Ok(c) => {
+            for w in &c.warnings {
+                eprintln!("{}: warning: {w}", args.file.display());
+            }
             println!(
                 "{}: OK ({} handlers, {} formatters, {} filters, {} loggers)",
                 args.file.display(),

@@ -9,7 +9,7 @@ use signal_hook::iterator::Signals;
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
-    /// Configuration file (TOML); without it, the embedded default (stderr).
+    /// Configuration file: TOML, or a Python dictConfig as .json or .yaml; without it, the embedded default (stderr).
     #[arg(long, short)]
     config: Option<PathBuf>,
     /// Socket path [env: LOGFUNNEL_SOCKET; default: the config's, else $XDG_RUNTIME_DIR/logfunnel.sock].
@@ -26,6 +26,9 @@ pub(crate) fn load_config(path: Option<&PathBuf>) -> anyhow::Result<Config> {
 
 pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let config = load_config(args.config.as_ref())?;
+    for w in &config.warnings {
+        eprintln!("logfunnel hub: config: warning: {w}");
+    }
     let socket = crate::resolve_socket(args.socket, config.hub.socket.clone());
     // Register before the socket exists, so a signal sent as soon as the
     // hub is reachable is never missed.

@@ -83,7 +83,7 @@ fn check_config_names_every_problem_in_a_json_dictconfig() {
         "handlers.c.level: \"LOUD\" is not a level",
         "handlers.c.formatter: formatter \"f\" is invalid (see formatters.f)",
         "handlers.m.target: cycle through MemoryHandler targets: m → n → m",
-        "handlers.p.\"()\": '()' factories cannot be mapped",
+        "handlers.p.\"()\": \"myproject.logging.Handler\" is Python code, which the hub cannot run",
         "root.handlers[1]: unknown handler \"zz\"",
     ] {
         assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
@@ -136,4 +136,93 @@ fn sighup_reopens_every_kind_of_file_handler() {
         assert_eq!(read(".old"), "before\n", "{name}");
         assert_eq!(read(""), "after\n", "{name}");
     }
+}
+
+/// Django's documented LOGGING example: what is Python code (the
+/// RequireDebug filters, AdminEmailHandler, a custom formatter) is refused
+/// with one message each that names it and says what to do; nothing is
+/// reported about its arguments or about the handlers and loggers that
+/// name it.
+#[test]
+fn check_config_refuses_python_code_once_per_construct_with_a_remedy() {
+    let dir = Dir::new();
+    let cfg = dir.write(
+        "django.json",
+        r#"{
+  "version": 1,
+  "disable_existing_loggers": false,
+  "filters": {
+    "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
+    "require_debug_true": {"()": "django.utils.log.RequireDebugTrue"}
+  },
+  "formatters": {
+    "django.server": {"()": "django.utils.log.ServerFormatter", "format": "[{server_time}] {message}", "style": "{"}
+  },
+  "handlers": {
+    "console": {"level": "INFO", "filters": ["require_debug_true"], "class": "logging.StreamHandler"},
+    "django.server": {"level": "INFO", "class": "logging.StreamHandler", "formatter": "django.server"},
+    "mail_admins": {"level": "ERROR", "filters": ["require_debug_false"], "class": "django.utils.log.AdminEmailHandler",
+                    "include_html": true}
+  },
+  "loggers": {
+    "django": {"handlers": ["console", "mail_admins"], "level": "INFO"},
+    "django.server": {"handlers": ["django.server"], "level": "INFO", "propagate": false}
+  }
+}"#,
+    );
+    let out = run(&["check-config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().skip(1).map(str::trim).collect();
+    let expected = [
+        "formatters.\"django.server\".\"()\": \"django.utils.log.ServerFormatter\" is Python code",
+        "filters.require_debug_false.\"()\": \"django.utils.log.RequireDebugFalse\" is Python code, which the hub cannot run: keep this filter in the Python process",
+        "filters.require_debug_true.\"()\": \"django.utils.log.RequireDebugTrue\" is Python code",
+        "handlers.mail_admins.class: \"django.utils.log.AdminEmailHandler\" is Python code, which the hub cannot run: keep this handler in the Python process",
+    ];
+    for (line, e) in lines.iter().zip(expected) {
+        assert!(line.starts_with(e), "expected {e:?}, got {line:?} in:\n{err}");
+    }
+    assert_eq!(lines.len(), expected.len(), "one message per construct:\n{err}");
+    assert!(lines[1].contains("settings.DEBUG") && lines[3].contains("SMTPHandler"), "{err}");
+}
+
+/// A YAML dictConfig: problems name their line, keys Python ignores are
+/// warnings (named), and a YAML syntax error points at its line.
+#[test]
+fn check_config_reads_yaml_and_points_at_lines() {
+    let dir = Dir::new();
+    let good = dir.write(
+        "logging.yaml",
+        "version: 1\nproject: {name: shop}\nloggers:\n  gunicorn.error:\n    level: INFO\n    qualname: gunicorn.error\n",
+    );
+    let out = run(&["check-config", good.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("warning: line 2: project: ignored"), "{err}");
+    assert!(err.contains("warning: line 6: loggers.\"gunicorn.error\".qualname: ignored"), "{err}");
+    let bad = dir.write(
+        "bad.yaml",
+        "version: 1\nhandlers:\n  file:\n    class: logging.FileHandler\n    level: LOUD\n  mail:\n    class: myapp.Mailer\n",
+    );
+    let out = run(&["check-config", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for e in [
+        "line 3: handlers.file.filename: missing",
+        "line 5: handlers.file.level: \"LOUD\" is not a level",
+        "line 7: handlers.mail.class: \"myapp.Mailer\" is Python code",
+    ] {
+        assert!(err.contains(e), "missing {e:?} in:\n{err}");
+    }
+    let broken = dir.write("broken.yml", "version: 1\nroot:\n  level: [DEBUG\n");
+    let out = run(&["check-config", broken.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 4: not valid YAML") || err.contains("line 3: not valid YAML"), "{err}");
+    // TOML stays strict: a typo there is an error.
+    let toml = dir.write("hub.toml", "[loggers.app]\nlevel = \"INFO\"\nqualname = \"app\"\n");
+    let out = run(&["check-config", toml.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("loggers.app.qualname: unknown key"));
 }

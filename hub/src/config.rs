@@ -764,9 +764,9 @@ impl Parser {
                 "QueueListener" => {
                     s.issue(
                         factory,
-                        "QueueListener is not a handler: in Python 3.12's dictConfig it is a QueueHandler's \
-                         `listener`; write class \"logging.handlers.QueueHandler\" with handlers [...] (the hub is \
-                         the listener)",
+                        "QueueListener is not a handler: the hub itself is the QueueHandler → QueueListener pair; \
+                         write class \"logging.handlers.QueueHandler\" with handlers [...] (Python 3.12's form, \
+                         where a QueueListener is the QueueHandler's `listener`)",
                     );
                     self.issues.extend(s.abandon());
                     continue;
@@ -1466,6 +1466,11 @@ target = "self"
         };
         let supported: Vec<&str> = CLASSES.iter().map(|c| c.name).collect();
         for name in PYTHON_HANDLERS {
+            if name.starts_with("Queue") {
+                // The hub is the pair: a QueueHandler passes records to its
+                // handlers (tested below), a QueueListener is its `listener`.
+                continue;
+            }
             let got = class_issue(&format!("logging.handlers.{name}"));
             if supported.contains(name) {
                 assert_eq!(got, None, "{name} is supported");
@@ -1519,6 +1524,86 @@ target = "self"
         );
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(edit_distance("", "abc"), 3);
+    fn loggers_named_root_or_empty_configure_the_root_logger() {
+        let c = Config::from_json_str(
+            r#"{"version": 1, "handlers": {"a": {"class": "logging.NullHandler"}, "b": {"class": "logging.NullHandler"}},
+                "loggers": {"": {"level": "INFO", "handlers": ["a"], "filters": []}, "app": {"handlers": ["b"]}}}"#,
+            "x.json",
+        )
+        .unwrap();
+        assert_eq!(c.root.level, Some(Level::INFO));
+        assert_eq!(c.root.handlers, ["a"]);
+        assert_eq!(c.loggers.keys().collect::<Vec<_>>(), ["app"]);
+        // `root` comes last: its level wins, its (absent) handlers replace.
+        let c = Config::from_toml_str(
+            "[handlers.a]\nclass = \"NullHandler\"\n[loggers.root]\nlevel = \"INFO\"\nhandlers = [\"a\"]\npropagate = false\n[root]\nlevel = \"ERROR\"\n",
+            "x.toml",
+        )
+        .unwrap();
+        assert_eq!((c.root.level, c.root.handlers.len()), (Some(Level::ERROR), 0));
+        let both = issues("[loggers.root]\n[loggers.\"\"]\n");
+        assert!(
+            both[0].starts_with("loggers: loggers.\"\" and loggers.root both configure the root logger"),
+            "{both:?}"
+        );
+    }
+
+    #[test]
+    fn queue_handlers_json_formatters_and_warnings() {
+        let c = Config::from_json_str(
+            r#"{"version": 1, "custom": 1, "formatters": {"j": {"()": "pythonjsonlogger.json.JsonFormatter",
+                  "static_fields": {"a": 1}, "timestamp": true}, "p": {"format": "%(message)s", "fmt": "ignored"}},
+                "handlers": {"f": {"class": "logging.NullHandler", "formatter": "j"},
+                             "q": {"class": "logging.handlers.QueueHandler", "handlers": ["f"],
+                                   "queue": {"()": "queue.Queue", "maxsize": 10}, "listener": "logging.handlers.QueueListener"}},
+                "loggers": {"app": {"handlers": ["q"], "qualname": "app"}}}"#,
+            "x.json",
+        )
+        .unwrap();
+        assert!(c.formatters["j"].formatter.is_json());
+        assert_eq!(c.queues["q"].handlers, ["f"]);
+        assert_eq!(c.prepared.get("f"), Some(&None));
+        assert!(!c.escapes_records("f"), "JSON escapes its own output");
+        let w = c.warnings.join("\n");
+        for e in [
+            "custom: ignored",
+            "formatters.p.fmt: ignored",
+            "loggers.app.qualname: ignored",
+            "handlers.q.queue: the hub queues",
+        ] {
+            assert!(w.contains(e), "missing {e:?} in {w}");
+        }
+        // A handler fed both ways, a nested QueueHandler, a queue target.
+        let got = issues(
+            r#"
+[handlers.f]
+class = "NullHandler"
+[handlers.q]
+class = "QueueHandler"
+handlers = ["f", "q2"]
+[handlers.q2]
+class = "QueueHandler"
+handlers = ["f"]
+[handlers.m]
+class = "MemoryHandler"
+capacity = 1
+target = "q"
+[handlers.qq]
+class = "QueueHandler"
+[root]
+handlers = ["q", "f"]
+"#,
+        );
+        let expect = [
+            "handlers.qq.handlers: missing",
+            "handlers.q.handlers[1]: \"q2\" is a QueueHandler too",
+            "handlers.m.target: \"q\" is a QueueHandler",
+            "handlers.f: receives records through QueueHandler \"q\" and otherwise",
+        ];
+        for e in expect {
+            assert!(got.iter().any(|g| g.starts_with(e)), "missing {e:?} in {got:#?}");
+        }
+        assert_eq!(got.len(), expect.len(), "{got:#?}");
     }
 
     #[test]

@@ -344,7 +344,14 @@ impl Formatter {
     /// line, as Python appends it. On error `out` is left as it was.
     pub fn format(&mut self, ctx: &RecordContext<'_>, out: &mut Vec<u8>) -> Result<(), FormatError> {
         let start = out.len();
+        // `%(message)s` prepares a record without a traceback into itself.
+        let identity = |p: &Formatter| {
+            p.json.is_none() && p.prepare.is_none() && p.style == Style::Percent && p.fmt == "%(message)s"
+        };
         let result = match self.prepare.as_mut() {
+            Some(p) if identity(p) && ctx.record.exc_text.is_none_or(str::is_empty) => {
+                self.format_into(ctx, out, start)
+            }
             None => self.format_into(ctx, out, start),
             Some(prepare) => {
                 let mut text = std::mem::take(&mut self.prepared);

@@ -70,7 +70,8 @@ pub(crate) fn from_json(text: &str) -> Result<Item, String> {
 
 /// Reads YAML as PyYAML's `safe_load` does; an error names its line.
 pub(crate) fn from_yaml(text: &str) -> Result<Item, (String, Option<usize>)> {
-    let mut builder = YamlBuilder { anchors: BTreeMap::new(), stack: Vec::new(), docs: Vec::new() };
+    let mut builder =
+        YamlBuilder { anchors: BTreeMap::new(), stack: Vec::new(), docs: Vec::new(), values: 0 };
     for event in Parser::new_from_str(text) {
         let (event, span) = event.map_err(|e| {
             (
@@ -92,9 +93,25 @@ pub(crate) fn from_yaml(text: &str) -> Result<Item, (String, Option<usize>)> {
 type Open = (Item, usize, Option<(Item, usize)>);
 
 struct YamlBuilder {
-    anchors: BTreeMap<usize, Item>,
+    /// Each anchor's item, and how many values it holds.
+    anchors: BTreeMap<usize, (Item, usize)>,
     stack: Vec<Open>,
     docs: Vec<Item>,
+    /// Values created so far, aliases expanded: bounded, so that nested
+    /// aliases ("billion laughs") cannot take the hub's memory.
+    values: usize,
+}
+
+/// The most values a YAML config may expand to, and the deepest nesting.
+const MAX_VALUES: usize = 1_000_000;
+const MAX_DEPTH: usize = 100;
+
+fn count(item: &Item) -> usize {
+    1 + match &item.node {
+        Node::List(items) => items.iter().map(count).sum(),
+        Node::Map(entries) => entries.iter().map(|(_, v)| count(v)).sum(),
+        _ => 0,
+    }
 }
 
 impl YamlBuilder {
@@ -110,12 +127,23 @@ impl YamlBuilder {
                 self.value(item, anchor, line)?;
             }
             Event::Alias(id) => {
-                let item = self.anchors.get(&id).cloned().ok_or(("unknown alias".to_string(), line))?;
+                let (item, size) =
+                    self.anchors.get(&id).cloned().ok_or(("unknown alias".to_string(), line))?;
+                self.values += size;
+                if self.values > MAX_VALUES {
+                    return Err((
+                        format!("the YAML expands to over {MAX_VALUES} values (aliases of aliases)"),
+                        line,
+                    ));
+                }
                 self.value(Item { line: Some(line), ..item }, 0, line)?;
             }
             Event::SequenceStart(anchor, tag) | Event::MappingStart(anchor, tag) => {
                 if let Some(t) = tag.filter(|t| !matches!(t.suffix.as_str(), "seq" | "map" | "omap")) {
                     return Err((unsupported_tag(&format!("{}{}", t.handle, t.suffix)), line));
+                }
+                if self.stack.len() >= MAX_DEPTH {
+                    return Err((format!("nested deeper than {MAX_DEPTH} levels"), line));
                 }
                 let node = if is_seq { Node::List(Vec::new()) } else { Node::Map(Vec::new()) };
                 self.stack.push((Item { node, line: Some(line) }, anchor, None));
@@ -139,8 +167,10 @@ impl YamlBuilder {
 
     /// A finished value: a list element, a key, a key's value, or a document.
     fn value(&mut self, item: Item, anchor: usize, line: usize) -> Result<(), (String, usize)> {
+        self.values += 1;
         if anchor != 0 {
-            self.anchors.insert(anchor, item.clone());
+            let size = count(&item);
+            self.anchors.insert(anchor, (item.clone(), size));
         }
         let Some((parent, _, pending)) = self.stack.last_mut() else {
             self.docs.push(item);
@@ -705,6 +735,17 @@ mod tests {
         assert!(err.0.starts_with("not valid YAML") && err.1.is_some(), "{err:?}");
         assert!(from_yaml("on: 1\n").unwrap_err().0.contains("quote it"));
         assert!(from_yaml("a: !!python/name:os.system x\n").unwrap_err().0.contains("safe_load refuses"));
+        let mut laughs = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..12 {
+            laughs += &format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n",
+                p = i - 1
+            );
+        }
+        assert!(from_yaml(&laughs).unwrap_err().0.contains("expands to over"));
+        assert!(from_yaml(&"[".repeat(10_000)).is_err());
+        let deep: String = (0..200).map(|i| format!("{}k{i}:\n", " ".repeat(i))).collect();
+        assert!(from_yaml(&deep).unwrap_err().0.contains("nested deeper"));
     }
 
     #[test]
