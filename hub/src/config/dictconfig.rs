@@ -428,7 +428,7 @@ fn is_yaml_float(t: &str) -> bool {
     let frac_ok = all(frac, |c| c.is_ascii_digit() || c == b'_')
         && (!head.is_empty() || frac.as_bytes().first().is_some_and(u8::is_ascii_digit));
     let exp_ok = exp.is_none_or(|e| {
-        let (sign, digits) = (e.as_bytes().first(), &e[1.min(e.len())..]);
+        let (sign, digits) = (e.as_bytes().first(), e.get(1..).unwrap_or(""));
         matches!(sign, Some(b'-' | b'+')) && !digits.is_empty() && all(digits, |c| c.is_ascii_digit())
     });
     // The no-digit-before-the-dot form takes no sign in PyYAML's pattern.
@@ -461,7 +461,7 @@ fn is_timestamp(t: &str) -> bool {
             .split(['-', 'T', 't', ' ', ':'])
             .take(2)
             .all(|p| (1..=2).contains(&p.len()) && all(p, |c| c.is_ascii_digit()))
-        && (b.len() == 10 || t[8..].chars().any(|c| matches!(c, 'T' | 't' | ' ')))
+        && (b.len() == 10 || t.get(8..).is_some_and(|r| r.chars().any(|c| matches!(c, 'T' | 't' | ' '))))
 }
 
 /// The key of a table that stands for Python's `None` where it is a value
@@ -719,6 +719,8 @@ mod tests {
         assert_eq!(t["m"], Value::String("08".into()));
         assert_eq!(t["n"], Value::String("y".into()));
         assert_eq!(t["o"], Value::String("1.5:30".into()));
+        // Found by the fuzzer: non-ASCII where an exponent or a date might be.
+        assert_eq!(yaml("a: ..eŋ.\nb: 2023-éé-01 x\n")["a"], Value::String("..eŋ.".into()));
     }
 
     #[test]
