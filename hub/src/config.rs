@@ -1524,6 +1524,9 @@ target = "self"
         );
         assert_eq!(edit_distance("kitten", "sitting"), 3);
         assert_eq!(edit_distance("", "abc"), 3);
+    }
+
+    #[test]
     fn loggers_named_root_or_empty_configure_the_root_logger() {
         let c = Config::from_json_str(
             r#"{"version": 1, "handlers": {"a": {"class": "logging.NullHandler"}, "b": {"class": "logging.NullHandler"}},
