@@ -44,13 +44,11 @@ pub(crate) fn is_json_formatter(name: &str) -> bool {
 /// The refusal of `name`, a `what` that is Python code.
 pub(crate) fn refusal(what: Construct, name: &str) -> String {
     let keep = match what {
-        Construct::Handler => {
-            "keep this handler in the Python process (attach it to the loggers there, beside the hub's client)"
-        }
+        Construct::Handler => "keep this handler in the Python process's own logging configuration",
         Construct::Filter => {
-            "keep this filter in the Python process (it then filters records before they are sent)"
+            "keep this filter in the Python process's own logging configuration (there it filters records before they leave)"
         }
-        Construct::Formatter => "keep this formatter in the Python process (a handler there can use it)",
+        Construct::Formatter => "keep this formatter in the Python process's own logging configuration",
     };
     let mut message = format!("{name:?} is Python code, which the hub cannot run: {keep}");
     if let Some(instead) = equivalent(what, name) {
