@@ -638,15 +638,15 @@ impl Parser {
             Some((_, Value::Array(items))) => JsonFields::Names(
                 items.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).collect(),
             ),
-            Some((key, Value::String(f))) => json_fields(s, Some(f.clone()), key),
+            Some((_, Value::String(f))) => json_fields(s, Some(f.clone())),
             Some((key, other)) => {
                 s.issue(
                     key,
                     format!("expected a format string or a list of names, found {}", keys::show(other)),
                 );
-                json_fields(s, None, key)
+                json_fields(s, None)
             }
-            None => json_fields(s, None, "format"),
+            None => json_fields(s, None),
         };
         let datefmt = s.string(&["datefmt"]);
         let mut opts = JsonOptions { fields, datefmt, ..JsonOptions::default() };
@@ -1176,7 +1176,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// python-json-logger's `fmt` given as a string, with its style.
-fn json_fields(s: &mut Section<'_>, fmt: Option<String>, _key: &str) -> JsonFields {
+fn json_fields(s: &mut Section<'_>, fmt: Option<String>) -> JsonFields {
     let style = s.string(&["style"]).unwrap_or_else(|| "%".into());
     let validate = s.boolean(&["validate"]).unwrap_or(true);
     JsonFields::Format { fmt, style, validate }

@@ -1,4 +1,6 @@
-//! Python's `logging.Formatter`, reproduced byte for byte (CPython 3.11).
+//! Python's `logging.Formatter`, reproduced byte for byte (CPython 3.11),
+//! and python-json-logger's `JsonFormatter` ([`Formatter::json`], in
+//! `formatter/json.rs`).
 //!
 //! A [`Formatter`] validates its format string the way `Formatter(...,
 //! validate=True)` does and parses it once into segments; formatting a record
