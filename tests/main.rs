@@ -15,6 +15,7 @@ mod first_run;
 mod install;
 mod metrics;
 mod python_exact;
+mod robustness;
 mod security;
 mod syslog;
 mod tracing_layer;

@@ -16,6 +16,9 @@ use toml::Value;
 
 use crate::config::keys::Section;
 
+/// The most `max_connections` may allow (each client has a thread).
+pub const MAX_CONNECTIONS: usize = 1 << 16;
+
 /// Access control, client limits and delivery settings of the `[hub]` section.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AccessConfig {
@@ -68,23 +71,33 @@ impl AccessConfig {
         let ids = |v: &Value| {
             v.as_array()?.iter().map(|x| x.as_integer().and_then(|i| u32::try_from(i).ok())).collect()
         };
+        let socket_group = s.parsed(&["socket_group"], "a group name or number", |v| match v {
+            Value::String(g) if !g.is_empty() => Some(g.clone()),
+            Value::Integer(i) if u32::try_from(*i).is_ok() => Some(i.to_string()),
+            _ => None,
+        });
+        if let Some(Err(e)) = socket_group.as_deref().map(group_id) {
+            s.issue("socket_group", e);
+        }
+        let state_dir = s.parsed(&["state_dir"], "a directory path", |v| {
+            v.as_str().filter(|p| !p.is_empty()).map(PathBuf::from)
+        });
+        if let Some(Err(e)) = state_dir.as_deref().map(check_private_dir) {
+            s.issue("state_dir", e);
+        }
         AccessConfig {
-            socket_group: s.parsed(&["socket_group"], "a group name or number", |v| match v {
-                Value::String(g) if !g.is_empty() => Some(g.clone()),
-                Value::Integer(i) if u32::try_from(*i).is_ok() => Some(i.to_string()),
-                _ => None,
-            }),
+            socket_group,
             allowed_uids: s.parsed(&["allowed_uids"], "a list of numeric ids", ids).unwrap_or_default(),
             allowed_gids: s.parsed(&["allowed_gids"], "a list of numeric ids", ids).unwrap_or_default(),
             handshake_timeout: s.seconds(&["handshake_timeout"], false).unwrap_or(d.handshake_timeout),
             idle_timeout: s.seconds(&["idle_timeout"], true).unwrap_or(d.idle_timeout),
             frame_timeout: s.seconds(&["frame_timeout"], false).unwrap_or(d.frame_timeout),
-            max_connections: s.positive(&["max_connections"]).unwrap_or(d.max_connections),
+            max_connections: s
+                .positive_at_most(&["max_connections"], MAX_CONNECTIONS)
+                .unwrap_or(d.max_connections),
             shutdown_timeout: s.seconds(&["shutdown_timeout"], true).unwrap_or(d.shutdown_timeout),
             journal: s.boolean(&["journal"]).unwrap_or(d.journal),
-            state_dir: s.parsed(&["state_dir"], "a directory path", |v| {
-                v.as_str().filter(|p| !p.is_empty()).map(PathBuf::from)
-            }),
+            state_dir,
         }
     }
 
@@ -98,45 +111,96 @@ impl AccessConfig {
     }
 }
 
-/// Refuses a socket directory every user may write to: anyone could replace
-/// the socket with their own (and read what workers log).
+/// Refuses a directory for the socket or the journals that someone else
+/// could change: one every user may write to, or one owned by another user
+/// than the hub's (or root). Its owner could replace the socket with their
+/// own (and read what workers log) or plant links where the hub writes.
 #[cfg(unix)]
-pub(crate) fn check_socket_dir(dir: &Path) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(dir).map_err(|e| format!("cannot inspect {}: {e}", dir.display()))?;
+pub(crate) fn check_private_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = match std::fs::metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!("directory {} does not exist", dir.display()));
+        }
+        Err(e) => return Err(format!("cannot inspect {}: {e}", dir.display())),
+    };
+    if !meta.is_dir() {
+        return Err(format!("{} is not a directory", dir.display()));
+    }
     let mode = meta.permissions().mode();
     if mode & 0o002 != 0 {
         return Err(format!(
-            "its directory {} is writable by every user (mode {:04o}); use a private directory such as $XDG_RUNTIME_DIR or one with mode 0700/0750",
+            "directory {} is writable by every user (mode {:04o}); use a private directory such as $XDG_RUNTIME_DIR or one with mode 0700/0750",
             dir.display(),
             mode & 0o7777
+        ));
+    }
+    if meta.uid() != euid() && meta.uid() != 0 {
+        return Err(format!(
+            "directory {} belongs to uid {}, not to the hub's user (uid {}) or root: its owner could replace what the hub puts there",
+            dir.display(),
+            meta.uid(),
+            euid()
         ));
     }
     Ok(())
 }
 
+#[cfg(unix)]
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() }
+}
+
 #[cfg(not(unix))]
-pub(crate) fn check_socket_dir(_dir: &Path) -> Result<(), String> {
+pub(crate) fn check_private_dir(dir: &Path) -> Result<(), String> {
+    if dir.is_dir() { Ok(()) } else { Err(format!("directory {} does not exist", dir.display())) }
+}
+
+/// Refuses a socket name in Linux's abstract namespace (`@name`): no
+/// permissions apply to it, so any local process could connect.
+pub(crate) fn check_socket_path(path: &Path) -> Result<(), String> {
+    if path.to_string_lossy().starts_with(['@', '\0']) {
+        return Err(
+            "abstract socket names are refused (no permissions apply to them); use a file path in a private directory"
+                .into(),
+        );
+    }
     Ok(())
+}
+
+/// The gid of a group given by name or number.
+#[cfg(unix)]
+pub(crate) fn group_id(group: &str) -> Result<u32, String> {
+    if let Ok(g) = group.parse::<u32>() {
+        return Ok(g);
+    }
+    let name = std::ffi::CString::new(group).map_err(|_| format!("bad group name {group:?}"))?;
+    // SAFETY: `group` is plain data (integers and pointers); all zeroes is valid.
+    let mut grp: libc::group = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 16 << 10];
+    let mut found: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: valid C string, a zeroed group struct, a buffer and its length;
+    // getgrnam_r writes only within them (reentrant: config parsing may run
+    // on any thread).
+    let rc = unsafe { libc::getgrnam_r(name.as_ptr(), &mut grp, buf.as_mut_ptr(), buf.len(), &mut found) };
+    if rc != 0 || found.is_null() {
+        return Err(format!("no such group {group:?}"));
+    }
+    Ok(grp.gr_gid)
+}
+
+#[cfg(not(unix))]
+pub(crate) fn group_id(_group: &str) -> Result<u32, String> {
+    Ok(0)
 }
 
 /// Gives the socket file the configured group.
 #[cfg(unix)]
 pub(crate) fn set_group(path: &Path, group: &str) -> Result<(), String> {
     use std::os::unix::ffi::OsStrExt;
-    let gid = match group.parse::<u32>() {
-        Ok(g) => g,
-        Err(_) => {
-            let name = std::ffi::CString::new(group).map_err(|_| format!("bad group name {group:?}"))?;
-            // SAFETY: a valid C string; the result is read at once (start-up, one thread).
-            let gr = unsafe { libc::getgrnam(name.as_ptr()) };
-            if gr.is_null() {
-                return Err(format!("no such group {group:?}"));
-            }
-            // SAFETY: non-null pointer returned by getgrnam.
-            unsafe { (*gr).gr_gid }
-        }
-    };
+    let gid = group_id(group)?;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| "bad socket path".to_owned())?;
     // SAFETY: valid C string; uid -1 leaves the owner unchanged.
     if unsafe { libc::chown(c.as_ptr(), u32::MAX, gid) } != 0 {
@@ -178,11 +242,16 @@ mod tests {
     }
 
     #[test]
-    fn world_writable_directories_are_refused() {
+    fn world_writable_and_missing_directories_are_refused() {
         use std::os::unix::fs::PermissionsExt;
         let d = tempfile::tempdir().unwrap();
-        assert!(check_socket_dir(d.path()).is_ok());
+        assert!(check_private_dir(d.path()).is_ok());
         std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-        assert!(check_socket_dir(d.path()).unwrap_err().contains("writable by every user"));
+        assert!(check_private_dir(d.path()).unwrap_err().contains("writable by every user"));
+        assert!(check_private_dir(&d.path().join("x")).unwrap_err().contains("does not exist"));
+        std::fs::write(d.path().join("f"), "").unwrap();
+        assert!(check_private_dir(&d.path().join("f")).unwrap_err().contains("not a directory"));
+        assert!(group_id("no-such-group-lf").unwrap_err().contains("no such group"));
+        assert_eq!(group_id("0"), Ok(0));
     }
 }

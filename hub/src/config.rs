@@ -129,6 +129,18 @@ pub const DEFAULT_LISTENER_QUEUE: usize = 8;
 /// A handler queue's default capacity, in records.
 pub const DEFAULT_HANDLER_QUEUE: usize = 4096;
 
+/// A handler queue's default capacity, in bytes of the batches its records
+/// keep in memory: with large messages, 4096 records would be hundreds of
+/// MiB per handler.
+pub const DEFAULT_HANDLER_QUEUE_BYTES: usize = 16 << 20;
+
+/// The largest listener queue, in batches (its slots are allocated at start).
+pub const MAX_LISTENER_QUEUE: usize = 1 << 16;
+/// The largest handler queue, in records.
+pub const MAX_HANDLER_QUEUE: usize = 1 << 24;
+/// The largest handler queue, in bytes.
+pub const MAX_HANDLER_QUEUE_BYTES: usize = 1 << 34;
+
 /// The `[hub]` section.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HubConfig {
@@ -210,6 +222,9 @@ pub struct HandlerConfig {
     pub filters: Vec<String>,
     /// Queue capacity in records (default [`DEFAULT_HANDLER_QUEUE`]).
     pub queue_capacity: usize,
+    /// Queue capacity in bytes of the batches the queued records keep in
+    /// memory (default [`DEFAULT_HANDLER_QUEUE_BYTES`]).
+    pub queue_bytes: usize,
     /// What happens when records come faster than the handler can take
     /// them: for a local handler, when its queue is full (default `block`);
     /// for a network handler, when what it holds for delivery reaches its
@@ -791,7 +806,11 @@ impl Parser {
             let options = (class.parse)(&mut s);
             let (level, formatter, handler_filters) =
                 self.common(&mut s, defined_formatters, formatters, filters);
-            let queue_capacity = s.positive(&["queue_capacity"]).unwrap_or(DEFAULT_HANDLER_QUEUE);
+            let queue_capacity =
+                s.positive_at_most(&["queue_capacity"], MAX_HANDLER_QUEUE).unwrap_or(DEFAULT_HANDLER_QUEUE);
+            let queue_bytes = s
+                .positive_at_most(&["queue_bytes"], MAX_HANDLER_QUEUE_BYTES)
+                .unwrap_or(DEFAULT_HANDLER_QUEUE_BYTES);
             let overflow = s
                 .choice(
                     &["overflow"],
@@ -815,6 +834,7 @@ impl Parser {
                         formatter,
                         filters: handler_filters,
                         queue_capacity,
+                        queue_bytes,
                         overflow,
                         escape_control_chars,
                     },
@@ -1067,14 +1087,8 @@ fn queue_handler(s: &mut Section<'_>, common: (Level, Option<String>, Vec<String
 fn hub(s: &mut Section<'_>) -> HubConfig {
     let access = crate::access::AccessConfig::parse(s);
     let socket = s.string(&["socket"]).map(PathBuf::from);
-    if let Some(sock) = &socket
-        && sock.to_string_lossy().starts_with(['@', '\0'])
-    {
-        // Linux's abstract namespace has no permissions: any local process could connect.
-        s.issue(
-            "socket",
-            "abstract socket names are refused (no permissions apply to them); use a file path in a private directory",
-        );
+    if let Some(Err(e)) = socket.as_deref().map(crate::access::check_socket_path) {
+        s.issue("socket", e);
     }
     let socket_mode = s
         .parsed(&["socket_mode"], "a permission mode in octal (e.g. \"0660\")", |v| {
@@ -1086,7 +1100,8 @@ fn hub(s: &mut Section<'_>) -> HubConfig {
             .filter(|m| *m <= 0o777)
         })
         .unwrap_or(0o600);
-    let queue_capacity = s.positive(&["queue_capacity"]).unwrap_or(DEFAULT_LISTENER_QUEUE);
+    let queue_capacity =
+        s.positive_at_most(&["queue_capacity"], MAX_LISTENER_QUEUE).unwrap_or(DEFAULT_LISTENER_QUEUE);
     let metrics = s.parsed(&["metrics"], "HOST:PORT (e.g. \"127.0.0.1:9108\")", |v| {
         let text = v.as_str()?;
         // Resolved here so that check-config finds a bad address; the hub

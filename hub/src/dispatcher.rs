@@ -90,6 +90,11 @@ impl InBatch {
     pub(crate) fn records(&self) -> &[RecordView<'_>] {
         self.frame.records()
     }
+
+    /// The bytes this batch keeps in memory.
+    pub(crate) fn memory(&self) -> usize {
+        self.frame.memory() + self.runs.capacity() * std::mem::size_of::<Run>()
+    }
 }
 
 /// The records of a batch one handler takes: `0..n` while every record so
@@ -392,7 +397,7 @@ handlers = ["errors"]
         });
         let queues: Vec<Arc<HandlerQueue>> = names
             .iter()
-            .map(|_| Arc::new(HandlerQueue::new(100, crate::config::OverflowPolicy::Block)))
+            .map(|_| Arc::new(HandlerQueue::new(100, 1 << 20, crate::config::OverflowPolicy::Block)))
             .collect();
         let filtered = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let (tx, rx) = crossbeam_channel::bounded(1);

@@ -2091,6 +2091,12 @@ struct FloatFmt {
 
 const REPR: FloatFmt = FloatFmt { mode: 'r', prec: 0, alt: false, add_dot_0: true, upper: false };
 
+/// Digits after the point that hold all of a double's exact decimal value
+/// (at most 1074 fractional, 767 significant); beyond them `layout_digits`
+/// or the fixed-point path pads zeros. Rust's formatter refuses precisions
+/// above 65535, which Python formats.
+const EXACT_DIGITS: usize = 1100;
+
 /// Python never shows a sign on NaN.
 fn is_neg(x: f64) -> bool {
     x.is_sign_negative() && !x.is_nan()
@@ -2133,7 +2139,9 @@ fn float_body(dst: &mut String, raw: &mut String, x: f64, f: FloatFmt) {
             // Rust's fixed-point output is exact and rounds half to even on
             // the exact binary value, as CPython's dtoa does.
             let v = if f.mode == '%' { a * 100.0 } else { a };
-            let _ = write!(dst, "{:.*}", f.prec, v);
+            let _ = write!(dst, "{:.*}", f.prec.min(EXACT_DIGITS), v);
+            // Past every digit a double has, only zeros follow.
+            dst.extend(std::iter::repeat_n('0', f.prec.saturating_sub(EXACT_DIGITS)));
             if f.alt && f.prec == 0 {
                 dst.push('.');
             }
@@ -2142,13 +2150,13 @@ fn float_body(dst: &mut String, raw: &mut String, x: f64, f: FloatFmt) {
             }
         }
         'e' => {
-            let _ = write!(raw, "{:.*e}", f.prec, a);
+            let _ = write!(raw, "{:.*e}", f.prec.min(EXACT_DIGITS), a);
             let decpt = split_digits(raw);
             layout_digits(dst, raw, decpt, true, f.prec as i64 + 1, f);
         }
         'g' => {
             let p = f.prec.max(1);
-            let _ = write!(raw, "{:.*e}", p - 1, a);
+            let _ = write!(raw, "{:.*e}", (p - 1).min(EXACT_DIGITS), a);
             let decpt = split_digits(raw);
             let limit = if f.add_dot_0 { p as i64 - 1 } else { p as i64 };
             let use_exp = decpt <= -4 || decpt > limit;
@@ -3438,6 +3446,9 @@ print('\n'.join(out))
         (Some("{v:=+15.3e}|{v:n}|{v:E}|{v:^12.1F}|{v:010}|{v:,}|{v:.20g}|{v:#g}|{v:.1e}|{v:%}|{v: .4}|{v:x<+11.2f}"), None, B),
         (Some("{v!r}|{v!s:>25}|{v!a:.4}|{v:>30,.10f}|{v:0=20.5g}|{v:#.0f}|{v:.0%}"), None, B),
         (Some("$v"), None, D),
+        // Precisions past Rust's formatter (65535) and past a double's digits.
+        (Some("%(v).1100f|%(v).70000f|%(v).70000e|%(v)#.65536g|%(v).70000%"), None, P),
+        (Some("{v:.65536e}|{v:#.70000}"), None, B),
     ];
 
     #[test]

@@ -52,7 +52,7 @@ pub(crate) enum Kind {
 }
 
 /// A decoded frame: its bytes and the records borrowing from them.
-pub(crate) struct Frame(ManuallyDrop<Cell>);
+pub(crate) struct Frame(ManuallyDrop<Cell>, usize);
 
 impl Frame {
     /// Decodes `payload` (a frame without its length prefix).
@@ -73,11 +73,17 @@ impl Frame {
                 Ok(Vec::new())
             }
         })?;
-        Ok((Frame(ManuallyDrop::new(cell)), kind))
+        let memory = cell.borrow_owner().capacity() + views_memory(cell.borrow_dependent());
+        Ok((Frame(ManuallyDrop::new(cell), memory), kind))
     }
 
     pub(crate) fn records(&self) -> &[RecordView<'_>] {
         self.0.borrow_dependent()
+    }
+
+    /// The bytes this frame holds: its payload and its decoded records.
+    pub(crate) fn memory(&self) -> usize {
+        self.1
     }
 
     /// Forgets the first `n` records (already delivered: a resend).
@@ -96,6 +102,13 @@ impl Drop for Frame {
         give(&VIEWS, views, |v| v.capacity() * size_of::<RecordView<'_>>());
         give(&BYTES, cell.into_owner(), Vec::capacity);
     }
+}
+
+/// The memory of decoded records beyond their frame's bytes.
+pub(crate) fn views_memory(records: &Vec<RecordView<'_>>) -> usize {
+    let extra = size_of::<(&str, logfunnel_protocol::ValueRef<'_>)>();
+    records.capacity() * size_of::<RecordView<'_>>()
+        + records.iter().map(|r| r.extra.capacity() * extra).sum::<usize>()
 }
 
 /// An empty buffer with room for `len` bytes, reused if one is free.

@@ -108,7 +108,7 @@ impl Journal {
         let mut recovery = Recovery::default();
         let mut marks: HashMap<u64, (u64, u64)> = HashMap::new();
         let mut last: Option<FileState> = None;
-        match File::open(path) {
+        match no_follow(OpenOptions::new().read(true)).open(path) {
             Ok(mut f) => {
                 let mut bytes = Vec::new();
                 f.read_to_end(&mut bytes)?;
@@ -157,7 +157,7 @@ impl Journal {
             }
         }
         recovery.sessions = marks.len();
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let file = no_follow(OpenOptions::new().create(true).append(true)).open(path)?;
         let mut j = Journal {
             path: path.to_path_buf(),
             target: target.to_path_buf(),
@@ -223,16 +223,35 @@ impl Journal {
         let mut bytes = MAGIC.to_vec();
         bytes.extend_from_slice(&encode_entry(state, &sessions));
         let tmp = self.path.with_extension("journal.tmp");
+        // A new file, never one found there: whatever is in the way (a
+        // leftover, or a link planted to have the hub overwrite another
+        // file) is removed first; unlinking a symlink never follows it.
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         {
-            let mut f = OpenOptions::new().create(true).write(true).truncate(true).open(&tmp)?;
+            let mut f = no_follow(OpenOptions::new().write(true).create_new(true)).open(&tmp)?;
             f.write_all(&bytes)?;
         }
         std::fs::rename(&tmp, &self.path)?;
-        self.file = OpenOptions::new().append(true).open(&self.path)?;
+        self.file = no_follow(OpenOptions::new().append(true)).open(&self.path)?;
         self.size = bytes.len() as u64;
         self.dirty.clear();
         Ok(())
     }
+}
+
+/// Opens without following a symbolic link at the path (ELOOP instead).
+#[cfg(unix)]
+fn no_follow(o: &mut OpenOptions) -> &mut OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    o.custom_flags(libc::O_NOFOLLOW)
+}
+
+#[cfg(not(unix))]
+fn no_follow(o: &mut OpenOptions) -> &mut OpenOptions {
+    o
 }
 
 fn encode_entry(state: FileState, sessions: &[(u64, u64)]) -> Vec<u8> {

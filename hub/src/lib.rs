@@ -245,6 +245,7 @@ impl HubBuilder {
                     formatter: None,
                     filters: Vec::new(),
                     queue_capacity: config::DEFAULT_HANDLER_QUEUE,
+                    queue_bytes: config::DEFAULT_HANDLER_QUEUE_BYTES,
                     overflow: config::OverflowPolicy::Block,
                     escape_control_chars: false,
                 },
@@ -257,6 +258,7 @@ impl HubBuilder {
             .map(|n| {
                 Arc::new(HandlerQueue::new(
                     config.handlers[n].queue_capacity,
+                    config.handlers[n].queue_bytes,
                     config.handlers[n].queue_policy(),
                 ))
             })
@@ -325,10 +327,7 @@ impl HubBuilder {
                 escape: config.escapes_records(&slot.name),
                 deadline: Arc::clone(&shared.shutdown_deadline),
             };
-            workers.push(spawn(
-                format!("logfunnel-h-{}", slot.name),
-                Box::new(move || worker::run(n, q, handler, opts)),
-            )?);
+            workers.push(spawn(thread_name(&slot.name), Box::new(move || worker::run(n, q, handler, opts)))?);
         }
         let dispatcher = {
             let (q, f) = (queues, Arc::clone(&filtered));
@@ -454,11 +453,7 @@ fn open_journal(
         .or_else(|| socket.parent().map(Path::to_path_buf))
         .unwrap_or_else(|| PathBuf::from("."));
     let stem = socket.file_name().map_or("logfunnel".into(), |s| s.to_string_lossy().into_owned());
-    let safe: String = name
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
-        .collect();
-    let path = dir.join(format!("{stem}.{safe}.journal"));
+    let path = dir.join(format!("{stem}.{}.journal", file_safe(name)));
     match journal::Journal::open(&path, target) {
         Ok(None) => Ok((None, 0)),
         Ok(Some((j, r))) => {
@@ -476,6 +471,33 @@ fn open_journal(
         }
         Err(e) => Err(HubError::Journal { path, error: e }),
     }
+}
+
+/// A handler's name as part of a file name: characters other than ASCII
+/// letters, digits, `-` and `_` become `_`, and a long name is cut and
+/// given a hash of the whole (a file name holds at most 255 bytes; any
+/// name a configuration can hold must work).
+fn file_safe(name: &str) -> String {
+    const KEEP: usize = 64;
+    let safe: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .collect();
+    if safe.len() <= KEEP {
+        return safe;
+    }
+    // FNV-1a: tells apart names that differ only where they were cut
+    // (stable across builds, unlike std's hasher).
+    let hash =
+        name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let cut: String = safe.chars().take(KEEP).collect();
+    format!("{cut}-{hash:016x}")
+}
+
+/// A thread's name for a handler: std refuses NUL bytes in thread names.
+fn thread_name(handler: &str) -> String {
+    let shown: String = handler.chars().map(|c| if c.is_control() { '_' } else { c }).take(32).collect();
+    format!("logfunnel-h-{shown}")
 }
 
 impl Drop for Hub {

@@ -23,13 +23,15 @@ pub(crate) fn bind(path: &Path, mode: u32, group: Option<&str>) -> Result<Listen
         what: what.to_owned(),
         error: source,
     };
+    crate::access::check_socket_path(path)
+        .map_err(|why| err("refusing to serve it", io::Error::new(io::ErrorKind::InvalidInput, why)))?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
         && !dir.exists()
     {
         create_private_dir(dir).map_err(|e| err("creating its directory", e))?;
     }
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    crate::access::check_socket_dir(dir)
+    crate::access::check_private_dir(dir)
         .map_err(|why| err("refusing to serve it", io::Error::new(io::ErrorKind::PermissionDenied, why)))?;
     // Never follow a symlink planted where the socket should be.
     if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
@@ -40,6 +42,14 @@ pub(crate) fn bind(path: &Path, mode: u32, group: Option<&str>) -> Result<Listen
     }
     let listener = match create(path) {
         Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+            // Only ever replace a socket: bind(2) reports any file in the
+            // way as an address in use.
+            if !is_socket(path) {
+                return Err(err(
+                    "refusing to replace it",
+                    io::Error::new(io::ErrorKind::AlreadyExists, "a file that is not a socket is in the way"),
+                ));
+            }
             // Probe before removing: try_overwrite would evict a live hub.
             match path.to_fs_name::<GenericFilePath>().and_then(Stream::connect) {
                 Ok(_) => return Err(HubError::AlreadyRunning(path.to_path_buf())),
@@ -62,6 +72,17 @@ pub(crate) fn bind(path: &Path, mode: u32, group: Option<&str>) -> Result<Listen
     }
     set_mode(path, mode).map_err(|e| err("setting its permissions", e))?;
     Ok(listener)
+}
+
+#[cfg(unix)]
+fn is_socket(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket())
+}
+
+#[cfg(not(unix))]
+fn is_socket(_path: &Path) -> bool {
+    true
 }
 
 fn create(path: &Path) -> io::Result<Listener> {

@@ -2,9 +2,12 @@
 //!
 //! The dispatcher pushes routed batches; the worker pops them, calls the
 //! handler for each record, and flushes the handler whenever the queue runs
-//! dry. Capacity is counted in records. Every record dropped by the policy is
-//! counted, and the worker writes a WARNING record through the handler
-//! itself saying how many were dropped, as soon as it can.
+//! dry. Capacity is counted in records and in bytes: the bytes of the batches
+//! the queued records keep in memory (a record pins its whole batch), so that
+//! large messages cannot make a queue of a few thousand records hold hundreds
+//! of MiB. Every record dropped by the policy is counted, and the worker
+//! writes a WARNING record through the handler itself saying how many were
+//! dropped, as soon as it can.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -35,6 +38,11 @@ impl Work {
     fn len(&self) -> usize {
         self.indices.as_ref().map_or(self.batch.records().len(), Vec::len)
     }
+
+    /// The memory this work keeps alive: its whole batch.
+    fn bytes(&self) -> usize {
+        self.batch.memory() + self.indices.as_ref().map_or(0, |ix| ix.capacity() * 4)
+    }
 }
 
 enum Job {
@@ -45,6 +53,8 @@ enum Job {
 struct State {
     jobs: VecDeque<Job>,
     records: usize,
+    /// What the queued work keeps in memory (see [`Work::bytes`]).
+    bytes: usize,
     closed: bool,
     /// Threads blocked in `push` / `pop`: a condition variable is only
     /// signalled when someone waits (each signal is a system call).
@@ -58,6 +68,7 @@ pub(crate) struct HandlerQueue {
     not_empty: Condvar,
     not_full: Condvar,
     capacity: usize,
+    capacity_bytes: usize,
     policy: OverflowPolicy,
     /// Who may still push: the dispatcher, and each MemoryHandler targeting
     /// this handler. The queue closes when the last one is done.
@@ -69,11 +80,12 @@ pub(crate) struct HandlerQueue {
 }
 
 impl HandlerQueue {
-    pub(crate) fn new(capacity: usize, policy: OverflowPolicy) -> HandlerQueue {
+    pub(crate) fn new(capacity: usize, capacity_bytes: usize, policy: OverflowPolicy) -> HandlerQueue {
         HandlerQueue {
             state: Mutex::new(State {
                 jobs: VecDeque::new(),
                 records: 0,
+                bytes: 0,
                 closed: false,
                 pushers_waiting: 0,
                 poppers_waiting: 0,
@@ -81,6 +93,7 @@ impl HandlerQueue {
             not_empty: Condvar::new(),
             not_full: Condvar::new(),
             capacity,
+            capacity_bytes,
             policy,
             producers: AtomicUsize::new(1),
             durable: AtomicBool::new(false),
@@ -94,11 +107,13 @@ impl HandlerQueue {
 
     /// Queues `work` under the overflow policy.
     pub(crate) fn push(&self, work: Work) {
-        let n = work.len();
+        let (n, bytes) = (work.len(), work.bytes());
         let mut st = self.lock();
         // A batch larger than the whole queue is taken when the queue is
         // empty, so nothing is ever too big to deliver.
-        let fits = |st: &State| st.records == 0 || st.records + n <= self.capacity;
+        let fits = |st: &State| {
+            st.records == 0 || st.records + n <= self.capacity && st.bytes + bytes <= self.capacity_bytes
+        };
         match self.policy {
             OverflowPolicy::Block => {
                 if !fits(&st) {
@@ -121,6 +136,7 @@ impl HandlerQueue {
                         Some(i) => {
                             if let Some(Job::Records(old)) = st.jobs.remove(i) {
                                 st.records -= old.len();
+                                st.bytes -= old.bytes();
                                 add(&self.counters.dropped, old.len() as u64);
                                 add(&self.counters.evicted, old.len() as u64);
                             }
@@ -131,6 +147,7 @@ impl HandlerQueue {
             }
         }
         st.records += n;
+        st.bytes += bytes;
         st.jobs.push_back(Job::Records(work));
         add(&self.counters.received, n as u64);
         let wake = st.poppers_waiting > 0;
@@ -206,6 +223,7 @@ impl HandlerQueue {
             if let Some(job) = st.jobs.pop_front() {
                 if let Job::Records(w) = &job {
                     st.records -= w.len();
+                    st.bytes -= w.bytes();
                     if st.pushers_waiting > 0 {
                         drop(st);
                         self.not_full.notify_all();

@@ -231,6 +231,17 @@ impl<'t> Section<'t> {
         })
     }
 
+    /// An integer from 1 to `max`: every size is bounded when it is read,
+    /// not when memory runs out.
+    pub fn positive_at_most(&mut self, keys: Keys, max: usize) -> Option<usize> {
+        let n = self.positive(keys)?;
+        if n > max {
+            self.issue(keys[0], format!("{n} is more than the limit of {max}"));
+            return None;
+        }
+        Some(n)
+    }
+
     /// A number of bytes, zero or more.
     pub fn bytes(&mut self, keys: Keys) -> Option<u64> {
         self.parsed(keys, "a number of bytes (0 or more)", |v| {

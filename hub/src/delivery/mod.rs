@@ -83,15 +83,8 @@ const MAX_RECORDS: usize = 1 << 30;
 impl DeliveryOptions {
     /// Reads the delivery keys of a handler's section over `defaults`.
     pub(crate) fn read(s: &mut Section<'_>, defaults: DeliveryOptions) -> DeliveryOptions {
-        let size = |s: &mut Section<'_>, key: &'static [&'static str], max: usize, default: usize| match s
-            .positive(key)
-        {
-            Some(n) if n > max => {
-                s.issue(key[0], format!("{n} is more than the limit of {max}"));
-                default
-            }
-            Some(n) => n,
-            None => default,
+        let size = |s: &mut Section<'_>, key: &'static [&'static str], max: usize, default: usize| {
+            s.positive_at_most(key, max).unwrap_or(default)
         };
         let d = defaults;
         let o = DeliveryOptions {

@@ -59,17 +59,52 @@ impl FileOptions {
             s.issue("filename", "empty file name");
             return None;
         }
+        if filename.contains('\0') {
+            s.issue("filename", "contains a NUL byte, which no file name can hold");
+            return None;
+        }
         let filename = std::path::absolute(&filename).unwrap_or_else(|_| PathBuf::from(&filename));
-        // Python opens the file when the handler is configured (unless
-        // `delay`), so a missing directory is a configuration error there too.
-        if !delay
-            && let Some(dir) = filename.parent()
-            && !dir.is_dir()
-        {
-            s.issue("filename", format!("directory {} does not exist", dir.display()));
+        if let Some(problem) = unusable(&filename, delay) {
+            s.issue("filename", problem);
         }
         Some(FileOptions { filename, append, delay })
     }
+}
+
+/// Why the hub could not open `path` for writing at start, if it could
+/// not: what `check-config` must find without opening (or creating) it.
+/// Python opens the file when the handler is configured (unless `delay`),
+/// so these are configuration errors there too; a delayed file's directory
+/// may still be created before the first record.
+fn unusable(path: &Path, delay: bool) -> Option<String> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => return Some(format!("{} is a directory", path.display())),
+        Ok(_) if !delay && !access(path, libc::W_OK) => {
+            return Some(format!("{} is not writable by the hub's user", path.display()));
+        }
+        Ok(_) => {}
+        Err(_) if delay => {}
+        Err(_) => match path.parent() {
+            Some(dir) if !dir.is_dir() => return Some(format!("directory {} does not exist", dir.display())),
+            Some(dir) if !access(dir, libc::W_OK | libc::X_OK) => {
+                return Some(format!(
+                    "{} cannot be created: directory {} is not writable by the hub's user",
+                    path.display(),
+                    dir.display()
+                ));
+            }
+            _ => {}
+        },
+    }
+    None
+}
+
+/// access(2) with the hub's real ids.
+fn access(path: &Path, mode: libc::c_int) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return false };
+    // SAFETY: a valid C string.
+    unsafe { libc::access(c.as_ptr(), mode) == 0 }
 }
 
 /// FileHandler's options are exactly [`FileOptions`].

@@ -35,7 +35,7 @@ pub struct MemoryOptions {
 impl HandlerOptions for MemoryOptions {
     fn parse(s: &mut Section<'_>) -> Option<MemoryOptions> {
         let capacity = if s.has(&["capacity"]) {
-            s.positive(&["capacity"])
+            s.positive_at_most(&["capacity"], crate::config::MAX_HANDLER_QUEUE)
         } else {
             s.missing(&["capacity"], "how many records to hold");
             None

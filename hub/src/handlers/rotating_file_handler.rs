@@ -21,11 +21,19 @@ pub struct RotatingFileOptions {
     pub backup_count: u32,
 }
 
+/// The most numbered backups a RotatingFileHandler may keep.
+const MAX_BACKUPS: u32 = 100_000;
+
 impl HandlerOptions for RotatingFileOptions {
     fn parse(s: &mut Section<'_>) -> Option<RotatingFileOptions> {
         let file = FileOptions::read(s, true);
         let max_bytes = s.bytes(&["max_bytes", "maxBytes"]).unwrap_or(0);
-        let backup_count = s.count(&["backup_count", "backupCount"]).unwrap_or(0);
+        let mut backup_count = s.count(&["backup_count", "backupCount"]).unwrap_or(0);
+        if backup_count > MAX_BACKUPS {
+            // Each rollover looks for every numbered backup, as Python's does.
+            s.issue("backup_count", format!("{backup_count} is more than the limit of {MAX_BACKUPS}"));
+            backup_count = 0;
+        }
         Some(RotatingFileOptions { file: file?, max_bytes, backup_count })
     }
 
