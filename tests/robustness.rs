@@ -199,3 +199,106 @@ fn check_config_finds_everything_the_hub_would_refuse_short_of_binding() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// 2. A handler that fails never stalls the hub
+
+/// A handler with a bug: it panics on every record whose message says "boom".
+struct Exploding {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl logfunnel_hub::Handler for Exploding {
+    fn emit(
+        &mut self,
+        ctx: &logfunnel_hub::formatter::RecordContext<'_>,
+    ) -> Result<(), logfunnel_hub::HandlerError> {
+        let message = ctx.record.message;
+        if message.contains("boom") {
+            panic!("exploded on {message:?}");
+        }
+        self.seen.lock().unwrap().push(message.to_owned());
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), logfunnel_hub::HandlerError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_panicking_handler_fails_the_record_keeps_serving_and_stalls_no_one() {
+    let dir = Dir::new();
+    let config = logfunnel_hub::Config::load(&dir.file_config()).unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let hub = logfunnel_hub::HubBuilder::new(config, dir.socket())
+        .root_handler("exploding", Box::new(Exploding { seen: std::sync::Arc::clone(&seen) }))
+        .start()
+        .expect("hub starts");
+    let socket = dir.socket();
+    let s = socket.to_str().unwrap();
+    let send = |message: &str| {
+        let out = run(&["send", "--socket", s, "--timeout", "10", message]);
+        assert!(out.status.success(), "{message}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    send("before");
+    send("boom one");
+    // More than a handler queue holds: a dead worker would stall these.
+    let records: Vec<Record> = (0..10_000)
+        .map(|i| Record::new(20, "app", if i == 5000 { "boom two".to_owned() } else { format!("r{i}") }))
+        .collect();
+    send_raw(&socket, records);
+    send("after");
+    let v = stats_when(&socket, |v| handler(v, "exploding")["emitted"] == 10_001);
+    let h = handler(&v, "exploding");
+    assert_eq!(h["emitted"], 10_001, "{h}");
+    assert_eq!(h["failed"], 2, "{h}");
+    assert_eq!(h["panics"], 2, "{h}");
+    assert!(h["last_error"].as_str().unwrap().contains("exploded on \"boom two\""), "{h}");
+    assert_eq!(seen.lock().unwrap().last().map(String::as_str), Some("after"));
+    let end = serde_json::to_value(hub.shutdown()).unwrap();
+    let e = handler(&end, "exploding");
+    assert_eq!((&e["undelivered"], &e["failed"], &e["panics"]), (&0.into(), &2.into(), &2.into()), "{e}");
+    let f = handler(&end, "file");
+    assert_eq!((&f["emitted"], &f["undelivered"]), (&10_003.into(), &0.into()), "{f}");
+}
+
+// ---------------------------------------------------------------------------
+// 5. Operations that behave
+
+#[test]
+fn handler_errors_on_a_full_disk_are_rate_limited_and_summarised() {
+    let dir = Dir::new();
+    let cfg = config_with(
+        &dir,
+        "",
+        &["full"],
+        "[handlers.full]\nclass = \"FileHandler\"\nfilename = \"/dev/full\"\n",
+    );
+    let hub = HubProc::start(&dir, &cfg);
+    // Two seconds of records in small bursts: every flush fails, each
+    // error with another count of lost records.
+    let started = Instant::now();
+    let mut sent = 0u64;
+    while started.elapsed() < Duration::from_secs(2) {
+        send_raw(&hub.socket, (0..50).map(|i| Record::new(20, "app", format!("r{i}"))).collect());
+        sent += 50;
+    }
+    let v = stats_when(&hub.socket, |v| handler(v, "full")["failed"] == sent);
+    assert_eq!(handler(&v, "full")["failed"], sent, "every record counted as failed");
+    let err = hub.stop();
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("\"full\"")).collect();
+    assert!(
+        lines.len() <= 20,
+        "{} lines about the full disk: {:#?}",
+        lines.len(),
+        &lines[..lines.len().min(40)]
+    );
+    assert!(lines.iter().any(|l| l.contains("No space left on device")), "{err}");
+    let summary = lines
+        .iter()
+        .find_map(|l| l.split("handler \"full\" errors: ").nth(1))
+        .unwrap_or_else(|| panic!("no summary of what was suppressed: {err}"));
+    let held: u64 = summary.split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap();
+    assert!(held > 0, "{summary}");
+}

@@ -56,12 +56,12 @@ pub(crate) fn serve(stream: Stream, id: u64, shared: Arc<HubShared>, tx: Sender<
         add(&shared.counters.refused_peers, 1);
         add(&shared.refused, 1);
         let show = |v: Option<u32>| v.map_or("?".to_owned(), |v| v.to_string());
-        eprintln!(
-            "logfunnel hub: refused {who}: uid {} gid {} pid {} is not in allowed_uids/allowed_gids",
+        shared.warn_limited(&format!(
+            "refused {who}: uid {} gid {} pid {} is not in allowed_uids/allowed_gids",
             show(creds.uid),
             show(creds.gid),
             show(creds.pid)
-        );
+        ));
         return;
     }
     let _ = stream.set_recv_timeout(Some(POLL));
@@ -82,7 +82,7 @@ pub(crate) fn serve(stream: Stream, id: u64, shared: Arc<HubShared>, tx: Sender<
         Err(Ended::Refused(reason, counter)) => {
             add(&shared.refused, 1);
             add(counter(&shared.counters), 1);
-            eprintln!("logfunnel hub: refused {who}: {reason}");
+            shared.warn_limited(&format!("refused {who}: {reason}"));
         }
         Err(Ended::Stopping) => {}
         // A connection that closes before sending a byte is a liveness probe
@@ -94,9 +94,9 @@ pub(crate) fn serve(stream: Stream, id: u64, shared: Arc<HubShared>, tx: Sender<
         }
         Err(Ended::Truncated(reason)) => {
             add(&shared.counters.truncated_frames, 1);
-            eprintln!("logfunnel hub: {who}: {reason}");
+            shared.warn_limited(&format!("{who}: {reason}"));
         }
-        Err(Ended::Lost(reason)) => eprintln!("logfunnel hub: {who}: {reason}"),
+        Err(Ended::Lost(reason)) => shared.warn_limited(&format!("{who}: {reason}")),
     }
 }
 

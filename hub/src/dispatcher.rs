@@ -302,8 +302,9 @@ pub(crate) fn run(
                         }
                     }
                     if route.handlers.is_empty() && rec.levelno >= Level::WARNING.0 {
-                        // Python's lastResort: the bare message on stderr.
-                        eprintln!("{}", rec.message);
+                        // Python's lastResort: the bare message on stderr
+                        // (a client's flood of them is limited like the rest).
+                        crate::diag::say_bare("records no handler took (last resort)", rec.message);
                     }
                 }
             }

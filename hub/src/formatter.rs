@@ -53,7 +53,8 @@
 //! - `{` style: attribute and index lookups in field names (`{created.real}`,
 //!   `{message[0]}`) are refused at construction.
 //! - Widths and precisions above [`MAX_WIDTH`] are refused (Python would try
-//!   to build the string and run out of memory).
+//!   to build the string and run out of memory), and a record whose text
+//!   would pass [`MAX_RECORD_BYTES`] fails to format.
 //! - `%c` of a surrogate code point fails the record with the error Python's
 //!   handler raises when it encodes the line (a Rust string cannot hold a
 //!   lone surrogate; Python fails one step later, on the write).
@@ -185,6 +186,10 @@ pub enum FormatError {
 
 /// The largest width or precision a format may ask for.
 pub const MAX_WIDTH: usize = 1_000_000;
+
+/// The most text one record may format to (widths taken from the record,
+/// as in `{message:>{lineno}}`, could otherwise add up without bound).
+pub const MAX_RECORD_BYTES: usize = 16 << 20;
 
 /// `formatTime`'s default `default_time_format`.
 const DEFAULT_TIME_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
@@ -392,7 +397,13 @@ impl Formatter {
             match segment {
                 Segment::Lit(text) => append_short(out, text.as_bytes()),
                 Segment::Field(field) => {
-                    render_field(field, ctx, &mut self.clock, &mut self.slots, &mut self.work, out)?
+                    render_field(field, ctx, &mut self.clock, &mut self.slots, &mut self.work, out)?;
+                    // Each field is at most MAX_WIDTH wide; their sum is bounded too.
+                    if out.len() - start > MAX_RECORD_BYTES {
+                        return Err(FormatError::Conversion(format!(
+                            "the formatted record would exceed {MAX_RECORD_BYTES} bytes"
+                        )));
+                    }
                 }
             }
         }

@@ -12,6 +12,7 @@ pub mod bench_support;
 pub mod config;
 mod connection;
 mod delivery;
+mod diag;
 mod dispatcher;
 mod escape;
 pub mod formatter;
@@ -104,7 +105,6 @@ pub(crate) struct HubShared {
     /// Set by a shutdown: when readers stop waiting for their last acks.
     pub(crate) shutdown_deadline: Arc<Mutex<Option<Instant>>>,
     shutdown_incomplete: AtomicBool,
-    last_warning: Mutex<Option<Instant>>,
 }
 
 const CLOSED_CONNECTIONS_KEPT: usize = 32;
@@ -145,6 +145,7 @@ impl HandlerSlot {
             unconfirmed: load(&h.unconfirmed),
             last_error: last_error.as_ref().map_or(String::new(), |(m, _)| m.clone()),
             last_error_unix_ms: last_error.map_or(0, |(_, t)| t),
+            panics: load(&h.panics),
         }
     }
 }
@@ -161,14 +162,10 @@ impl HubShared {
         conns.push_back(c);
     }
 
-    /// A warning on stderr, at most one a second (a flood of bad clients
-    /// must not flood the hub's own output).
+    /// A warning about clients on stderr, through the hub's one rate
+    /// limiter (a flood of bad clients must not flood the hub's own output).
     pub(crate) fn warn_limited(&self, text: &str) {
-        let mut last = self.last_warning.lock().unwrap_or_else(|e| e.into_inner());
-        if last.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-            eprintln!("logfunnel hub: {text}");
-            *last = Some(Instant::now());
-        }
+        diag::say("clients", text);
     }
 
     pub(crate) fn deadline(&self) -> Option<Instant> {
@@ -313,7 +310,6 @@ impl HubBuilder {
             counters: stats::HubCounters::default(),
             shutdown_deadline: Arc::new(Mutex::new(None)),
             shutdown_incomplete: AtomicBool::new(false),
-            last_warning: Mutex::new(None),
         });
         let spawn = |name: String, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new().name(name).spawn(f).map_err(HubError::Thread)
@@ -436,6 +432,8 @@ impl Hub {
         if let Some(mut m) = self.metrics.take() {
             m.stop();
         }
+        // What the rate limiter held back, said before the hub goes.
+        diag::finish();
     }
 }
 

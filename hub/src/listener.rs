@@ -194,11 +194,11 @@ pub(crate) fn accept_loop(
                     .spawn(move || connection::serve(stream, id, s, t));
                 match spawned {
                     Ok(h) => readers.push(h),
-                    Err(e) => eprintln!("logfunnel hub: cannot start a reader for connection {id}: {e}"),
+                    Err(e) => shared.warn_limited(&format!("cannot start a reader for connection {id}: {e}")),
                 }
             }
             Err(e) => {
-                eprintln!("logfunnel hub: accept on {} failed: {e}", socket.display());
+                shared.warn_limited(&format!("accept on {} failed: {e}", socket.display()));
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
         }

@@ -30,6 +30,8 @@ pub struct HandlerCounters {
     /// Records written to a connection that broke before the peer confirmed
     /// them (counted in `failed` too: they may not have arrived).
     pub unconfirmed: AtomicU64,
+    /// Calls into the handler that panicked.
+    pub panics: AtomicU64,
     /// The last delivery error and when (ms since the epoch).
     last_error: std::sync::Mutex<Option<(String, u64)>>,
 }

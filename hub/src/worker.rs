@@ -272,9 +272,11 @@ const COMMIT_BATCHES: usize = 256;
 pub(crate) fn run(
     name: String,
     queue: Arc<HandlerQueue>,
-    mut handler: Box<dyn Handler>,
+    handler: Box<dyn Handler>,
     mut opts: WorkerOptions,
 ) {
+    let mut handler: Box<dyn Handler> =
+        Box::new(Contained { inner: handler, counters: Arc::clone(&queue.counters) });
     let start_ns = opts.start_ns;
     let counts_own = handler.counts_deliveries();
     let mut errors = ErrorReporter::new(name.clone());
@@ -333,6 +335,7 @@ pub(crate) fn run(
                 } else {
                     count_write(handler.poll(), &queue.counters, &mut errors);
                 }
+                crate::diag::tick();
                 // A report written now is flushed at the next pass.
                 dirty = drops.report(&name, handler.as_mut(), &queue.counters, &mut errors, start_ns, false);
                 continue;
@@ -384,7 +387,80 @@ pub(crate) fn run(
         errors.report(&format!("cannot write the delivery journal: {e}"));
     }
     drop(uncommitted);
-    errors.summary();
+}
+
+/// A handler whose panics are contained: every call that panics counts a
+/// panic, becomes [`HandlerError::Panicked`] (so the record being emitted
+/// is counted as failed, with the panic's message) and leaves the handler
+/// in place to take the next record. A panic must cost its record, never
+/// the worker: a dead worker would leave its queue to fill and stall the
+/// dispatcher, and every client with it.
+struct Contained {
+    inner: Box<dyn Handler>,
+    counters: Arc<HandlerCounters>,
+}
+
+impl Contained {
+    fn call<T>(&mut self, f: impl FnOnce(&mut dyn Handler) -> T) -> Result<T, HandlerError> {
+        let inner = &mut *self.inner;
+        crate::diag::contain(|| f(inner)).map_err(|message| {
+            add(&self.counters.panics, 1);
+            let e = HandlerError::Panicked(message);
+            self.counters.set_last_error(&e.to_string());
+            e
+        })
+    }
+
+    fn result(
+        &mut self,
+        f: impl FnOnce(&mut dyn Handler) -> Result<(), HandlerError>,
+    ) -> Result<(), HandlerError> {
+        self.call(f).and_then(|r| r)
+    }
+}
+
+impl Handler for Contained {
+    fn emit(&mut self, ctx: &RecordContext<'_>) -> Result<(), HandlerError> {
+        self.result(|h| h.emit(ctx))
+    }
+    fn emit_report(&mut self, ctx: &RecordContext<'_>) -> Result<(), HandlerError> {
+        self.result(|h| h.emit_report(ctx))
+    }
+    fn flush(&mut self) -> Result<(), HandlerError> {
+        self.result(|h| h.flush())
+    }
+    fn poll(&mut self) -> Result<(), HandlerError> {
+        self.result(|h| h.poll())
+    }
+    fn next_due(&self) -> Option<Instant> {
+        // A query with `&self`: a panic here is contained as well, and
+        // means "nothing due".
+        crate::diag::contain(|| self.inner.next_due()).unwrap_or_else(|_| {
+            add(&self.counters.panics, 1);
+            None
+        })
+    }
+    fn ready(&self) -> bool {
+        crate::diag::contain(|| self.inner.ready()).unwrap_or_else(|_| {
+            add(&self.counters.panics, 1);
+            true
+        })
+    }
+    fn counts_deliveries(&self) -> bool {
+        self.inner.counts_deliveries()
+    }
+    fn drain(&mut self, deadline: Instant) -> Result<(), HandlerError> {
+        self.result(|h| h.drain(deadline))
+    }
+    fn reopen(&mut self) -> Result<(), HandlerError> {
+        self.result(|h| h.reopen())
+    }
+    fn close(&mut self) -> Result<(), HandlerError> {
+        self.result(|h| h.close())
+    }
+    fn journal_target(&self) -> Option<&std::path::Path> {
+        self.inner.journal_target()
+    }
 }
 
 /// Tells, through the handler itself and on the hub's stderr, how many
@@ -432,7 +508,7 @@ impl DropReporter {
             host_name: "",
             start_ns,
         };
-        eprintln!("logfunnel hub: {text}");
+        crate::diag::say(&format!("handler {name:?} drops"), &text);
         // The report itself is not a client's record: it is not counted
         // as emitted, but a failed write it triggers still counts its losses.
         match handler.emit_report(&ctx) {
@@ -577,41 +653,21 @@ pub(crate) fn now_ns() -> i64 {
         .unwrap_or(0)
 }
 
-/// Reports handler errors on the hub's stderr without flooding it: the
-/// first of each kind at once, then a count every 10 s.
+/// Reports a handler's errors on the hub's stderr through the hub's one
+/// rate limiter (`diag.rs`), which summarises what it holds back.
 struct ErrorReporter {
     handler: String,
-    last: Option<String>,
-    suppressed: u64,
-    since: std::time::Instant,
+    /// The limiter's name for this handler's errors.
+    kind: String,
 }
-
-const REPORT_INTERVAL: Duration = Duration::from_secs(10);
 
 impl ErrorReporter {
     fn new(handler: String) -> Self {
-        ErrorReporter { handler, last: None, suppressed: 0, since: std::time::Instant::now() }
+        ErrorReporter { kind: format!("handler {handler:?} errors"), handler }
     }
 
     fn report(&mut self, error: &str) {
-        if self.last.as_deref() != Some(error) || self.since.elapsed() >= REPORT_INTERVAL {
-            self.summary();
-            eprintln!("logfunnel hub: handler {:?}: {error}", self.handler);
-            self.last = Some(error.to_owned());
-            self.since = std::time::Instant::now();
-        } else {
-            self.suppressed += 1;
-        }
-    }
-
-    fn summary(&mut self) {
-        if self.suppressed > 0 {
-            eprintln!(
-                "logfunnel hub: handler {:?}: the same error {} more times",
-                self.handler, self.suppressed
-            );
-            self.suppressed = 0;
-        }
+        crate::diag::say(&self.kind, &format!("handler {:?}: {error}", self.handler));
     }
 }
 

@@ -44,6 +44,9 @@ pub struct HandlerStats {
     pub last_error: String,
     /// When the last delivery error happened, ms since the epoch (0 if none).
     pub last_error_unix_ms: u64,
+    /// Calls into the handler that panicked (each counted its record as
+    /// failed, if it had one; the handler went on serving).
+    pub panics: u64,
 }
 
 /// One client connection's counters.

@@ -186,6 +186,10 @@ pub enum HandlerError {
     /// what it gave up on itself).
     #[error("{0}")]
     Delivery(String),
+    /// The handler panicked (a bug): the record it was given counts as
+    /// failed, and the handler goes on serving.
+    #[error("the handler panicked: {0}")]
+    Panicked(String),
 }
 
 impl HandlerError {
