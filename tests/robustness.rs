@@ -5,8 +5,9 @@
 //! the hub (a FIFO with no reader, a full disk, a drained shutdown, stdin,
 //! a client whose clock jumps years ahead).
 
+use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use logfunnel_protocol::Record;
@@ -301,4 +302,205 @@ fn handler_errors_on_a_full_disk_are_rate_limited_and_summarised() {
         .unwrap_or_else(|| panic!("no summary of what was suppressed: {err}"));
     let held: u64 = summary.split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap();
     assert!(held > 0, "{summary}");
+}
+
+// ---------------------------------------------------------------------------
+// 3. Hostile clients cost only themselves
+
+/// A raw client: preamble and Hello with `process_name`; returns the stream.
+fn raw_client(socket: &Path, process_name: String, session: u64) -> std::os::unix::net::UnixStream {
+    use logfunnel_protocol::{ClientFrame, FrameBuf, Hello, HubFrame, PROTOCOL_VERSION, Preamble};
+    let mut s = crate::bad_clients::connect(socket);
+    let mut out = Preamble { version: PROTOCOL_VERSION, status: 0 }.to_bytes().to_vec();
+    let mut f = FrameBuf::default();
+    let hello = Hello { pid: 1, process_name, host_name: "h".into(), session, first_seq: 1 };
+    logfunnel_protocol::encode_client_frame(&ClientFrame::Hello(hello), &mut f).unwrap();
+    out.extend_from_slice(f.as_bytes());
+    std::io::Write::write_all(&mut s, &out).unwrap();
+    assert_eq!(crate::bad_clients::read_preamble(&mut s).status, Preamble::OK);
+    assert!(matches!(crate::bad_clients::read_hub_frame(&mut s), HubFrame::Welcome { .. }));
+    s
+}
+
+/// A batch frame of `records`, length prefix included.
+fn batch_bytes(first_seq: u64, records: Vec<Record>) -> Vec<u8> {
+    let mut f = logfunnel_protocol::FrameBuf::default();
+    let batch = logfunnel_protocol::Batch { first_seq, records };
+    logfunnel_protocol::encode_client_frame(&logfunnel_protocol::ClientFrame::Batch(batch), &mut f).unwrap();
+    f.as_bytes().to_vec()
+}
+
+/// A config with a NullHandler on the root and configured loggers.
+fn null_config(dir: &Dir, extra: &str) -> std::path::PathBuf {
+    dir.write(
+        "hub.toml",
+        &format!(
+            "[handlers.null]\nclass = \"NullHandler\"\n{extra}\n[root]\nlevel = \"NOTSET\"\nhandlers = [\"null\"]\n[loggers.app]\nlevel = \"INFO\"\n[loggers.\"app.db\"]\nlevel = \"DEBUG\"\n"
+        ),
+    )
+}
+
+#[test]
+fn a_logger_name_of_300000_dots_stalls_nobody() {
+    let dir = Dir::new();
+    let hub = HubProc::start(&dir, &null_config(&dir, ""));
+    // Each hostile record has a name of its own (no route is cached).
+    let hostile = std::thread::spawn({
+        let socket = hub.socket.clone();
+        move || {
+            for i in 0..5 {
+                let name = format!("app.{i}{}", ".".repeat(300_000));
+                let _ = logfunnel_client::send_records(
+                    &socket,
+                    vec![Record::new(20, name, "deep")],
+                    Duration::from_secs(120),
+                );
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    // Routing each of those once took 16 s, and every client waited for it.
+    for i in 0..5 {
+        let out = run(&[
+            "send",
+            "--socket",
+            hub.socket.to_str().unwrap(),
+            "--timeout",
+            "5",
+            &format!("honest {i}"),
+        ]);
+        assert!(out.status.success(), "an honest client stalled: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    hostile.join().unwrap();
+    let v = stats(&hub.socket);
+    assert_eq!(handler(&v, "null")["emitted"], 10, "{v}");
+    hub.stop();
+}
+
+#[test]
+fn decoded_memory_is_bounded_per_connection_and_in_total() {
+    let dir = Dir::new();
+    let hub = HubProc::start(&dir, &null_config(&dir, ""));
+    let pid = hub.child.id();
+    let rss0 = proc_status(pid, "VmRSS");
+    // Frames of ~7 MiB: one record with two million minimal extra fields, and
+    // half a million minimal records. Each decodes to over 100 MiB.
+    let extras = batch_bytes(
+        1,
+        vec![Record {
+            extra: (0..2_000_000).map(|_| (String::new(), logfunnel_protocol::Value::Bool(true))).collect(),
+            ..Record::new(20, "x", "")
+        }],
+    );
+    let minimal = batch_bytes(1, (0..500_000).map(|_| Record::new(20, "", "")).collect());
+    let extras = std::sync::Arc::new(extras);
+    let minimal = std::sync::Arc::new(minimal);
+    let clients: Vec<_> = (0..24u64)
+        .map(|i| {
+            let (socket, extras, minimal) = (hub.socket.clone(), extras.clone(), minimal.clone());
+            std::thread::spawn(move || {
+                for round in 0..3u64 {
+                    let mut s = raw_client(&socket, format!("hostile-{i}"), 1000 + i * 10 + round);
+                    let frame = if (i + round) % 2 == 0 { &extras } else { &minimal };
+                    let _ = std::io::Write::write_all(&mut s, frame);
+                    // The hub answers (refuses, or acknowledges) or closes.
+                    let mut b = [0u8; 1];
+                    let _ = std::io::Read::read(&mut s, &mut b);
+                }
+            })
+        })
+        .collect();
+    // An honest client is served meanwhile.
+    let out = run(&["send", "--socket", hub.socket.to_str().unwrap(), "--timeout", "30", "honest"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    clients.into_iter().for_each(|c| c.join().unwrap());
+    let peak = proc_status(pid, "VmHWM");
+    let v = stats(&hub.socket);
+    assert!(v["bad_frames"].as_u64().unwrap() > 0, "{v}");
+    // Measured: 2.6 GiB before decoding was bounded; now the frames as
+    // sent (24 × 7 MiB, received whole before they are judged) plus at most
+    // 64 MiB of decoded records: about 240 MiB.
+    assert!(peak < rss0 + 400 * 1024, "hub peak RSS {} MiB (from {} MiB)", peak / 1024, rss0 / 1024);
+    hub.stop();
+}
+
+#[test]
+fn handler_queues_are_bounded_in_bytes() {
+    let dir = Dir::new();
+    let fifo = dir.path("nobody-reads.fifo");
+    mkfifo(&fifo);
+    // A hung handler (its FIFO is never read) keeps what its queue holds.
+    let cfg = dir.write(
+        "hub.toml",
+        &format!(
+            "[hub]\nshutdown_timeout = 1\n[handlers.null]\nclass = \"NullHandler\"\n[handlers.hung]\nclass = \"FileHandler\"\nfilename = {fifo:?}\ndelay = true\noverflow = \"drop_newest\"\n[root]\nlevel = \"NOTSET\"\nhandlers = [\"null\", \"hung\"]\n"
+        ),
+    );
+    let hub = HubProc::start(&dir, &cfg);
+    let pid = hub.child.id();
+    let rss0 = proc_status(pid, "VmRSS");
+    let workers: Vec<_> =
+        (0..8).map(|i| worker(&hub.socket, i, 1000, &["--message-bytes", "65536"])).collect();
+    workers.into_iter().for_each(finish_worker);
+    let v = stats_when(&hub.socket, |v| handler(v, "null")["emitted"] == 8000);
+    let hung = handler(&v, "hung");
+    assert!(hung["dropped"].as_u64().unwrap() > 0, "{hung}");
+    let peak = proc_status(pid, "VmHWM");
+    assert!(peak < rss0 + 120 * 1024, "hub peak RSS {} MiB (from {} MiB): {hung}", peak / 1024, rss0 / 1024);
+    hub.stop();
+}
+
+#[test]
+fn huge_hello_fields_are_cut_and_stats_keep_working() {
+    let dir = Dir::new();
+    let hub = HubProc::start(&dir, &null_config(&dir, ""));
+    let _held: Vec<_> = (0..3).map(|i| raw_client(&hub.socket, "p".repeat(3 << 20), 7 + i)).collect();
+    let v = stats(&hub.socket);
+    let names: Vec<usize> =
+        v["clients"].as_array().unwrap().iter().map(|c| c["process_name"].as_str().unwrap().len()).collect();
+    assert!(names.iter().all(|&n| n <= 4096), "{names:?}");
+    assert!(v["truncated_fields"].as_u64().unwrap() >= 3, "{v}");
+    hub.stop();
+}
+
+#[test]
+fn messages_over_the_limit_are_cut_by_one_rule_and_counted_by_the_hub() {
+    let dir = Dir::new();
+    let hub = HubProc::start(&dir, &dir.file_config());
+    let s = hub.socket.to_str().unwrap();
+    // Too long for an argument: one line on stdin.
+    let mut send = Command::new(BIN)
+        .args(["send", "--socket", s])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = send.stdin.take().unwrap();
+    writeln!(stdin, "{}", "x".repeat(300 << 10)).unwrap();
+    drop(stdin);
+    let out = send.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The Rust client (which cuts by the rule), and a raw client that ignores it.
+    finish_worker(worker(&hub.socket, 1, 1, &["--message-bytes", "300000"]));
+    let mut raw = raw_client(&hub.socket, "raw".into(), 99);
+    raw.write_all(&batch_bytes(1, vec![Record::new(20, "app", "y".repeat(400 << 10))])).unwrap();
+    assert!(matches!(crate::bad_clients::read_hub_frame(&mut raw), logfunnel_protocol::HubFrame::Ack { .. }));
+    let v = stats_when(&hub.socket, |v| v["truncated_messages"] == 3);
+    assert_eq!(v["truncated_messages"], 3, "{v}");
+    hub.stop();
+    let text = std::fs::read_to_string(dir.path("out.log")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", lines.iter().map(|l| l.len().to_string()).collect::<Vec<_>>().join(","));
+    for line in lines {
+        assert!(line.len() <= logfunnel_protocol::MAX_MESSAGE_BYTES, "{} bytes", line.len());
+        let tail = &line[line.len() - 40..];
+        assert!(tail.contains(" …[truncated ") && tail.ends_with(" bytes]"), "{tail}");
+    }
+}
+
+fn mkfifo(path: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
 }

@@ -163,3 +163,127 @@ fn the_kernels_view_of_the_sender_cannot_be_forged() {
     let line = std::fs::read_to_string(dir.path("out.log")).unwrap();
     assert_eq!(line, format!("{uid} {gid} {} claimed=4242 hello\n", std::process::id()));
 }
+
+/// Every field a client controls is escaped, not only the message and the
+/// logger name; exception text keeps its own line breaks.
+#[test]
+fn no_field_a_client_controls_can_forge_a_line_or_reach_the_terminal() {
+    use logfunnel_protocol::{Record, Value};
+    let dir = Dir::new();
+    let cfg = dir.write(
+        "hub.toml",
+        &format!(
+            "[formatters.all]\nformat = \"%(levelname)s|%(name)s|%(processName)s|%(threadName)s|%(pathname)s|%(funcName)s|%(module)s|%(hostname)s|%(user)s|%(message)s\"\n[handlers.file]\nclass = \"FileHandler\"\nfilename = {:?}\nformatter = \"all\"\n[root]\nlevel = \"NOTSET\"\nhandlers = [\"file\"]\n",
+            dir.path("out.log")
+        ),
+    );
+    let hub = HubProc::start(&dir, &cfg);
+    let forge = "\n2026-01-01 00:00:00 CRITICAL root: forged\x1b[2J\r";
+    let mut r = Record::new(20, format!("app{forge}"), format!("m{forge}"));
+    r.process_name = Some(format!("proc{forge}"));
+    r.thread_name = Some(format!("thread{forge}"));
+    r.pathname = Some(format!("/src/x{forge}.py"));
+    r.func_name = Some(format!("f{forge}"));
+    r.module_path = Some(format!("mod{forge}"));
+    r.exc_text = Some(format!("Traceback (most recent call last):\n  File \"x\"\nValueError: bad{forge}"));
+    r.extra = vec![("user".into(), Value::Str(format!("u{forge}"))), (format!("k{forge}"), Value::I64(1))];
+    logfunnel_client::send_records(&hub.socket, vec![r], std::time::Duration::from_secs(10)).unwrap();
+    hub.stop();
+    let text = std::fs::read_to_string(dir.path("out.log")).unwrap();
+    assert!(!text.contains('\x1b') && !text.contains('\r'), "raw control bytes: {text:?}");
+    let lines: Vec<&str> = text.lines().collect();
+    // The record's own line holds every field, escaped; then the exception
+    // text, whose line breaks are kept as Python writes tracebacks (so its
+    // lines follow the record's), with every other control byte escaped.
+    assert_eq!(lines.len(), 5, "{text}");
+    let forged = "\\n2026-01-01 00:00:00 CRITICAL root: forged\\x1b[2J\\r";
+    let got: Vec<&str> = lines[0].split('|').collect();
+    let expected = [
+        "INFO".to_owned(),
+        format!("app{forged}"),
+        format!("proc{forged}"),
+        format!("thread{forged}"),
+        format!("/src/x{forged}.py"),
+        format!("f{forged}"),
+        format!("x{forged}"),
+        String::new(), // the connection's host name: this machine's
+        format!("u{forged}"),
+        format!("m{forged}"),
+    ];
+    assert_eq!(got.len(), expected.len(), "{}", lines[0]);
+    for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+        if i != 7 {
+            assert_eq!(g, e, "field {i}");
+        }
+    }
+    assert_eq!(lines[1..4], ["Traceback (most recent call last):", "  File \"x\"", "ValueError: bad"]);
+    assert_eq!(lines[4], "2026-01-01 00:00:00 CRITICAL root: forged\\x1b[2J\\r");
+}
+
+/// A user who creates the socket's (predictable) directory first owns it:
+/// the hub refuses it, instead of letting that user replace the socket or
+/// plant links where the hub writes.
+#[test]
+fn a_socket_directory_owned_by_another_user_is_refused() {
+    use std::os::unix::fs::chown;
+    let shared = shared_dir();
+    let theirs = shared.dir.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o755)).unwrap();
+    chown(&theirs, Some(NOBODY), Some(NOBODY)).unwrap();
+    let socket = theirs.join("hub.sock");
+    let out = run(&["hub", "--socket", socket.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "the hub served a directory nobody owns");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("belongs to uid {NOBODY}")), "{err}");
+    assert!(!socket.exists());
+    // The same for a state_dir, which check-config finds too.
+    let cfg = shared.dir.path().join("state.toml");
+    std::fs::write(&cfg, format!("[hub]\nstate_dir = {theirs:?}\n")).unwrap();
+    let out = run(&["check-config", cfg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("hub.state_dir: directory"), "{out:?}");
+}
+
+/// A link planted where the hub writes its journal, or the journal's
+/// temporary file, is never followed: the file it points to is untouched.
+#[test]
+fn links_planted_for_the_journal_are_never_followed() {
+    let dir = Dir::new();
+    let victim = dir.path("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let socket = dir.socket();
+    let journal = dir.path("hub.sock.file.journal");
+    std::os::unix::fs::symlink(&victim, journal.with_extension("journal.tmp")).unwrap();
+    let cfg = dir.file_config();
+    let hub = HubProc::start(&dir, &cfg);
+    let out = run(&["send", "--socket", socket.to_str().unwrap(), "w1 t0 s0"]);
+    assert!(out.status.success());
+    hub.stop();
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    assert!(!std::fs::symlink_metadata(journal.with_extension("journal.tmp")).is_ok_and(|m| m.is_symlink()));
+    // A link at the journal itself: the hub refuses to start.
+    std::fs::remove_file(&journal).unwrap();
+    std::os::unix::fs::symlink(&victim, &journal).unwrap();
+    let out = run(&["hub", "--config", cfg.to_str().unwrap(), "--socket", socket.to_str().unwrap()]);
+    assert!(!out.status.success(), "the hub followed a link for its journal");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+}
+
+/// `--socket` naming a regular file never deletes it; an abstract name is
+/// refused on the command line as in the configuration.
+#[test]
+fn only_a_stale_socket_is_ever_replaced_and_abstract_names_are_refused() {
+    let dir = Dir::new();
+    let file = dir.path("notes.txt");
+    std::fs::write(&file, "keep me\n").unwrap();
+    let out = run(&["hub", "--socket", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a socket"), "{err}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me\n");
+    let out = run(&["hub", "--socket", "@logfunnel-test"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("abstract socket names are refused"), "{err}");
+}

@@ -687,8 +687,9 @@ impl QueueHandler {
 
     /// The message, cut to the protocol's limit (and counted) if longer.
     fn cut<'m>(shared: &Shared, message: &'m mut String) -> &'m str {
-        if message.len() > MAX_MESSAGE_BYTES {
-            truncate_message(message);
+        // The protocol's one rule; the hub counts such messages too.
+        if let Some(cut) = logfunnel_protocol::cut_message(message) {
+            *message = cut;
             shared.truncated.fetch_add(1, Ordering::Relaxed);
         }
         message
@@ -706,16 +707,6 @@ impl std::fmt::Write for MessageWriter<'_> {
         logfunnel_protocol::append_short(unsafe { self.0.as_mut_vec() }, s.as_bytes());
         Ok(())
     }
-}
-
-fn truncate_message(message: &mut String) {
-    let total = message.len();
-    let mut cut = MAX_MESSAGE_BYTES - 64;
-    while !message.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    message.truncate(cut);
-    let _ = write!(message, " …[truncated {} bytes]", total - cut);
 }
 
 /// log's key-values, as extra fields (numbers and booleans keep their type).

@@ -17,7 +17,13 @@ use crate::SendError;
 /// Connects to the hub at `path`, sends `records` as one batch, and returns
 /// once the hub has acknowledged them. A hub that is starting (its socket
 /// not there yet, or not accepting) is waited for, up to `timeout`.
-pub fn send_records(path: &Path, records: Vec<Record>, timeout: Duration) -> Result<(), SendError> {
+pub fn send_records(path: &Path, mut records: Vec<Record>, timeout: Duration) -> Result<(), SendError> {
+    // The protocol's one rule for long messages, as the log call applies it.
+    for r in &mut records {
+        if let Some(cut) = logfunnel_protocol::cut_message(&r.message) {
+            r.message = cut;
+        }
+    }
     let p = || path.display().to_string();
     let stream = connect_waiting(path, timeout)?;
     let proto = |source| SendError::Protocol { path: p(), error: source };

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use interprocess::local_socket::Stream;
 use interprocess::local_socket::prelude::*;
 use logfunnel_protocol::{
-    ClientFrame, FrameBuf, HubFrame, MAX_FRAME_BYTES, PROTOCOL_VERSION, Preamble, ProtocolError,
-    decode_client_frame, encode_hub_frame,
+    ClientFrame, FrameBuf, HubFrame, MAX_FRAME_BYTES, MAX_NAME_BYTES, PROTOCOL_VERSION, Preamble,
+    ProtocolError, cut_str, decode_client_frame, encode_hub_frame,
 };
 
 use crossbeam_channel::Sender;
@@ -358,6 +358,16 @@ fn session(
             Err(e) => return Err(conn.refuse(e.to_string(), false)),
         }
     };
+    // Every field a client sends is bounded: these are kept for the
+    // connection's life and shown by `stats`.
+    let mut hello = hello;
+    for field in [&mut hello.process_name, &mut hello.host_name] {
+        if field.len() > MAX_NAME_BYTES {
+            let keep = cut_str(field, MAX_NAME_BYTES).len();
+            field.truncate(keep);
+            add(&shared.counters.truncated_fields, 1);
+        }
+    }
     // The kernel's word for the pid where there is one; the client's otherwise.
     let counters =
         Arc::new(ConnCounters::new(id, creds.pid.unwrap_or(hello.pid), hello.process_name.clone()));
@@ -387,19 +397,32 @@ fn session(
     conn.send(&HubFrame::Welcome { next_seq: sent_ack })
         .map_err(|e| Ended::Lost(format!("cannot answer the hello: {e}")))?;
     let policy = &shared.policy;
+    // This connection's share of the decoded-memory budget.
+    let decoded = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut last_input = Instant::now();
     let mut partial_since: Option<Instant> = None;
     loop {
         while let Some(bytes) = conn.next_owned_frame().map_err(|e| conn.refuse(e.to_string(), false))? {
             partial_since = None;
+            // Room for the most it can decode to, before decoding it.
+            let estimate = crate::frame::Budget::estimate(bytes.len(), bytes.capacity());
+            let Some(mut ticket) = shared.decoded.acquire(&decoded, estimate, &shared.stopping) else {
+                return Err(Ended::Stopping);
+            };
             // The records keep pointing into their frame's bytes, which
             // travel with them to the handlers (see `frame.rs`).
             let (mut frame, kind) = match Frame::decode(bytes) {
                 Ok(decoded) => decoded,
                 Err(e) => return Err(conn.refuse(e.to_string(), false)),
             };
+            ticket.shrink_to(frame.memory());
             match kind {
                 Kind::Batch(first_seq) => {
+                    let (messages, fields) = frame.bound_fields();
+                    if messages + fields > 0 {
+                        add(&shared.counters.truncated_messages, messages);
+                        add(&shared.counters.truncated_fields, fields);
+                    }
                     let count = frame.records().len() as u64;
                     let end = first_seq.saturating_add(count);
                     let mut st = sessions::lock(&state);
@@ -428,7 +451,9 @@ fn session(
                     let taken = count - skip;
                     add(&shared.received, taken);
                     add(&counters.received, taken);
-                    let batch = InBatch::new(Arc::clone(&peer), frame, Some(first_seq + skip), Some(guard));
+                    let mut batch =
+                        InBatch::new(Arc::clone(&peer), frame, Some(first_seq + skip), Some(guard));
+                    batch.ticket = Some(ticket);
                     // Blocks when the hub is saturated: backpressure.
                     if let Err(e) = tx.send(batch) {
                         if let Some(g) = &e.0.settle {

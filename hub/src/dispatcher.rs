@@ -12,7 +12,11 @@
 //! WARNING or above.
 //!
 //! Routes depend only on the logger name, so they are computed once per
-//! name and cached.
+//! name and cached. Computing one is linear in the name's length: only
+//! prefixes that could be a configured logger (no longer, and with no more
+//! dots, than the longest one configured) are looked up, so a client's name
+//! of 100,000 dots costs one pass over its bytes, not 100,000 lookups of
+//! ever longer prefixes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -48,6 +52,9 @@ pub(crate) struct InBatch {
     /// Settles the batch (lets the hub acknowledge it) when every handler
     /// that must write it first has done so; see `sessions.rs`.
     pub(crate) settle: Option<Arc<SettleGuard>>,
+    /// Its share of the decoded-memory budget, given back once it is in
+    /// the handler queues (see `frame::Budget`).
+    pub(crate) ticket: Option<crate::frame::Ticket>,
     /// The records in runs that share a logger name, so that the
     /// dispatcher routes a run at once instead of reading every record on
     /// its own core (computed by the connection reader while they are hot).
@@ -84,7 +91,7 @@ impl InBatch {
                 }
             }
         }
-        InBatch { peer, frame, first_seq, settle, runs }
+        InBatch { peer, frame, first_seq, settle, ticket: None, runs }
     }
 
     pub(crate) fn records(&self) -> &[RecordView<'_>] {
@@ -137,7 +144,12 @@ pub(crate) struct Router {
     /// Configured loggers by name: (level, handlers, filters, propagate).
     loggers: HashMap<String, LoggerNode>,
     root: LoggerNode,
+    /// The longest configured logger name, in bytes and in dotted parts.
+    longest: usize,
+    deepest: usize,
     cache: HashMap<String, Arc<Route>>,
+    /// Bytes of the names in `cache`.
+    cache_bytes: usize,
 }
 
 struct LoggerNode {
@@ -151,6 +163,8 @@ struct LoggerNode {
 }
 
 const ROUTE_CACHE_MAX: usize = 16_384;
+/// Names are bounded (`MAX_NAME_BYTES`); so is what the cache keeps of them.
+const ROUTE_CACHE_BYTES: usize = 4 << 20;
 
 impl Router {
     /// `handler_names` gives each handler's index.
@@ -193,25 +207,46 @@ impl Router {
                 level: Some(config.root.level.unwrap_or(Level::WARNING)),
                 ..node(&config.root)
             },
+            longest: config.loggers.keys().map(String::len).max().unwrap_or(0).max("root".len()),
+            deepest: config.loggers.keys().map(|n| n.matches('.').count() + 1).max().unwrap_or(1),
             cache: HashMap::new(),
+            cache_bytes: 0,
         }
     }
 
-    /// Loggers from `name` up to the root, nearest first.
+    /// Loggers from `name` up to the root, nearest first: the name, each
+    /// prefix that ends before a dot (longest first), then the root; an
+    /// empty prefix or `root` is the root itself.
     fn chain<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a LoggerNode> + 'a {
-        let mut cur = Some(name);
+        // Only prefixes short and shallow enough to be configured loggers:
+        // one pass over at most `longest` bytes of the name.
+        let mut ends: Vec<usize> = name
+            .bytes()
+            .take(self.longest + 1)
+            .enumerate()
+            .filter(|&(_, b)| b == b'.')
+            .map(|(i, _)| i)
+            .take(self.deepest)
+            .collect();
+        ends.push(name.len());
+        let mut candidates = ends.into_iter().rev().map(|end| &name[..end]).peekable();
+        let mut done = false;
         std::iter::from_fn(move || {
-            while let Some(n) = cur {
-                cur = n.rfind('.').map(|i| &n[..i]).or(if n.is_empty() { None } else { Some("") });
+            if done {
+                return None;
+            }
+            for n in candidates.by_ref() {
                 if n.is_empty() || n == "root" {
-                    cur = None;
-                    return Some(&self.root);
+                    break;
                 }
-                if let Some(node) = self.loggers.get(n) {
+                if n.len() <= self.longest
+                    && let Some(node) = self.loggers.get(n)
+                {
                     return Some(node);
                 }
             }
-            None
+            done = true;
+            Some(&self.root)
         })
     }
 
@@ -243,11 +278,13 @@ impl Router {
             return Arc::clone(r);
         }
         // Names come from clients; bound the cache against endless new names.
-        if self.cache.len() >= ROUTE_CACHE_MAX {
+        if self.cache.len() >= ROUTE_CACHE_MAX || self.cache_bytes + name.len() > ROUTE_CACHE_BYTES {
             self.cache.clear();
+            self.cache_bytes = 0;
         }
         let r = Arc::new(self.compute(name));
         self.cache.insert(name.to_owned(), Arc::clone(&r));
+        self.cache_bytes += name.len();
         r
     }
 }
@@ -272,6 +309,7 @@ pub(crate) fn run(
         // Handlers without a journal settle a batch by taking it into their
         // queue; durable ones hold this until the records are written.
         let settle = batch.settle.take();
+        let ticket = batch.ticket.take();
         for t in &mut taken {
             *t = Taken::Prefix(0);
         }
@@ -323,6 +361,8 @@ pub(crate) fn run(
             let settle = if queues[h].is_durable() { settle.clone() } else { None };
             queues[h].push(Work { batch: Arc::clone(&batch), indices, settle });
         }
+        // In the handler queues now, which bound it on their own.
+        drop(ticket);
     }
     for q in &queues {
         q.close();
@@ -412,6 +452,53 @@ handlers = ["errors"]
         assert_eq!(queued("all"), [0, 0, 1, 1, 2, 4, 5, 6, 6]);
         assert_eq!(queued("errors"), [4]);
         assert_eq!(filtered.load(std::sync::atomic::Ordering::Relaxed), 1);
+    }
+
+    /// The chain the slow way (every prefix looked up), for comparison.
+    fn naive_chain(r: &Router, name: &str) -> Vec<*const LoggerNode> {
+        let mut out = Vec::new();
+        let mut cur = Some(name);
+        while let Some(n) = cur {
+            cur = n.rfind('.').map(|i| &n[..i]).or(if n.is_empty() { None } else { Some("") });
+            if n.is_empty() || n == "root" {
+                out.push(&r.root as *const _);
+                break;
+            }
+            if let Some(node) = r.loggers.get(n) {
+                out.push(node as *const _);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_linear_chain_finds_what_every_prefix_would() {
+        let parts = ["a", "b", "", "root", "ab", "a.b"];
+        let seed = std::cell::Cell::new(0x2545_f491_4f6c_dd1du64);
+        let next = |n: usize| {
+            let mut x = seed.get();
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            seed.set(x);
+            (x % n as u64) as usize
+        };
+        let name = || (0..1 + next(4)).map(|_| parts[next(parts.len())]).collect::<Vec<_>>().join(".");
+        for _ in 0..200 {
+            let loggers: Vec<String> = (0..next(5)).map(|_| name()).collect();
+            let toml: String = loggers.iter().map(|l| format!("[loggers.{l:?}]\nlevel = 10\n")).collect();
+            let Ok(config) = Config::from_toml_str(&toml, "t") else { continue };
+            let r = Router::new(&config, &[]);
+            for _ in 0..20 {
+                let n = name();
+                let fast: Vec<*const LoggerNode> = r.chain(&n).map(|x| x as *const _).collect();
+                assert_eq!(fast, naive_chain(&r, &n), "{n:?} with {loggers:?}");
+            }
+        }
+        // A name of 100,000 dots: the chain is the root alone, found at once.
+        let (r, _) = router("[loggers.app]\nlevel = 10\n[loggers.\"app.db\"]\nlevel = 10\n");
+        let deep = format!("app.x{}", ".".repeat(100_000));
+        assert_eq!(r.chain(&deep).count(), 2);
     }
 
     #[test]

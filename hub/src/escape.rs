@@ -1,14 +1,27 @@
 //! Log-injection safety (CWE-117, CWE-150): a message that carries a line
 //! break could forge a whole log line in a file or syslog; one that carries
 //! an escape sequence could rewrite the terminal of whoever reads the log.
-//! Unless a handler is configured `escape_control_chars = false`, the
-//! message and logger name are rendered with control characters escaped:
-//! `\n` `\r` as `\n` `\r`, every other C0 control, DEL and C1 control as
-//! `\xNN` (TAB is kept). Exception text is left alone: tracebacks are
-//! multi-line by design.
+//! Unless a handler is configured `escape_control_chars = false`, every
+//! field a client controls (the message, the logger name, pathname,
+//! funcName, module, processName, threadName, the connection's process and
+//! host names, extra fields' keys and text, exception text) is rendered with
+//! control characters escaped: `\n` `\r` as `\n` `\r`, every other C0
+//! control, DEL and C1 control as `\xNN` (TAB is kept). Exception text keeps
+//! its own line breaks, as Python writes tracebacks; its other control
+//! characters are escaped.
 
 /// Whether `s` holds a character that [`escape`] would rewrite.
 pub(crate) fn needs_escape(s: &str) -> bool {
+    needs(s, false)
+}
+
+/// Whether `s` holds a character that [`escape_keeping_newlines`] would
+/// rewrite.
+pub(crate) fn needs_escape_keeping_newlines(s: &str) -> bool {
+    needs(s, true)
+}
+
+fn needs(s: &str, keep_newlines: bool) -> bool {
     let b = s.as_bytes();
     // Fast path, 8 bytes at a time (the check runs on every record): most
     // messages hold no byte below 0x20, no DEL and no 0xC2 at all.
@@ -29,7 +42,7 @@ pub(crate) fn needs_escape(s: &str) -> bool {
     }
     // C1 controls are U+0080..U+009F: in UTF-8, 0xC2 followed by 0x80..0x9F.
     b.iter().enumerate().any(|(i, &c)| {
-        (c < 0x20 && c != b'\t')
+        (c < 0x20 && c != b'\t' && !(keep_newlines && c == b'\n'))
             || c == 0x7f
             || (c == 0xc2 && b.get(i + 1).is_some_and(|n| (0x80..0xa0).contains(n)))
     })
@@ -37,10 +50,20 @@ pub(crate) fn needs_escape(s: &str) -> bool {
 
 /// `s` with its control characters escaped (see the module docs).
 pub(crate) fn escape(s: &str) -> String {
+    escape_with(s, false)
+}
+
+/// [`escape`], keeping line feeds (exception text).
+pub(crate) fn escape_keeping_newlines(s: &str) -> String {
+    escape_with(s, true)
+}
+
+fn escape_with(s: &str, keep_newlines: bool) -> String {
     use std::fmt::Write as _;
     let mut out = String::with_capacity(s.len() + 16);
     for ch in s.chars() {
         match ch {
+            '\n' if keep_newlines => out.push('\n'),
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push('\t'),
@@ -56,6 +79,18 @@ pub(crate) fn escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exception_text_keeps_its_line_breaks_only() {
+        let tb = "Traceback (most recent call last):\n  File \"x\"\nValueError: \x1b[31mred\r";
+        assert!(needs_escape_keeping_newlines(tb));
+        assert_eq!(
+            escape_keeping_newlines(tb),
+            "Traceback (most recent call last):\n  File \"x\"\nValueError: \\x1b[31mred\\r"
+        );
+        assert!(!needs_escape_keeping_newlines("line one\n\tline two\n"));
+        assert!(needs_escape("line one\n"));
+    }
 
     #[test]
     fn control_characters_are_escaped_and_nothing_else() {

@@ -14,7 +14,10 @@
 use std::mem::{ManuallyDrop, size_of};
 use std::sync::Mutex;
 
-use logfunnel_protocol::{ClientFrameView, ProtocolError, RecordView, decode_client_frame_view_in};
+use logfunnel_protocol::{
+    ClientFrameView, MAX_MESSAGE_BYTES, MAX_NAME_BYTES, ProtocolError, RecordView, ValueRef, cut_str,
+    decode_client_frame_view_in, is_cut_message,
+};
 
 /// Memory kept for reuse, per kind of buffer: enough for the batches in
 /// flight with 64 clients sending 128 KiB frames (one being read per
@@ -86,6 +89,55 @@ impl Frame {
         self.1
     }
 
+    /// Holds every field of every record to its limit: names are cut to
+    /// [`MAX_NAME_BYTES`], exception text and the text of extra fields to
+    /// [`MAX_MESSAGE_BYTES`] (prefixes, at character boundaries: nothing is
+    /// copied). Messages keep their length here (the handler's worker cuts
+    /// them by the protocol's rule, marker and all). Returns how many
+    /// messages are over the limit or were cut by their client, and how many
+    /// records had another field cut.
+    pub(crate) fn bound_fields(&mut self) -> (u64, u64) {
+        let (mut messages, mut fields) = (0, 0);
+        self.0.with_dependent_mut(|_, records| {
+            for r in records.iter_mut() {
+                if r.message.len() > MAX_MESSAGE_BYTES || is_cut_message(r.message) {
+                    messages += 1;
+                }
+                let mut cut = false;
+                let mut bound = |s: &mut &str, max: usize| {
+                    if s.len() > max {
+                        *s = cut_str(s, max);
+                        cut = true;
+                    }
+                };
+                bound(&mut r.name, MAX_NAME_BYTES);
+                for s in [
+                    &mut r.pathname,
+                    &mut r.func_name,
+                    &mut r.module_path,
+                    &mut r.process_name,
+                    &mut r.thread_name,
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    bound(s, MAX_NAME_BYTES);
+                }
+                if let Some(exc) = &mut r.exc_text {
+                    bound(exc, MAX_MESSAGE_BYTES);
+                }
+                for (key, value) in &mut r.extra {
+                    bound(key, MAX_NAME_BYTES);
+                    if let ValueRef::Str(s) = value {
+                        bound(s, MAX_MESSAGE_BYTES);
+                    }
+                }
+                fields += u64::from(cut);
+            }
+        });
+        (messages, fields)
+    }
+
     /// Forgets the first `n` records (already delivered: a resend).
     pub(crate) fn skip(&mut self, n: usize) {
         self.0.with_dependent_mut(|_, records| {
@@ -109,6 +161,106 @@ pub(crate) fn views_memory(records: &Vec<RecordView<'_>>) -> usize {
     let extra = size_of::<(&str, logfunnel_protocol::ValueRef<'_>)>();
     records.capacity() * size_of::<RecordView<'_>>()
         + records.iter().map(|r| r.extra.capacity() * extra).sum::<usize>()
+}
+
+/// Decoded frames on their way to the handler queues, in bytes: at most
+/// [`DECODED_TOTAL`] for the hub and [`DECODED_PER_CONNECTION`] for one
+/// connection (always at least one frame). A connection reader reserves the
+/// most a frame could decode to before decoding it, keeps what it did
+/// decode to, and the dispatcher gives that back once the records are in
+/// the handlers' queues (bounded in bytes of their own). A reader that must
+/// wait reads nothing more from its client, whose batches wait in its own
+/// memory: hostile frames cost their sender, not the hub.
+pub(crate) struct Budget {
+    used: Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+/// See [`Budget`].
+pub(crate) const DECODED_TOTAL: usize = 64 << 20;
+/// See [`Budget`].
+pub(crate) const DECODED_PER_CONNECTION: usize = 32 << 20;
+
+/// Bytes of the budget held by one frame; given back when dropped.
+pub(crate) struct Ticket {
+    budget: std::sync::Arc<Budget>,
+    conn: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    bytes: usize,
+}
+
+impl Budget {
+    pub(crate) fn new() -> Budget {
+        Budget { used: Mutex::new(0), freed: std::sync::Condvar::new() }
+    }
+
+    /// The most a frame of `payload` bytes (held in a buffer of `capacity`)
+    /// can decode to: records and fields take at most this many times their
+    /// smallest encoding, and never more than the protocol allows.
+    pub(crate) fn estimate(payload: usize, capacity: usize) -> usize {
+        let per_byte =
+            size_of::<RecordView<'_>>().div_ceil(14).max(size_of::<(&str, ValueRef<'_>)>().div_ceil(3));
+        capacity + payload.saturating_mul(per_byte).min(logfunnel_protocol::MAX_DECODED_BYTES)
+    }
+
+    /// Waits until `bytes` fit the hub's and the connection's share (or
+    /// `stop` says the hub is stopping: `None`).
+    pub(crate) fn acquire(
+        self: &std::sync::Arc<Self>,
+        conn: &std::sync::Arc<std::sync::atomic::AtomicUsize>,
+        bytes: usize,
+        stop: &std::sync::atomic::AtomicBool,
+    ) -> Option<Ticket> {
+        use std::sync::atomic::Ordering;
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let mine = conn.load(Ordering::Relaxed);
+            let fits_total = *used == 0 || *used + bytes <= DECODED_TOTAL;
+            let fits_mine = mine == 0 || mine + bytes <= DECODED_PER_CONNECTION;
+            if fits_total && fits_mine {
+                *used += bytes;
+                conn.fetch_add(bytes, Ordering::Relaxed);
+                return Some(Ticket {
+                    budget: std::sync::Arc::clone(self),
+                    conn: std::sync::Arc::clone(conn),
+                    bytes,
+                });
+            }
+            if stop.load(Ordering::Acquire) {
+                return None;
+            }
+            let wait = std::time::Duration::from_millis(100);
+            used = self.freed.wait_timeout(used, wait).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
+    /// Bytes held now.
+    pub(crate) fn used(&self) -> usize {
+        *self.used.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Ticket {
+    /// Gives back all but `bytes` (what the frame did decode to).
+    pub(crate) fn shrink_to(&mut self, bytes: usize) {
+        if bytes < self.bytes {
+            self.give_back(self.bytes - bytes);
+            self.bytes = bytes;
+        }
+    }
+
+    fn give_back(&self, n: usize) {
+        let mut used = self.budget.used.lock().unwrap_or_else(|e| e.into_inner());
+        *used -= n;
+        self.conn.fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
+        drop(used);
+        self.budget.freed.notify_all();
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.give_back(self.bytes);
+    }
 }
 
 /// An empty buffer with room for `len` bytes, reused if one is free.

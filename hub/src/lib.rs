@@ -102,6 +102,8 @@ pub(crate) struct HubShared {
     /// Access control and client limits.
     pub(crate) policy: access::AccessConfig,
     pub(crate) counters: stats::HubCounters,
+    /// Decoded frames on their way to the handler queues (see `frame.rs`).
+    pub(crate) decoded: Arc<frame::Budget>,
     /// Set by a shutdown: when readers stop waiting for their last acks.
     pub(crate) shutdown_deadline: Arc<Mutex<Option<Instant>>>,
     shutdown_incomplete: AtomicBool,
@@ -191,6 +193,9 @@ impl HubShared {
             duplicates: load(&self.duplicates),
             filtered: load(&self.filtered),
             listener_queue_depth: self.listener_rx.len() as u64,
+            truncated_messages: load(&c.truncated_messages),
+            truncated_fields: load(&c.truncated_fields),
+            decoded_bytes: self.decoded.used() as u64,
             handlers: self.handlers.iter().map(HandlerSlot::stats).collect(),
             clients: self
                 .conns
@@ -308,6 +313,7 @@ impl HubBuilder {
             listener_rx: rx.clone(),
             policy,
             counters: stats::HubCounters::default(),
+            decoded: Arc::new(frame::Budget::new()),
             shutdown_deadline: Arc::new(Mutex::new(None)),
             shutdown_incomplete: AtomicBool::new(false),
         });

@@ -61,6 +61,8 @@ pub(crate) struct HubCounters {
     pub(crate) refused_peers: AtomicU64,
     pub(crate) over_limit: AtomicU64,
     pub(crate) open: AtomicU64,
+    pub(crate) truncated_messages: AtomicU64,
+    pub(crate) truncated_fields: AtomicU64,
 }
 
 pub use logfunnel_protocol::{ConnectionStats, HandlerStats, HubStats};

@@ -14,11 +14,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use logfunnel_protocol::{Level, Record, RecordView};
+use logfunnel_protocol::{Level, MAX_MESSAGE_BYTES, Record, RecordView, Value, ValueRef, cut_message};
 
 use crate::config::OverflowPolicy;
 use crate::dispatcher::InBatch;
-use crate::escape::{escape, needs_escape};
+use crate::escape::{escape, escape_keeping_newlines, needs_escape, needs_escape_keeping_newlines};
 use crate::formatter::{PeerCred, RecordContext};
 use crate::handlers::{Handler, HandlerError};
 use crate::journal::Journal;
@@ -570,6 +570,12 @@ fn emit_work(
     let written_below = if sequenced { opts.journal.as_ref().map_or(0, |j| j.next_seq(session)) } else { 0 };
     let mut last_seq = None;
     let escape_on = opts.escape;
+    // The connection's names, escaped once per batch if they must be.
+    let peer = &batch.peer;
+    let peer_names = (escape_on && (needs_escape(&peer.process_name) || needs_escape(&peer.host_name)))
+        .then(|| (escape(&peer.process_name), escape(&peer.host_name)));
+    let (process_name, host_name) =
+        peer_names.as_ref().map_or((&*peer.process_name, &*peer.host_name), |(p, h)| (&**p, &**h));
     // Counted once per batch: an atomic add per record costs more than
     // some handlers' whole emit.
     let mut emitted = 0u64;
@@ -580,20 +586,17 @@ fn emit_work(
             return;
         }
         last_seq = Some(seq);
-        let escaped;
-        let rec = if escape_on && (needs_escape(rec.message) || needs_escape(rec.name)) {
-            escaped = (escape(rec.message), escape(rec.name));
-            &RecordView { message: &escaped.0, name: &escaped.1, ..rec.clone() }
-        } else {
-            rec
+        let patched = patch(rec, escape_on);
+        let view;
+        let rec = match &patched {
+            Some(p) => {
+                view = p.view();
+                &view
+            }
+            None => rec,
         };
-        let ctx = RecordContext {
-            record: rec,
-            peer: batch.peer.creds,
-            process_name: &batch.peer.process_name,
-            host_name: &batch.peer.host_name,
-            start_ns: opts.start_ns,
-        };
+        let ctx =
+            RecordContext { record: rec, peer: peer.creds, process_name, host_name, start_ns: opts.start_ns };
         match handler.emit(&ctx) {
             Ok(()) => emitted += u64::from(!counts_own),
             Err(e) => {
@@ -615,6 +618,68 @@ fn emit_work(
     if let (Some(j), Some(seq), true) = (opts.journal.as_mut(), last_seq, sequenced) {
         j.advance(session, seq + 1);
     }
+}
+
+/// The record as a handler must see it, if that differs from what its
+/// client sent: a message over the protocol's limit cut by its one rule,
+/// and (`escape`) control characters escaped in every field the client
+/// controls, so that no field can forge a line or drive a terminal. `None`
+/// (nothing to copy) for almost every record.
+fn patch(rec: &RecordView<'_>, escape_on: bool) -> Option<Record> {
+    let cut = rec.message.len() > MAX_MESSAGE_BYTES;
+    let dirty = escape_on && {
+        let opt = |s: Option<&str>| s.is_some_and(needs_escape);
+        needs_escape(rec.message)
+            || needs_escape(rec.name)
+            || opt(rec.pathname)
+            || opt(rec.func_name)
+            || opt(rec.module_path)
+            || opt(rec.process_name)
+            || opt(rec.thread_name)
+            || rec.exc_text.is_some_and(needs_escape_keeping_newlines)
+            || rec
+                .extra
+                .iter()
+                .any(|(k, v)| needs_escape(k) || matches!(v, ValueRef::Str(s) if needs_escape(s)))
+    };
+    if !cut && !dirty {
+        return None;
+    }
+    let text = |s: &str| if dirty { escape(s) } else { s.to_owned() };
+    let opt = |s: Option<&str>| s.map(text);
+    let message = match cut_message(rec.message) {
+        Some(m) => text(&m),
+        None => text(rec.message),
+    };
+    Some(Record {
+        created_ns: rec.created_ns,
+        levelno: rec.levelno,
+        name: text(rec.name),
+        message,
+        pathname: opt(rec.pathname),
+        lineno: rec.lineno,
+        func_name: opt(rec.func_name),
+        module_path: opt(rec.module_path),
+        process: rec.process,
+        process_name: opt(rec.process_name),
+        thread: rec.thread,
+        thread_name: opt(rec.thread_name),
+        exc_text: rec.exc_text.map(|e| if dirty { escape_keeping_newlines(e) } else { e.to_owned() }),
+        extra: rec
+            .extra
+            .iter()
+            .map(|(k, v)| {
+                let value = match v {
+                    ValueRef::Str(s) => Value::Str(text(s)),
+                    ValueRef::I64(i) => Value::I64(*i),
+                    ValueRef::U64(u) => Value::U64(*u),
+                    ValueRef::F64(f) => Value::F64(*f),
+                    ValueRef::Bool(b) => Value::Bool(*b),
+                };
+                (text(k), value)
+            })
+            .collect(),
+    })
 }
 
 /// Asks for the records a few places ahead: they were decoded by a

@@ -154,6 +154,7 @@ fn decode_frame<'de, T: serde::Deserialize<'de>>(payload: &'de [u8]) -> Result<T
     // The borrowing decoder, so that types which borrow from `payload`
     // (zero-copy decoding) can use this path too; owned types decode alike.
     crate::record::FRAME_BYTES.with(|b| b.set(payload.len()));
+    crate::record::DECODE_BUDGET.with(|b| b.set(crate::MAX_DECODED_BYTES));
     let (frame, used) = bincode::serde::borrow_decode_from_slice(payload, CONFIG)?;
     if used != payload.len() {
         return Err(ProtocolError::TrailingBytes { used, extra: payload.len() - used });

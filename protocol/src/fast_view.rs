@@ -15,6 +15,9 @@ const MIN_RECORD_BYTES: usize = 14;
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// Bytes of decoded records (and their extra fields) this frame may
+    /// still take (see [`crate::MAX_DECODED_BYTES`]).
+    budget: usize,
 }
 
 impl<'a> Reader<'a> {
@@ -129,6 +132,7 @@ impl<'a> Reader<'a> {
         if n > (self.buf.len() - self.pos) / 3 {
             return None;
         }
+        self.budget = self.budget.checked_sub(n * std::mem::size_of::<(&str, ValueRef<'_>)>())?;
         let mut extra = Vec::with_capacity(n);
         for _ in 0..n {
             let key = self.str()?;
@@ -206,7 +210,7 @@ pub(crate) fn decode_batch_view<'a>(
     payload: &'a [u8],
     mut records: Vec<RecordView<'a>>,
 ) -> Option<ClientFrameView<'a>> {
-    let mut r = Reader { buf: payload, pos: 0 };
+    let mut r = Reader { buf: payload, pos: 0, budget: crate::MAX_DECODED_BYTES };
     // ClientFrame::Batch is variant 1.
     if r.u32()? != 1 {
         return None;
@@ -216,6 +220,8 @@ pub(crate) fn decode_batch_view<'a>(
     if n > payload.len() / MIN_RECORD_BYTES + 1 {
         return None;
     }
+    // Over the limit: bincode refuses it with a reason.
+    r.budget = r.budget.checked_sub(n.checked_mul(std::mem::size_of::<RecordView<'_>>())?)?;
     records.clear();
     records.reserve(n);
     for _ in 0..n {

@@ -22,6 +22,7 @@ mod error;
 mod fast_encode;
 mod fast_view;
 mod level;
+mod limits;
 mod record;
 mod stats;
 
@@ -35,6 +36,7 @@ pub use codec::{
 pub use error::ProtocolError;
 pub use fast_encode::EncodedExtra;
 pub use level::{Level, level_name, parse_level};
+pub use limits::{MAX_NAME_BYTES, cut_message, cut_str, is_cut_message};
 pub use record::{
     Batch, ClientFrame, ClientFrameView, Hello, HubFrame, Record, RecordRef, RecordView, Value, ValueRef,
 };
@@ -51,10 +53,19 @@ pub const PROTOCOL_VERSION: u16 = 1;
 /// single huge records.
 pub const MAX_FRAME_BYTES: usize = 8 << 20;
 
-/// The largest message a client sends in one record; longer messages are
-/// truncated by the client (with a marker), as rsyslog truncates at
-/// `maxMessageSize`.
+/// The largest message a record may carry; longer ones are cut by one rule
+/// ([`cut_message`]: a prefix and a marker saying how much was cut), as
+/// rsyslog truncates at `maxMessageSize`. The client cuts before sending,
+/// the hub cuts whatever arrives longer and counts both. Exception text and
+/// the text of extra fields are bounded by this too.
 pub const MAX_MESSAGE_BYTES: usize = 256 << 10;
+
+/// The most memory the records of one frame may decode to (their views and
+/// extra fields, beyond the frame's own bytes). An honest client's batch
+/// (at most 1 MiB of records, plus one large record) takes a few MiB; a
+/// frame of millions of minimal records or fields is refused instead of
+/// decoding to hundreds of MiB.
+pub const MAX_DECODED_BYTES: usize = 16 << 20;
 
 /// Name of the environment variable that points clients and every
 /// subcommand at the hub's socket.

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 /// own `String` impl asks bincode for an owned string, which it builds by
 /// zero-filling a buffer and reading into it: a calloc per field (8% of the
 /// hub's samples in a profile of `logfunnel bench`).
-pub(crate) use de::FRAME_BYTES;
+pub(crate) use de::{DECODE_BUDGET, FRAME_BYTES};
 
 mod de {
     use std::fmt;
@@ -57,6 +57,10 @@ mod de {
         /// in it can hold more elements than this divided by their smallest
         /// encoding.
         pub(crate) static FRAME_BYTES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+        /// Bytes of decoded elements the frame being decoded may still
+        /// take (set by the codec to `MAX_DECODED_BYTES`): a few MiB of
+        /// minimal records or fields must not decode to hundreds of MiB.
+        pub(crate) static DECODE_BUDGET: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
     }
 
     struct BoundedVec<T, const MIN_BYTES: usize>(std::marker::PhantomData<T>);
@@ -71,8 +75,19 @@ mod de {
             // pre-allocate up to 1 MiB for it: bincode issue 764). Trust it
             // only as far as the frame's bytes could hold that many elements.
             let room = FRAME_BYTES.with(|b| b.get()) / MIN_BYTES;
-            let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(room));
+            let afford = DECODE_BUDGET.with(|b| b.get()) / std::mem::size_of::<T>().max(1);
+            let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(room).min(afford));
             while let Some(x) = seq.next_element()? {
+                let left = DECODE_BUDGET.with(|b| b.get()).checked_sub(std::mem::size_of::<T>());
+                match left {
+                    Some(left) => DECODE_BUDGET.with(|b| b.set(left)),
+                    None => {
+                        return Err(A::Error::custom(format_args!(
+                            "the frame decodes to more than {} bytes of records",
+                            crate::MAX_DECODED_BYTES
+                        )));
+                    }
+                }
                 v.push(x);
             }
             Ok(v)

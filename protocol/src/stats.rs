@@ -102,6 +102,16 @@ pub struct HubStats {
     pub filtered: u64,
     /// Batches waiting in the listener queue now.
     pub listener_queue_depth: u64,
+    /// Messages over the protocol's limit (`MAX_MESSAGE_BYTES`), cut by the
+    /// one rule: by their client before sending, or by the hub.
+    pub truncated_messages: u64,
+    /// Records and Hellos with another field over its limit (a name over
+    /// `MAX_NAME_BYTES`, exception text or a field's text over
+    /// `MAX_MESSAGE_BYTES`), cut by the hub.
+    pub truncated_fields: u64,
+    /// Bytes of decoded frames on their way to the handler queues now
+    /// (bounded; see the README's "Guarantees").
+    pub decoded_bytes: u64,
     /// Per-handler counters.
     pub handlers: Vec<HandlerStats>,
     /// Per-connection counters: open connections and the most recent closed ones.
