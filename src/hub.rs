@@ -1,9 +1,11 @@
 //! `logfunnel hub`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context;
 use logfunnel_hub::{Config, Hub};
+use logfunnel_protocol::Backoff;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -35,7 +37,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP]).context("installing signal handlers")?;
     let handlers = config.handlers.len();
     let shutdown_timeout = config.hub.access.shutdown_timeout;
-    let hub = Hub::start(config, &socket).context("starting the hub")?;
+    let hub = start_answering_signals(config, &socket, &mut signals)?;
     let metrics = hub.metrics_addr().map_or(String::new(), |a| format!("; metrics at http://{a}/metrics"));
     eprintln!("logfunnel hub: listening on {} ({handlers} handlers){metrics}", socket.display());
     crate::notify::notify(&format!("READY=1\nSTATUS=listening on {}", socket.display()));
@@ -71,4 +73,33 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         stats.received, stats.connections, stats.refused
     );
     Ok(())
+}
+
+/// Starts the hub on a thread of its own, so that SIGINT and SIGTERM are
+/// obeyed while it starts (opening a FIFO waits for its reader, a journal
+/// may take a moment to recover): the process then exits at once, having
+/// served nobody.
+fn start_answering_signals(config: Config, socket: &Path, signals: &mut Signals) -> anyhow::Result<Hub> {
+    let starter = {
+        let socket = socket.to_path_buf();
+        std::thread::Builder::new()
+            .name("logfunnel-start".into())
+            .spawn(move || Hub::start(config, socket))
+            .context("starting the hub")?
+    };
+    let mut pause = Backoff::new(Duration::from_micros(100), Duration::from_millis(20));
+    while !starter.is_finished() {
+        for signal in signals.pending() {
+            if signal != SIGHUP {
+                let name = if signal == SIGINT { "SIGINT" } else { "SIGTERM" };
+                eprintln!("logfunnel hub: {name} while starting: stopped before serving anyone");
+                std::process::exit(0);
+            }
+        }
+        std::thread::sleep(pause.next_delay());
+    }
+    match starter.join() {
+        Ok(started) => started.context("starting the hub"),
+        Err(_) => anyhow::bail!("starting the hub: the start-up thread panicked"),
+    }
 }

@@ -504,3 +504,129 @@ fn mkfifo(path: &Path) {
     // SAFETY: a valid C string.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
 }
+
+#[test]
+fn a_hub_waiting_for_a_fifo_reader_at_start_obeys_sigterm_and_gives_up_clearly() {
+    let dir = Dir::new();
+    let fifo = dir.path("nobody-reads.fifo");
+    mkfifo(&fifo);
+    let cfg = dir.write(
+        "hub.toml",
+        &format!("[handlers.f]\nclass = \"FileHandler\"\nfilename = {fifo:?}\n[root]\nhandlers = [\"f\"]\n"),
+    );
+    // SIGTERM while it waits for a reader: it stops at once.
+    let mut hub = HubProc::spawn(&dir, &cfg);
+    std::thread::sleep(Duration::from_millis(500));
+    hub.signal(libc::SIGTERM);
+    let status = wait_timeout(&mut hub.child, Duration::from_secs(3));
+    assert!(status.is_some(), "SIGTERM was ignored while opening the FIFO: {}", hub.stderr());
+    assert!(!hub.socket.exists());
+    // Left alone, it gives up with an error saying why.
+    let mut hub = HubProc::spawn(&dir, &cfg);
+    let status = wait_timeout(&mut hub.child, Duration::from_secs(30)).expect("the hub waited forever");
+    assert!(!status.success());
+    let err = hub.stderr();
+    assert!(err.contains("no reader") && err.contains("handler \"f\""), "{err}");
+    // With a reader, it starts.
+    let reader = std::thread::spawn({
+        let fifo = fifo.clone();
+        move || std::fs::read_to_string(fifo).unwrap()
+    });
+    let hub = HubProc::start(&dir, &cfg);
+    send_raw(&hub.socket, vec![Record::new(30, "app", "through the pipe")]);
+    hub.stop();
+    assert_eq!(reader.join().unwrap(), "through the pipe\n");
+}
+
+#[test]
+fn a_drained_rotating_file_handler_reports_nothing_undelivered() {
+    let dir = Dir::new();
+    // It rolls over every ten records: slower than the clients, so its
+    // queue is full when the hub is stopped and never runs dry until the end.
+    let cfg = dir.write(
+        "hub.toml",
+        &format!(
+            "[handlers.rot]\nclass = \"RotatingFileHandler\"\nfilename = {:?}\nmax_bytes = 10000\nbackup_count = 2\n[root]\nlevel = \"NOTSET\"\nhandlers = [\"rot\"]\n",
+            dir.path("rot.log")
+        ),
+    );
+    let hub = HubProc::start(&dir, &cfg);
+    let workers: Vec<_> =
+        (0..4).map(|i| worker(&hub.socket, i, 2_000_000, &["--message-bytes", "1000"])).collect();
+    let emitted = || handler(&stats(&hub.socket), "rot")["emitted"].as_u64().unwrap();
+    assert!(wait_until(Duration::from_secs(30), || emitted() > 50_000));
+    let err = hub.stop();
+    for mut w in workers {
+        let _ = w.kill();
+        let _ = w.wait();
+    }
+    // Every record it took was written and flushed before it closed.
+    assert!(!err.contains("not delivered"), "{err}");
+    let last = err.lines().rev().find(|l| l.contains("stopped:")).unwrap();
+    assert!(last.contains(" 0 undelivered") && last.contains(" 0 failed"), "{last}");
+}
+
+#[test]
+fn send_streams_stdin_in_bounded_batches_as_lines_arrive() {
+    let dir = Dir::new();
+    let hub = HubProc::start(&dir, &dir.file_config());
+    let mut send = Command::new(BIN)
+        .args(["send", "--socket", hub.socket.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = send.stdin.take().unwrap();
+    writeln!(stdin, "first\nsecond\nthird").unwrap();
+    stdin.flush().unwrap();
+    let lines = || std::fs::read_to_string(dir.path("out.log")).unwrap_or_default().lines().count();
+    assert!(wait_until(Duration::from_secs(10), || lines() == 3), "nothing delivered before EOF");
+    // A line that is not UTF-8 costs only itself (replacement characters),
+    // and 10,000 more go through.
+    stdin.write_all(b"bad \xff\xfe bytes\n").unwrap();
+    for i in 0..10_000 {
+        writeln!(stdin, "line {i}").unwrap();
+    }
+    drop(stdin);
+    let out = send.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    hub.stop();
+    let text = std::fs::read_to_string(dir.path("out.log")).unwrap();
+    let got: Vec<&str> = text.lines().collect();
+    assert_eq!(got.len(), 10_004);
+    assert_eq!(got[3], "bad \u{fffd}\u{fffd} bytes");
+    assert_eq!(got[10_003], "line 9999");
+}
+
+#[test]
+fn a_record_from_the_far_future_does_not_stop_timed_rotation() {
+    let dir = Dir::new();
+    let cfg = dir.write(
+        "hub.toml",
+        &format!(
+            "[handlers.t]\nclass = \"TimedRotatingFileHandler\"\nfilename = {:?}\nwhen = \"S\"\nutc = true\n[root]\nlevel = \"NOTSET\"\nhandlers = [\"t\"]\n",
+            dir.path("t.log")
+        ),
+    );
+    let hub = HubProc::start(&dir, &cfg);
+    let now_ns =
+        || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as i64;
+    // A client whose clock jumped to 2100.
+    send_raw(
+        &hub.socket,
+        vec![Record { created_ns: 4_102_444_800_000_000_000, ..Record::new(30, "app", "from 2100") }],
+    );
+    for i in 0..4 {
+        std::thread::sleep(Duration::from_millis(1100));
+        send_raw(
+            &hub.socket,
+            vec![Record { created_ns: now_ns(), ..Record::new(30, "app", format!("now {i}")) }],
+        );
+    }
+    hub.stop();
+    let backups = std::fs::read_dir(dir.tmp.path())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("t.log."))
+        .count();
+    assert!(backups >= 3, "rotation stopped after the record from the future: {backups} backups");
+}

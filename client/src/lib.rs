@@ -51,7 +51,7 @@ use logfunnel_protocol::{
     Backoff, EncodedExtra, Level, MAX_MESSAGE_BYTES, RecordRef, ValueRef, encode_record_with,
     encoded_record_len_with,
 };
-pub use oneshot::{fetch_stats, send_records, wait_for_hub};
+pub use oneshot::{Session, fetch_stats, send_records, wait_for_hub};
 use ring::{PushError, Ring};
 
 /// What a log call does when its thread's queue is full (the hub is slow or

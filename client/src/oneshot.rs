@@ -17,38 +17,80 @@ use crate::SendError;
 /// Connects to the hub at `path`, sends `records` as one batch, and returns
 /// once the hub has acknowledged them. A hub that is starting (its socket
 /// not there yet, or not accepting) is waited for, up to `timeout`.
-pub fn send_records(path: &Path, mut records: Vec<Record>, timeout: Duration) -> Result<(), SendError> {
-    // The protocol's one rule for long messages, as the log call applies it.
-    for r in &mut records {
-        if let Some(cut) = logfunnel_protocol::cut_message(&r.message) {
-            r.message = cut;
+pub fn send_records(path: &Path, records: Vec<Record>, timeout: Duration) -> Result<(), SendError> {
+    let mut session = Session::connect(path, timeout)?;
+    session.send(records)?;
+    session.close();
+    Ok(())
+}
+
+/// A synchronous session with the hub: batches sent one after another,
+/// each acknowledged before [`Session::send`] returns (`logfunnel send`
+/// streams its stdin through one).
+#[derive(Debug)]
+pub struct Session {
+    stream: Stream,
+    path: String,
+    /// The sequence number of the next record.
+    next: u64,
+    frame: FrameBuf,
+    buf: Vec<u8>,
+}
+
+impl Session {
+    /// Connects (waiting up to `timeout` for a hub that is starting) and
+    /// shakes hands.
+    pub fn connect(path: &Path, timeout: Duration) -> Result<Session, SendError> {
+        let p = path.display().to_string();
+        let stream = connect_waiting(path, timeout)?;
+        let next = handshake(&stream, 1, process_name())
+            .map_err(|error| SendError::Protocol { path: p.clone(), error })?;
+        if next > 1 {
+            let error = ProtocolError::Unexpected("hub claims records of a new session");
+            return Err(SendError::Protocol { path: p, error });
         }
+        Ok(Session { stream, path: p, next: 1, frame: FrameBuf::default(), buf: Vec::new() })
     }
-    let p = || path.display().to_string();
-    let stream = connect_waiting(path, timeout)?;
-    let proto = |source| SendError::Protocol { path: p(), error: source };
-    let count = records.len() as u64;
-    let next = handshake(&stream, 1, process_name()).map_err(proto)?;
-    if next > 1 {
-        return Err(proto(ProtocolError::Unexpected("hub claims records of a new session")));
-    }
-    let mut frame = FrameBuf::default();
-    encode_client_frame(&ClientFrame::Batch(Batch { first_seq: 1, records }), &mut frame).map_err(proto)?;
-    (&stream).write_all(frame.as_bytes()).map_err(|e| proto(e.into()))?;
-    let mut buf = Vec::new();
-    loop {
-        match read_hub_frame(&stream, &mut buf).map_err(proto)? {
-            HubFrame::Ack { next_seq } if next_seq > count => break,
-            HubFrame::Ack { .. } => continue,
-            HubFrame::Refuse { reason } => return Err(proto(ProtocolError::Refused(reason))),
-            HubFrame::Welcome { .. } | HubFrame::Stats(_) => {
-                return Err(proto(ProtocolError::Unexpected("a Welcome or Stats frame after the handshake")));
+
+    /// Sends `records` as one batch and waits until the hub has them. A
+    /// message over the protocol's limit is cut by its one rule, as the log
+    /// call cuts it.
+    pub fn send(&mut self, mut records: Vec<Record>) -> Result<(), SendError> {
+        let proto = |path: &str, error| SendError::Protocol { path: path.to_owned(), error };
+        if records.is_empty() {
+            return Ok(());
+        }
+        for r in &mut records {
+            if let Some(cut) = logfunnel_protocol::cut_message(&r.message) {
+                r.message = cut;
             }
         }
+        let first_seq = self.next;
+        let end = first_seq + records.len() as u64;
+        encode_client_frame(&ClientFrame::Batch(Batch { first_seq, records }), &mut self.frame)
+            .map_err(|e| proto(&self.path, e))?;
+        (&self.stream).write_all(self.frame.as_bytes()).map_err(|e| proto(&self.path, e.into()))?;
+        loop {
+            match read_hub_frame(&self.stream, &mut self.buf).map_err(|e| proto(&self.path, e))? {
+                HubFrame::Ack { next_seq } if next_seq >= end => break,
+                HubFrame::Ack { .. } => continue,
+                HubFrame::Refuse { reason } => return Err(proto(&self.path, ProtocolError::Refused(reason))),
+                HubFrame::Welcome { .. } | HubFrame::Stats(_) => {
+                    let e = ProtocolError::Unexpected("a Welcome or Stats frame after the handshake");
+                    return Err(proto(&self.path, e));
+                }
+            }
+        }
+        self.next = end;
+        Ok(())
     }
-    encode_client_frame(&ClientFrame::Bye, &mut frame).map_err(proto)?;
-    let _ = (&stream).write_all(frame.as_bytes());
-    Ok(())
+
+    /// Says goodbye and closes.
+    pub fn close(mut self) {
+        if encode_client_frame(&ClientFrame::Bye, &mut self.frame).is_ok() {
+            let _ = (&self.stream).write_all(self.frame.as_bytes());
+        }
+    }
 }
 
 /// Asks the hub at `path` for its counters (`logfunnel stats`), waiting up

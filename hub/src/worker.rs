@@ -372,6 +372,11 @@ pub(crate) fn run(
     // shutdown's deadline.
     drops.report(&name, handler.as_mut(), &queue.counters, &mut errors, start_ns, true);
     count_write(handler.flush(), &queue.counters, &mut errors);
+    // Flushed (or, if the flush failed, counted as failed): nothing it
+    // emitted is still on its way. The last batches of a queue that never
+    // ran dry were counted as unflushed until now, and reported as not
+    // delivered although they were written.
+    queue.counters.unflushed.store(0, std::sync::atomic::Ordering::Relaxed);
     let deadline = opts
         .deadline
         .lock()

@@ -36,7 +36,7 @@ pub use codec::{
 pub use error::ProtocolError;
 pub use fast_encode::EncodedExtra;
 pub use level::{Level, level_name, parse_level};
-pub use limits::{MAX_NAME_BYTES, cut_message, cut_str, is_cut_message};
+pub use limits::{MAX_NAME_BYTES, cut_message, cut_message_read, cut_str, is_cut_message};
 pub use record::{
     Batch, ClientFrame, ClientFrameView, Hello, HubFrame, Record, RecordRef, RecordView, Value, ValueRef,
 };

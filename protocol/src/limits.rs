@@ -27,11 +27,15 @@ pub fn cut_str(s: &str, max: usize) -> &str {
 /// at a character boundary) and ` …[truncated N bytes]`. `None` if the
 /// message is within the limit.
 pub fn cut_message(message: &str) -> Option<String> {
-    if message.len() <= MAX_MESSAGE_BYTES {
-        return None;
-    }
-    let kept = cut_str(message, CUT_AT);
-    Some(format!("{kept}{MARKER}{} bytes]", message.len() - kept.len()))
+    (message.len() > MAX_MESSAGE_BYTES).then(|| cut_message_read(message, message.len()))
+}
+
+/// [`cut_message`] for a message of `len` bytes of which only the start,
+/// `read` (at least [`MAX_MESSAGE_BYTES`] of it), was kept: a reader of
+/// endless lines need not hold them whole.
+pub fn cut_message_read(read: &str, len: usize) -> String {
+    let kept = cut_str(read, CUT_AT);
+    format!("{kept}{MARKER}{} bytes]", len - kept.len())
 }
 
 /// Whether `message` is what [`cut_message`] makes (a client cut it before

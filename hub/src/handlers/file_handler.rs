@@ -180,16 +180,29 @@ impl LogFile {
 
     /// Opens the file unless it is open.
     pub(crate) fn open(&mut self) -> Result<(), HandlerError> {
+        self.open_waiting(None)
+    }
+
+    /// Opens the file as the hub starts: a FIFO nobody reads yet is waited
+    /// for (up to [`FIFO_WAIT`]) without blocking in `open(2)`, so that the
+    /// hub still answers signals, and then refused with a reason. Later
+    /// opens (a delayed file, SIGHUP) happen on the handler's own thread,
+    /// where waiting for a reader stalls only this handler.
+    pub(crate) fn open_at_start(&mut self) -> Result<(), HandlerError> {
+        self.open_waiting(Some(FIFO_WAIT))
+    }
+
+    fn open_waiting(&mut self, fifo_wait: Option<std::time::Duration>) -> Result<(), HandlerError> {
         if self.file.is_some() {
             return Ok(());
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(self.append)
-            .write(true)
-            .truncate(!self.append)
-            .open(&self.path)
-            .map_err(|e| HandlerError::io(format!("cannot open {}", self.path.display()), e))?;
+        let cannot = |e| HandlerError::io(format!("cannot open {}", self.path.display()), e);
+        let mut options = OpenOptions::new();
+        options.create(true).append(self.append).write(true).truncate(!self.append);
+        let file = match fifo_wait.filter(|_| is_fifo(&self.path)) {
+            Some(wait) => open_fifo(&mut options, &self.path, wait).map_err(cannot)?,
+            None => options.open(&self.path).map_err(cannot)?,
+        };
         let meta =
             file.metadata().map_err(|e| HandlerError::io(format!("stat {}", self.path.display()), e))?;
         self.on_disk = meta.len();
@@ -336,6 +349,60 @@ impl LogFile {
     }
 }
 
+/// How long the hub waits at start for a FIFO's reader.
+pub(crate) const FIFO_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+#[cfg(unix)]
+fn is_fifo(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo())
+}
+
+#[cfg(not(unix))]
+fn is_fifo(_path: &Path) -> bool {
+    false
+}
+
+/// Opens a FIFO for writing without blocking: `open(2)` with O_NONBLOCK
+/// fails (ENXIO) while no process has it open for reading, so the open is
+/// tried again until `wait` has passed; the file is then made blocking
+/// again, as a FIFO opened the usual way is.
+#[cfg(unix)]
+fn open_fifo(options: &mut OpenOptions, path: &Path, wait: std::time::Duration) -> std::io::Result<File> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    options.custom_flags(libc::O_NONBLOCK);
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match options.open(path) {
+            Ok(file) => {
+                let fd = file.as_raw_fd();
+                // SAFETY: fcntl on a descriptor we own.
+                unsafe { libc::fcntl(fd, libc::F_SETFL, libc::fcntl(fd, libc::F_GETFL) & !libc::O_NONBLOCK) };
+                return Ok(file);
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::NotConnected,
+                        format!(
+                            "a FIFO with no reader (waited {}s for one); start its reader first, or set delay = true",
+                            wait.as_secs()
+                        ),
+                    ));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn open_fifo(options: &mut OpenOptions, path: &Path, _wait: std::time::Duration) -> std::io::Result<File> {
+    options.open(path)
+}
+
 /// Python's FileHandler: `format(record) + "\n"` in UTF-8, mode `a` or `w`,
 /// optionally opened on the first record (`delay`).
 #[derive(Debug)]
@@ -356,7 +423,7 @@ impl FileHandler {
     ) -> Result<FileHandler, HandlerError> {
         let mut file = LogFile::new(path, append);
         if !delay {
-            file.open()?;
+            file.open_at_start()?;
         }
         Ok(FileHandler { file, formatter, appends: append })
     }

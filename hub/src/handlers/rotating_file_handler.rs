@@ -71,7 +71,7 @@ impl RotatingFileHandler {
         let append = options.append || max_bytes > 0;
         let mut file = LogFile::new(&options.filename, append);
         if !options.delay {
-            file.open()?;
+            file.open_at_start()?;
         }
         Ok(RotatingFileHandler { file, formatter, max_bytes, backup_count })
     }

@@ -143,7 +143,7 @@ impl TimedRotatingFileHandler {
         };
         let mut file = LogFile::new(&options.filename, true);
         if !options.delay {
-            file.open()?;
+            file.open_at_start()?;
         }
         let mut h = TimedRotatingFileHandler {
             file,
@@ -241,6 +241,13 @@ impl TimedRotatingFileHandler {
         self.rollover_at = next;
         renamed
     }
+}
+
+/// How far past the hub's clock a record's time is believed.
+const FUTURE_SLACK_SECS: i64 = 1;
+
+fn wall_clock() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 fn mtime(meta: &std::fs::Metadata) -> i64 {
@@ -377,7 +384,13 @@ impl When {
 
 impl Handler for TimedRotatingFileHandler {
     fn emit(&mut self, ctx: &RecordContext<'_>) -> Result<(), HandlerError> {
-        let now = ctx.record.created_ns.div_euclid(1_000_000_000);
+        let mut now = ctx.record.created_ns.div_euclid(1_000_000_000);
+        if now >= self.rollover_at {
+            // A record dated past the hub's own clock (a client's clock that
+            // jumped ahead) counts as now: it must not move the schedule
+            // years ahead and stop rotation for everyone after it.
+            now = now.min(wall_clock() + FUTURE_SLACK_SECS);
+        }
         if now >= self.rollover_at {
             let special = std::fs::metadata(self.file.path()).is_ok_and(|m| !m.is_file());
             if special {

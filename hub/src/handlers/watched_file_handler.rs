@@ -62,6 +62,7 @@ impl WatchedFileHandler {
             _watcher: watcher,
         };
         if !options.delay {
+            h.file.open_at_start()?;
             h.open_file()?;
         }
         Ok(h)
