@@ -164,6 +164,22 @@ fn the_kernels_view_of_the_sender_cannot_be_forged() {
     assert_eq!(line, format!("{uid} {gid} {} claimed=4242 hello\n", std::process::id()));
 }
 
+/// Runs `logfunnel ARGS` that should refuse at once; one that runs on is
+/// killed after 10 s (and its status is then no refusal).
+fn refusal(args: &[&str]) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run logfunnel");
+    if wait_timeout(&mut child, std::time::Duration::from_secs(10)).is_none() {
+        let _ = child.kill();
+    }
+    child.wait_with_output().expect("output")
+}
+
 /// Every field a client controls is escaped, not only the message and the
 /// logger name; exception text keeps its own line breaks.
 #[test]
@@ -232,7 +248,7 @@ fn a_socket_directory_owned_by_another_user_is_refused() {
     std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o755)).unwrap();
     chown(&theirs, Some(NOBODY), Some(NOBODY)).unwrap();
     let socket = theirs.join("hub.sock");
-    let out = run(&["hub", "--socket", socket.to_str().unwrap()]);
+    let out = refusal(&["hub", "--socket", socket.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "the hub served a directory nobody owns");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("belongs to uid {NOBODY}")), "{err}");
@@ -265,7 +281,7 @@ fn links_planted_for_the_journal_are_never_followed() {
     // A link at the journal itself: the hub refuses to start.
     std::fs::remove_file(&journal).unwrap();
     std::os::unix::fs::symlink(&victim, &journal).unwrap();
-    let out = run(&["hub", "--config", cfg.to_str().unwrap(), "--socket", socket.to_str().unwrap()]);
+    let out = refusal(&["hub", "--config", cfg.to_str().unwrap(), "--socket", socket.to_str().unwrap()]);
     assert!(!out.status.success(), "the hub followed a link for its journal");
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
 }
@@ -277,12 +293,12 @@ fn only_a_stale_socket_is_ever_replaced_and_abstract_names_are_refused() {
     let dir = Dir::new();
     let file = dir.path("notes.txt");
     std::fs::write(&file, "keep me\n").unwrap();
-    let out = run(&["hub", "--socket", file.to_str().unwrap()]);
+    let out = refusal(&["hub", "--socket", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not a socket"), "{err}");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me\n");
-    let out = run(&["hub", "--socket", "@logfunnel-test"]);
+    let out = refusal(&["hub", "--socket", "@logfunnel-test"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("abstract socket names are refused"), "{err}");
