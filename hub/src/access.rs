@@ -82,7 +82,9 @@ impl AccessConfig {
         let state_dir = s.parsed(&["state_dir"], "a directory path", |v| {
             v.as_str().filter(|p| !p.is_empty()).map(PathBuf::from)
         });
-        if let Some(Err(e)) = state_dir.as_deref().map(check_private_dir) {
+        let journal = s.boolean(&["journal"]).unwrap_or(d.journal);
+        // Where journals would live, if there are any.
+        if journal && let Some(Err(e)) = state_dir.as_deref().map(check_private_dir) {
             s.issue("state_dir", e);
         }
         AccessConfig {
@@ -96,7 +98,7 @@ impl AccessConfig {
                 .positive_at_most(&["max_connections"], MAX_CONNECTIONS)
                 .unwrap_or(d.max_connections),
             shutdown_timeout: s.seconds(&["shutdown_timeout"], true).unwrap_or(d.shutdown_timeout),
-            journal: s.boolean(&["journal"]).unwrap_or(d.journal),
+            journal,
             state_dir,
         }
     }

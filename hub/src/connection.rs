@@ -56,12 +56,15 @@ pub(crate) fn serve(stream: Stream, id: u64, shared: Arc<HubShared>, tx: Sender<
         add(&shared.counters.refused_peers, 1);
         add(&shared.refused, 1);
         let show = |v: Option<u32>| v.map_or("?".to_owned(), |v| v.to_string());
-        shared.warn_limited(&format!(
-            "refused {who}: uid {} gid {} pid {} is not in allowed_uids/allowed_gids",
-            show(creds.uid),
-            show(creds.gid),
-            show(creds.pid)
-        ));
+        shared.warn_limited(
+            "peers refused by allowed_uids/allowed_gids",
+            &format!(
+                "refused {who}: uid {} gid {} pid {} is not in allowed_uids/allowed_gids",
+                show(creds.uid),
+                show(creds.gid),
+                show(creds.pid)
+            ),
+        );
         return;
     }
     let _ = stream.set_recv_timeout(Some(POLL));
@@ -82,7 +85,7 @@ pub(crate) fn serve(stream: Stream, id: u64, shared: Arc<HubShared>, tx: Sender<
         Err(Ended::Refused(reason, counter)) => {
             add(&shared.refused, 1);
             add(counter(&shared.counters), 1);
-            shared.warn_limited(&format!("refused {who}: {reason}"));
+            shared.warn_limited("refused clients", &format!("refused {who}: {reason}"));
         }
         Err(Ended::Stopping) => {}
         // A connection that closes before sending a byte is a liveness probe
@@ -90,13 +93,13 @@ pub(crate) fn serve(stream: Stream, id: u64, shared: Arc<HubShared>, tx: Sender<
         Err(Ended::Lost(reason)) if reason == PROBE => {}
         Err(Ended::TimedOut(reason)) => {
             add(&shared.counters.timed_out, 1);
-            shared.warn_limited(&format!("{who}: {reason}"));
+            shared.warn_limited("clients timed out", &format!("{who}: {reason}"));
         }
         Err(Ended::Truncated(reason)) => {
             add(&shared.counters.truncated_frames, 1);
-            shared.warn_limited(&format!("{who}: {reason}"));
+            shared.warn_limited("clients that ended mid-frame", &format!("{who}: {reason}"));
         }
-        Err(Ended::Lost(reason)) => shared.warn_limited(&format!("{who}: {reason}")),
+        Err(Ended::Lost(reason)) => shared.warn_limited("lost connections", &format!("{who}: {reason}")),
     }
 }
 
@@ -433,10 +436,13 @@ fn session(
                         continue;
                     }
                     if first_seq > st.received_next {
-                        shared.warn_limited(&format!(
-                            "{who}: records {}..{first_seq} never arrived (the client dropped them)",
-                            st.received_next
-                        ));
+                        shared.warn_limited(
+                            "records clients dropped",
+                            &format!(
+                                "{who}: records {}..{first_seq} never arrived (the client dropped them)",
+                                st.received_next
+                            ),
+                        );
                         st.skip_to(first_seq);
                     }
                     let skip = st.received_next - first_seq;

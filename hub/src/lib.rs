@@ -165,9 +165,10 @@ impl HubShared {
     }
 
     /// A warning about clients on stderr, through the hub's one rate
-    /// limiter (a flood of bad clients must not flood the hub's own output).
-    pub(crate) fn warn_limited(&self, text: &str) {
-        diag::say("clients", text);
+    /// limiter (a flood of bad clients must not flood the hub's own output);
+    /// `kind` names what the limiter counts it as.
+    pub(crate) fn warn_limited(&self, kind: &str, text: &str) {
+        diag::say(kind, text);
     }
 
     pub(crate) fn deadline(&self) -> Option<Instant> {

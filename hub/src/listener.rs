@@ -180,9 +180,10 @@ pub(crate) fn accept_loop(
                     // Closed unread: a flood of connections costs no thread.
                     crate::stats::add(&shared.counters.over_limit, 1);
                     let n = shared.policy.max_connections;
-                    shared.warn_limited(&format!(
-                        "refused a connection: {n} clients already connected (max_connections)"
-                    ));
+                    shared.warn_limited(
+                        "connections over max_connections",
+                        &format!("refused a connection: {n} clients already connected (max_connections)"),
+                    );
                     drop(stream);
                     continue;
                 }
@@ -194,11 +195,14 @@ pub(crate) fn accept_loop(
                     .spawn(move || connection::serve(stream, id, s, t));
                 match spawned {
                     Ok(h) => readers.push(h),
-                    Err(e) => shared.warn_limited(&format!("cannot start a reader for connection {id}: {e}")),
+                    Err(e) => shared.warn_limited(
+                        "accept errors",
+                        &format!("cannot start a reader for connection {id}: {e}"),
+                    ),
                 }
             }
             Err(e) => {
-                shared.warn_limited(&format!("accept on {} failed: {e}", socket.display()));
+                shared.warn_limited("accept errors", &format!("accept on {} failed: {e}", socket.display()));
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
         }
