@@ -45,6 +45,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         if s.shutdown_incomplete { "; shutdown deadline passed" } else { "" }
     );
     println!(
+        "limits: {} messages and {} records' other fields cut to size; {} bytes of decoded frames in flight",
+        s.truncated_messages, s.truncated_fields, s.decoded_bytes
+    );
+    println!(
         "\n{:<20} {:<16} {:>12} {:>12} {:>10} {:>10} {:>8} {:>11} {:>10} {:<8}",
         "HANDLER",
         "CLASS",
@@ -92,6 +96,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
                     format!("; last error{when}: {}", h.last_error)
                 }
             );
+        }
+        if h.panics > 0 {
+            println!("  {} calls panicked (each failed its record; the handler kept serving)", h.panics);
         }
         if h.recovered_truncated_bytes > 0 {
             println!(

@@ -138,6 +138,24 @@ pub const HUB: &[Metric] = &[
         "Records below their logger's effective level (filtered, not lost).",
     ),
     m("listener_queue_depth", Gauge, "listener_queue_depth", "Batches waiting in the listener queue now."),
+    m(
+        "truncated_messages",
+        Counter,
+        "messages_truncated",
+        "Messages over the protocol's limit, cut by its rule (by their client or by the hub).",
+    ),
+    m(
+        "truncated_fields",
+        Counter,
+        "fields_truncated",
+        "Records and Hellos with another field over its limit, cut by the hub.",
+    ),
+    m(
+        "decoded_bytes",
+        Gauge,
+        "decoded_bytes",
+        "Bytes of decoded frames on their way to the handler queues now.",
+    ),
     m("handlers", Skip, "", ""),
     m("clients", Skip, "", ""),
 ];
@@ -196,6 +214,12 @@ pub const HANDLER: &[Metric] = &[
         "last_error_timestamp_seconds",
         "When the last delivery error happened, seconds since the epoch (0: none).",
         0.001,
+    ),
+    m(
+        "panics",
+        Counter,
+        "panics",
+        "Calls into the handler that panicked (the record failed; it kept serving).",
     ),
 ];
 
@@ -475,6 +499,7 @@ mod tests {
             unconfirmed: 0,
             last_error: String::new(),
             last_error_unix_ms: 0,
+            panics: 0,
         };
         HubStats {
             uptime_ms: 1500,

@@ -773,7 +773,7 @@ mod tests {
 
     #[test]
     fn a_handler_due_now_is_polled_even_while_it_takes_no_records() {
-        let queue = Arc::new(HandlerQueue::new(10, OverflowPolicy::Block));
+        let queue = Arc::new(HandlerQueue::new(10, 1 << 20, OverflowPolicy::Block));
         let polls = Arc::new(AtomicU32::new(0));
         let handler = Box::new(DueNow { polls: Arc::clone(&polls) });
         let opts = WorkerOptions {
