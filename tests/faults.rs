@@ -164,7 +164,7 @@ fn a_full_disk_counts_errors_spares_other_handlers_and_writing_resumes() {
     assert_complete(&seqs, 2, 0, 20_000);
 }
 
-fn mkfifo(path: &std::path::Path) {
+pub(crate) fn mkfifo(path: &std::path::Path) {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
     // SAFETY: a valid C string.

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use logfunnel_protocol::Record;
 
+use crate::faults::mkfifo;
 use crate::util::*;
 
 /// Sends `records` as one client session (the test process is the client).
@@ -496,13 +497,6 @@ fn messages_over_the_limit_are_cut_by_one_rule_and_counted_by_the_hub() {
         let tail = &line[line.len() - 40..];
         assert!(tail.contains(" …[truncated ") && tail.ends_with(" bytes]"), "{tail}");
     }
-}
-
-fn mkfifo(path: &Path) {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
-    // SAFETY: a valid C string.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
 }
 
 #[test]
