@@ -421,11 +421,6 @@ fn session(
             ticket.shrink_to(frame.memory());
             match kind {
                 Kind::Batch(first_seq) => {
-                    let (messages, fields) = frame.bound_fields();
-                    if messages + fields > 0 {
-                        add(&shared.counters.truncated_messages, messages);
-                        add(&shared.counters.truncated_fields, fields);
-                    }
                     let count = frame.records().len() as u64;
                     let end = first_seq.saturating_add(count);
                     let mut st = sessions::lock(&state);
@@ -453,6 +448,12 @@ fn session(
                         add(&shared.duplicates, skip);
                         add(&counters.duplicates, skip);
                         frame.skip(skip as usize);
+                    }
+                    // Counted once: after what a resend repeats was skipped.
+                    let (messages, fields) = frame.bound_fields();
+                    if messages + fields > 0 {
+                        add(&shared.counters.truncated_messages, messages);
+                        add(&shared.counters.truncated_fields, fields);
                     }
                     let taken = count - skip;
                     add(&shared.received, taken);

@@ -29,6 +29,8 @@ pub(crate) const TOTAL_BURST: f64 = 20.0;
 pub(crate) const TOTAL_PER_SEC: f64 = 2.0;
 /// Suppressed lines are summarised at most this often.
 pub(crate) const SUMMARY_INTERVAL: Duration = Duration::from_secs(10);
+/// The most of one message that is printed.
+const LINE_BYTES: usize = 4 << 10;
 /// Kinds remembered at once (kinds are named by the hub, not by clients;
 /// this only bounds a bug).
 const MAX_KINDS: usize = 1024;
@@ -85,6 +87,8 @@ impl Limiter {
         if k.bucket.tokens >= 1.0 && self.total.tokens >= 1.0 {
             k.bucket.tokens -= 1.0;
             self.total.tokens -= 1.0;
+            // A line, not a page: messages may quote what a client sent.
+            let text = logfunnel_protocol::cut_str(text, LINE_BYTES);
             out(format!("{prefix}{}", crate::escape::escape(text)));
         } else {
             k.suppressed += 1;

@@ -99,9 +99,22 @@ impl Frame {
     pub(crate) fn bound_fields(&mut self) -> (u64, u64) {
         let (mut messages, mut fields) = (0, 0);
         self.0.with_dependent_mut(|_, records| {
+            let len = |s: Option<&str>| s.map_or(0, str::len);
             for r in records.iter_mut() {
                 if r.message.len() > MAX_MESSAGE_BYTES || is_cut_message(r.message) {
                     messages += 1;
+                }
+                // Almost every record: nothing near a limit, nothing to walk.
+                let short = r.name.len() <= MAX_NAME_BYTES
+                    && len(r.pathname) <= MAX_NAME_BYTES
+                    && len(r.func_name) <= MAX_NAME_BYTES
+                    && len(r.module_path) <= MAX_NAME_BYTES
+                    && len(r.process_name) <= MAX_NAME_BYTES
+                    && len(r.thread_name) <= MAX_NAME_BYTES
+                    && len(r.exc_text) <= MAX_MESSAGE_BYTES
+                    && r.extra.is_empty();
+                if short {
+                    continue;
                 }
                 let mut cut = false;
                 let mut bound = |s: &mut &str, max: usize| {

@@ -36,12 +36,17 @@ pub struct HandlerCounters {
     last_error: std::sync::Mutex<Option<(String, u64)>>,
 }
 
+/// The most of a handler's last error that `stats` shows.
+const LAST_ERROR_BYTES: usize = 1 << 10;
+
 impl HandlerCounters {
     /// Remembers a delivery error for `stats`.
     pub fn set_last_error(&self, message: &str) {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
+        // Errors may quote what a client sent; `stats` must always fit its frame.
+        let message = logfunnel_protocol::cut_str(message, LAST_ERROR_BYTES);
         *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some((message.to_owned(), now));
     }
 

@@ -275,8 +275,7 @@ pub(crate) fn run(
     handler: Box<dyn Handler>,
     mut opts: WorkerOptions,
 ) {
-    let mut handler: Box<dyn Handler> =
-        Box::new(Contained { inner: handler, counters: Arc::clone(&queue.counters) });
+    let mut handler = Contained { inner: handler, counters: Arc::clone(&queue.counters) };
     let start_ns = opts.start_ns;
     let counts_own = handler.counts_deliveries();
     let mut errors = ErrorReporter::new(name.clone());
@@ -331,13 +330,13 @@ pub(crate) fn run(
             Ok(Some(job)) => job,
             Ok(None) => {
                 if dirty {
-                    commit(handler.as_mut(), &mut opts.journal, &mut uncommitted, &mut errors);
+                    commit(&mut handler, &mut opts.journal, &mut uncommitted, &mut errors);
                 } else {
                     count_write(handler.poll(), &queue.counters, &mut errors);
                 }
                 crate::diag::tick();
                 // A report written now is flushed at the next pass.
-                dirty = drops.report(&name, handler.as_mut(), &queue.counters, &mut errors, start_ns, false);
+                dirty = drops.report(&name, &mut handler, &queue.counters, &mut errors, start_ns, false);
                 continue;
             }
             Err(()) => break,
@@ -346,7 +345,7 @@ pub(crate) fn run(
             Job::Reopen => count_write(handler.reopen(), &queue.counters, &mut errors),
             Job::Records(work) => {
                 let before = load(&queue.counters.emitted);
-                emit_work(&work, handler.as_mut(), &queue.counters, &mut errors, &mut opts, counts_own);
+                emit_work(&work, &mut handler, &queue.counters, &mut errors, &mut opts, counts_own);
                 if !counts_own {
                     // Once per batch, not per record: emitted but not yet flushed.
                     add(&queue.counters.unflushed, load(&queue.counters.emitted).saturating_sub(before));
@@ -361,16 +360,16 @@ pub(crate) fn run(
                 if uncommitted.len() >= COMMIT_BATCHES
                     || !uncommitted.is_empty() && first_uncommitted.elapsed() >= COMMIT_INTERVAL
                 {
-                    commit(handler.as_mut(), &mut opts.journal, &mut uncommitted, &mut errors);
+                    commit(&mut handler, &mut opts.journal, &mut uncommitted, &mut errors);
                     dirty = false;
                 }
             }
         }
-        dirty |= drops.report(&name, handler.as_mut(), &queue.counters, &mut errors, start_ns, false);
+        dirty |= drops.report(&name, &mut handler, &queue.counters, &mut errors, start_ns, false);
     }
     // The last word on drops, then what is held goes out within the
     // shutdown's deadline.
-    drops.report(&name, handler.as_mut(), &queue.counters, &mut errors, start_ns, true);
+    drops.report(&name, &mut handler, &queue.counters, &mut errors, start_ns, true);
     count_write(handler.flush(), &queue.counters, &mut errors);
     // Flushed (or, if the flush failed, counted as failed): nothing it
     // emitted is still on its way. The last batches of a queue that never
@@ -453,6 +452,9 @@ impl Handler for Contained {
     }
     fn counts_deliveries(&self) -> bool {
         self.inner.counts_deliveries()
+    }
+    fn renders(&self) -> bool {
+        self.inner.renders()
     }
     fn drain(&mut self, deadline: Instant) -> Result<(), HandlerError> {
         self.result(|h| h.drain(deadline))
@@ -558,7 +560,7 @@ fn count_write(result: Result<(), HandlerError>, counters: &HandlerCounters, err
 
 fn emit_work(
     work: &Work,
-    handler: &mut dyn Handler,
+    handler: &mut Contained,
     counters: &HandlerCounters,
     errors: &mut ErrorReporter,
     opts: &mut WorkerOptions,
@@ -575,6 +577,7 @@ fn emit_work(
     let written_below = if sequenced { opts.journal.as_ref().map_or(0, |j| j.next_seq(session)) } else { 0 };
     let mut last_seq = None;
     let escape_on = opts.escape;
+    let renders = handler.renders();
     // The connection's names, escaped once per batch if they must be.
     let peer = &batch.peer;
     let peer_names = (escape_on && (needs_escape(&peer.process_name) || needs_escape(&peer.host_name)))
@@ -591,7 +594,9 @@ fn emit_work(
             return;
         }
         last_seq = Some(seq);
-        let patched = patch(rec, escape_on);
+        // A handler that renders no text (NullHandler, or a MemoryHandler,
+        // whose target patches what it passes on) is given records as they came.
+        let patched = if renders { patch(rec, escape_on) } else { None };
         let view;
         let rec = match &patched {
             Some(p) => {
@@ -602,7 +607,8 @@ fn emit_work(
         };
         let ctx =
             RecordContext { record: rec, peer: peer.creds, process_name, host_name, start_ns: opts.start_ns };
-        match handler.emit(&ctx) {
+        // Straight to the handler: this batch's walk contains its panics.
+        match handler.inner.emit(&ctx) {
             Ok(()) => emitted += u64::from(!counts_own),
             Err(e) => {
                 // What the error takes back must have been counted first.
@@ -612,14 +618,36 @@ fn emit_work(
         }
     };
     let records = batch.records();
-    match &work.indices {
-        None => records.iter().enumerate().for_each(|(i, r)| {
-            prefetch(records, i);
-            emit(i, r)
-        }),
-        Some(ix) => ix.iter().for_each(|&i| emit(i as usize, &records[i as usize])),
+    let total = work.indices.as_ref().map_or(records.len(), Vec::len);
+    let index = |k: usize| work.indices.as_ref().map_or(k, |ix| ix[k] as usize);
+    // One guard for the batch, not one per record: a record whose handling
+    // panics fails alone, and the batch goes on from the next.
+    let mut next = 0;
+    let mut panics = Vec::new();
+    while next < total {
+        let walked = crate::diag::contain(|| {
+            while next < total {
+                let i = index(next);
+                if work.indices.is_none() {
+                    prefetch(records, i);
+                }
+                // Past it before it runs: after a panic, `next` is the record after.
+                next += 1;
+                emit(i, &records[i]);
+            }
+        });
+        if let Err(message) = walked {
+            panics.push(message);
+        }
     }
     add(&counters.emitted, emitted);
+    for message in panics {
+        add(&counters.failed, 1);
+        add(&counters.panics, 1);
+        let e = HandlerError::Panicked(message);
+        counters.set_last_error(&e.to_string());
+        errors.report(&e.to_string());
+    }
     if let (Some(j), Some(seq), true) = (opts.journal.as_mut(), last_seq, sequenced) {
         j.advance(session, seq + 1);
     }
@@ -632,21 +660,7 @@ fn emit_work(
 /// (nothing to copy) for almost every record.
 fn patch(rec: &RecordView<'_>, escape_on: bool) -> Option<Record> {
     let cut = rec.message.len() > MAX_MESSAGE_BYTES;
-    let dirty = escape_on && {
-        let opt = |s: Option<&str>| s.is_some_and(needs_escape);
-        needs_escape(rec.message)
-            || needs_escape(rec.name)
-            || opt(rec.pathname)
-            || opt(rec.func_name)
-            || opt(rec.module_path)
-            || opt(rec.process_name)
-            || opt(rec.thread_name)
-            || rec.exc_text.is_some_and(needs_escape_keeping_newlines)
-            || rec
-                .extra
-                .iter()
-                .any(|(k, v)| needs_escape(k) || matches!(v, ValueRef::Str(s) if needs_escape(s)))
-    };
+    let dirty = escape_on && needs_any_escape(rec);
     if !cut && !dirty {
         return None;
     }
@@ -685,6 +699,21 @@ fn patch(rec: &RecordView<'_>, escape_on: bool) -> Option<Record> {
             })
             .collect(),
     })
+}
+
+/// Whether any field of `rec` a client controls holds a control character
+/// to escape.
+pub(crate) fn needs_any_escape(rec: &RecordView<'_>) -> bool {
+    let opt = |s: Option<&str>| s.is_some_and(needs_escape);
+    needs_escape(rec.message)
+        || needs_escape(rec.name)
+        || opt(rec.pathname)
+        || opt(rec.func_name)
+        || opt(rec.module_path)
+        || opt(rec.process_name)
+        || opt(rec.thread_name)
+        || rec.exc_text.is_some_and(needs_escape_keeping_newlines)
+        || rec.extra.iter().any(|(k, v)| needs_escape(k) || matches!(v, ValueRef::Str(s) if needs_escape(s)))
 }
 
 /// Asks for the records a few places ahead: they were decoded by a

@@ -40,6 +40,7 @@ pub fn cut_message_read(read: &str, len: usize) -> String {
 
 /// Whether `message` is what [`cut_message`] makes (a client cut it before
 /// sending, so the hub can count it too).
+#[inline]
 pub fn is_cut_message(message: &str) -> bool {
     // The kept part is at most 3 bytes short of CUT_AT (a character
     // boundary); the marker and count follow.

@@ -193,6 +193,11 @@ fn forward_error(e: ProtocolError, records: u64) -> HandlerError {
 }
 
 impl Handler for MemoryHandler {
+    /// Its target escapes and cuts what it is given.
+    fn renders(&self) -> bool {
+        false
+    }
+
     fn emit(&mut self, ctx: &RecordContext<'_>) -> Result<(), HandlerError> {
         let name = ctx.record.name;
         if self.target_filters.iter().all(|f| f.passes(name)) {

@@ -258,6 +258,12 @@ pub trait Handler: Send {
     fn counts_deliveries(&self) -> bool {
         false
     }
+    /// Whether it renders records as text (formats or encodes their fields).
+    /// Those that do not (NullHandler; MemoryHandler, whose target does)
+    /// are given records as they came, without escaping or cutting.
+    fn renders(&self) -> bool {
+        true
+    }
     /// At shutdown, before `close`: deliver what is held until `deadline`.
     fn drain(&mut self, _deadline: std::time::Instant) -> Result<(), HandlerError> {
         Ok(())

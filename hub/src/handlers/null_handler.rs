@@ -24,6 +24,10 @@ impl HandlerOptions for NullOptions {
 pub struct NullHandler;
 
 impl Handler for NullHandler {
+    fn renders(&self) -> bool {
+        false
+    }
+
     fn emit(&mut self, _ctx: &RecordContext<'_>) -> Result<(), HandlerError> {
         Ok(())
     }
