@@ -15,7 +15,6 @@ mod delivery;
 mod diag;
 mod dispatcher;
 mod escape;
-pub mod formatter;
 mod frame;
 pub mod handlers;
 mod journal;
@@ -36,6 +35,8 @@ pub use config::{Config, ConfigError};
 pub use handlers::{Handler, HandlerError};
 use interprocess::local_socket::prelude::*;
 use interprocess::local_socket::{GenericFilePath, Stream};
+/// Python's `logging.Formatter` (the `logfunnel-formatter` crate).
+pub use logfunnel_formatter as formatter;
 use logfunnel_protocol::Backoff;
 pub use logfunnel_protocol::ConnectionStats;
 use stats::{HandlerStats, HubStats, load};

@@ -1,6 +1,6 @@
 //! Python's `logging.Formatter`, reproduced byte for byte (CPython 3.11),
 //! and python-json-logger's `JsonFormatter` ([`Formatter::json`], in
-//! `formatter/json.rs`).
+//! `json.rs`).
 //!
 //! A [`Formatter`] validates its format string the way `Formatter(...,
 //! validate=True)` does and parses it once into segments; formatting a record
@@ -270,7 +270,7 @@ impl Formatter {
     }
 
     /// python-json-logger's `JsonFormatter` with these arguments: one JSON
-    /// object per record (see `formatter/json.rs`).
+    /// object per record (see `json.rs`).
     pub fn json(opts: JsonOptions) -> Result<Formatter, FormatError> {
         let datefmt = opts.datefmt.clone().filter(|d| !d.is_empty());
         let fmt = match &opts.fields {
@@ -2115,7 +2115,7 @@ fn is_neg(x: f64) -> bool {
 
 /// Python's `str(x)` of a float, for other output than format strings
 /// (syslog's structured data).
-pub(crate) fn python_float_str(x: f64) -> String {
+pub fn python_float_str(x: f64) -> String {
     let (mut dst, mut raw) = (String::new(), String::new());
     push_float_str(&mut dst, &mut raw, x);
     dst
@@ -2388,11 +2388,11 @@ impl Clock {
 /// The C library's calendar conversion and strftime: what CPython calls, so
 /// TZ handling and every directive (`%f` stays literal) match exactly.
 #[cfg(unix)]
-pub(crate) mod unix_time {
+pub mod unix_time {
     use std::ffi::CStr;
 
     /// `time.gmtime(second)` or `time.localtime(second)`.
-    pub(crate) fn broken_down(second: i64, utc: bool) -> Option<libc::tm> {
+    pub fn broken_down(second: i64, utc: bool) -> Option<libc::tm> {
         // time_t is narrower than i64 on some targets.
         #[allow(irrefutable_let_patterns)]
         let Ok(t) = libc::time_t::try_from(second) else {
@@ -2412,7 +2412,7 @@ pub(crate) mod unix_time {
     }
 
     /// `time.strftime(fmt, tm)`.
-    pub(crate) fn strftime_tm(tm: &libc::tm, fmt: &CStr, fmt_chars: usize, dst: &mut String) {
+    pub fn strftime_tm(tm: &libc::tm, fmt: &CStr, fmt_chars: usize, dst: &mut String) {
         // Like time.strftime: grow the buffer until the result is non-empty
         // or the buffer is 256 times the format's length.
         let mut buf: Vec<u8> = Vec::new();
@@ -3622,14 +3622,12 @@ print('\n'.join(out))
     #[test]
     fn matches_python_in_other_time_zones() {
         let exe = std::env::current_exe().unwrap();
+        // The test's name in this binary: its module path without the crate.
+        let local = module_path!().split_once("::").map_or(String::new(), |(_, m)| format!("{m}::"))
+            + "matches_python_in_local_time";
         for tz in ["EST5EDT,M3.2.0,M11.1.0", "CET-1CEST,M3.5.0,M10.5.0/3", "IST-5:30", "UTC0"] {
             let output = Command::new(&exe)
-                .args([
-                    "formatter::tests::matches_python_in_local_time",
-                    "--exact",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
+                .args([local.as_str(), "--exact", "--nocapture", "--test-threads=1"])
                 .env("TZ", tz)
                 .output()
                 .unwrap();
