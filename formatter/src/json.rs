@@ -14,10 +14,11 @@
 
 use std::fmt::Write as _;
 
-use super::{
-    Attr, Clock, FormatError, RecordContext, Style, Val, lookup, push_float_str, python_validate,
-    value_of_extra,
-};
+use crate::error::FormatError;
+use crate::float::push_float_str;
+use crate::parse::{Style, python_validate};
+use crate::time::Clock;
+use crate::values::{Attr, RecordContext, Val, lookup, value_of_extra};
 
 /// A value given in the configuration (`static_fields`, `defaults`).
 #[derive(Debug, Clone, PartialEq)]
