@@ -23,6 +23,8 @@ mod fast_encode;
 mod fast_view;
 mod level;
 mod limits;
+pub mod pickle;
+pub mod python;
 mod record;
 mod stats;
 
