@@ -40,6 +40,7 @@ fn bench(c: &mut Criterion) {
                         process_name: "w",
                         host_name: "h",
                         start_ns: 0,
+                        python: false,
                     };
                     f.format(black_box(&ctx), &mut out).unwrap();
                     out.push(b'\n');

@@ -529,6 +529,7 @@ fn in_process(args: &Args, tmp: &std::path::Path) -> anyhow::Result<()> {
                     process_name: "floor",
                     host_name: "",
                     start_ns: 0,
+                    python: false,
                 };
                 handler.emit(&ctx)?;
             }

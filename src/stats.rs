@@ -45,8 +45,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         if s.shutdown_incomplete { "; shutdown deadline passed" } else { "" }
     );
     println!(
-        "limits: {} messages and {} records' other fields cut to size; {} bytes of decoded frames in flight",
-        s.truncated_messages, s.truncated_fields, s.decoded_bytes
+        "limits: {} messages and {} records' other fields cut to size; {} bytes of decoded frames in flight; {} objects in Python records shown as placeholders (never unpickled)",
+        s.truncated_messages, s.truncated_fields, s.decoded_bytes, s.python_objects
     );
     println!(
         "\n{:<20} {:<16} {:>12} {:>12} {:>10} {:>10} {:>8} {:>11} {:>10} {:<8}",

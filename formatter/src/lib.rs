@@ -84,7 +84,7 @@ mod values;
 
 use std::borrow::Cow;
 
-use logfunnel_protocol::{RecordView, append_short, level_name};
+use logfunnel_protocol::{RecordView, ValueRef, append_short, level_name};
 
 pub use error::FormatError;
 pub use float::python_float_str;
@@ -100,7 +100,7 @@ use parse::{
 };
 use render::{NONE_FORMAT, Pad, Scratch, brace, pad_str, parse_spec, printf, push_str_val, write_plain};
 use time::{Clock, DateFmt};
-use values::{Attr, Val, created, lookup};
+use values::{Attr, Val, lookup};
 
 /// The most text one record may format to (widths taken from the record,
 /// as in `{message:>{lineno}}`, could otherwise add up without bound).
@@ -303,7 +303,7 @@ impl Formatter {
         }
         self.scratch.surrogate = None;
         if self.time_only_checked {
-            self.clock.second_text(created(ctx.record))?;
+            self.clock.second_text(values::created_of(ctx))?;
         }
         for segment in &self.segments {
             match segment {
@@ -324,6 +324,16 @@ impl Formatter {
                 out.push(b'\n');
             }
             out.extend_from_slice(exc.as_bytes());
+        }
+        // Only Python's records carry a stack (`stack_info=True`).
+        if ctx.python
+            && let Some((_, ValueRef::Str(stack))) = ctx.record.extra.iter().find(|(k, _)| *k == "stack_info")
+            && !stack.is_empty()
+        {
+            if out[start..].last() != Some(&b'\n') {
+                out.push(b'\n');
+            }
+            out.extend_from_slice(stack.as_bytes());
         }
         if let Some((cp, at)) = self.scratch.surrogate.take() {
             // What Python's handler says when it encodes the line.

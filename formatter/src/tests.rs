@@ -131,6 +131,7 @@ fn ctx<'a>(record: &'a RecordView<'a>) -> RecordContext<'a> {
         process_name: "MainProcess",
         host_name: "box-1",
         start_ns: START,
+        python: false,
     }
 }
 
@@ -667,6 +668,7 @@ fn compare_with_python(records: &[Record], formats: &[(Option<&str>, Option<&str
             process_name: "MainProcess",
             host_name: "box-1",
             start_ns: START,
+            python: false,
         })
         .collect();
     let python = run_python(records, &contexts, formats, utc);

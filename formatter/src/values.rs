@@ -22,6 +22,11 @@ pub struct RecordContext<'a> {
     pub host_name: &'a str,
     /// Hub start time (ns since the epoch), the origin of `relativeCreated`.
     pub start_ns: i64,
+    /// The record came from Python's SocketHandler or DatagramHandler: its
+    /// extras named like LogRecord's own attributes (`created`, `msecs`,
+    /// `relativeCreated`, `levelname`, `stack_info`…) hold the values Python
+    /// sent, which take the place of those computed here.
+    pub python: bool,
 }
 
 /// A client connection's credentials from the kernel (SO_PEERCRED), shown
@@ -108,6 +113,25 @@ impl Attr {
         }
     }
 
+    /// Whether a Python record's extra of this name is the attribute itself
+    /// (see [`RecordContext::python`]).
+    fn python_sends(&self) -> bool {
+        use Attr::*;
+        !matches!(
+            self,
+            Name | Msg
+                | Message
+                | Args
+                | ExcInfo
+                | ExcText
+                | Asctime
+                | PeerUid
+                | PeerGid
+                | PeerPid
+                | Other(_)
+        )
+    }
+
     /// A value of the attribute's type, for attributes whose type never
     /// changes; used to refuse formats that would fail on every record.
     pub(crate) fn sample(&self) -> Option<Val<'static>> {
@@ -186,6 +210,16 @@ pub(crate) fn created(record: &RecordView<'_>) -> f64 {
     record.created_ns as f64 / 1e9
 }
 
+/// `record.created` as [`created`], or as Python sent it.
+pub(crate) fn created_of(ctx: &RecordContext<'_>) -> f64 {
+    if ctx.python
+        && let Some((_, ValueRef::F64(f))) = ctx.record.extra.iter().find(|(k, _)| *k == "created")
+    {
+        return *f;
+    }
+    created(ctx.record)
+}
+
 /// Python 3.11's `relativeCreated`: `(created - _startTime) * 1000`, in
 /// float seconds (3.13 computes it from integer nanoseconds, which differs
 /// in the last digits on most records).
@@ -225,6 +259,12 @@ pub(crate) fn lookup<'v>(
     slot: &'v mut String,
 ) -> Result<Val<'v>, FormatError> {
     let r: &'v RecordView<'_> = ctx.record;
+    if ctx.python
+        && attr.python_sends()
+        && let Some((_, value)) = r.extra.iter().find(|(k, _)| *k == attr_name(attr))
+    {
+        return Ok(value_of_extra(value));
+    }
     Ok(match attr {
         Attr::Name => Val::Str(r.name),
         Attr::Msg | Attr::Message => Val::Str(r.message),
@@ -260,7 +300,7 @@ pub(crate) fn lookup<'v>(
         Attr::Process => Val::Int(r.process.into()),
         Attr::Asctime => {
             slot.clear();
-            clock.asctime(created(r), slot)?;
+            clock.asctime(created_of(ctx), slot)?;
             Val::Str(slot)
         }
         Attr::PeerUid => ctx.peer.uid.map_or(Val::None, |v| Val::Int(v.into())),

@@ -58,6 +58,7 @@ impl Pipeline {
                 process_name: "bench",
                 host_name: "",
                 start_ns: self.start_ns,
+                python: false,
             };
             for &(h, level) in &route.handlers {
                 if rec.levelno >= level && self.handlers[h].emit(&ctx).is_ok() {

@@ -154,6 +154,8 @@ pub struct HubConfig {
     pub access: crate::access::AccessConfig,
     /// `HOST:PORT` of the Prometheus metrics endpoint, if any (see `metrics.rs`).
     pub metrics: Option<String>,
+    /// Listeners for Python's SocketHandler and DatagramHandler (see `python_in.rs`).
+    pub python: crate::python_in::PythonInputs,
 }
 
 /// A named formatter.
@@ -1109,7 +1111,8 @@ fn hub(s: &mut Section<'_>) -> HubConfig {
         use std::net::ToSocketAddrs;
         text.to_socket_addrs().ok()?.next().map(|_| text.to_owned())
     });
-    HubConfig { socket, socket_mode, queue_capacity, access, metrics }
+    let python = crate::python_in::PythonInputs::parse(s);
+    HubConfig { socket, socket_mode, queue_capacity, access, metrics, python }
 }
 
 /// Python's standard handler classes (`logging`, `logging.handlers`), and

@@ -388,6 +388,7 @@ fn session(
         host_name: hello.host_name.clone(),
         session: hello.session,
         creds,
+        python: false,
     });
     // Resume where this session left off if it was here before: it resends
     // from its oldest unacknowledged record; what is already here is dropped.
@@ -554,7 +555,7 @@ fn session(
 
 /// What the kernel says about the peer (SO_PEERCRED on Linux).
 #[cfg(unix)]
-fn peer_creds(stream: &Stream) -> PeerCred {
+pub(crate) fn peer_creds(stream: &Stream) -> PeerCred {
     match stream.peer_creds() {
         Ok(c) => PeerCred { uid: c.euid(), gid: c.egid(), pid: c.pid().map(|p| p as u32) },
         Err(_) => PeerCred::UNKNOWN,
@@ -562,7 +563,7 @@ fn peer_creds(stream: &Stream) -> PeerCred {
 }
 
 #[cfg(not(unix))]
-fn peer_creds(_stream: &Stream) -> PeerCred {
+pub(crate) fn peer_creds(_stream: &Stream) -> PeerCred {
     PeerCred::UNKNOWN
 }
 

@@ -39,6 +39,8 @@ pub(crate) struct Peer {
     pub(crate) session: u64,
     /// The kernel's credentials of the connection.
     pub(crate) creds: crate::formatter::PeerCred,
+    /// A Python SocketHandler/DatagramHandler client (see `python_in.rs`).
+    pub(crate) python: bool,
 }
 
 /// A decoded batch on its way to the handlers.
@@ -435,6 +437,7 @@ handlers = ["errors"]
             host_name: "h".into(),
             session: 1,
             creds: crate::formatter::PeerCred::UNKNOWN,
+            python: false,
         });
         let queues: Vec<Arc<HandlerQueue>> = names
             .iter()

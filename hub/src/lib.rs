@@ -20,6 +20,7 @@ pub mod handlers;
 mod journal;
 mod listener;
 pub mod metrics;
+mod python_in;
 pub mod secret;
 mod sessions;
 pub mod stats;
@@ -39,6 +40,7 @@ use interprocess::local_socket::{GenericFilePath, Stream};
 pub use logfunnel_formatter as formatter;
 use logfunnel_protocol::Backoff;
 pub use logfunnel_protocol::ConnectionStats;
+pub use python_in::{PythonAddrs, PythonInputs};
 use stats::{HandlerStats, HubStats, load};
 use worker::HandlerQueue;
 
@@ -69,6 +71,14 @@ pub enum HubError {
     #[error("metrics endpoint {address}: {error}")]
     Metrics {
         /// The configured `HOST:PORT`.
+        address: String,
+        /// The error.
+        error: std::io::Error,
+    },
+    /// A listener for Python clients (`[hub] python_tcp`…) could not be set up.
+    #[error("Python listener {address}: {error}")]
+    Python {
+        /// The configured address or path.
         address: String,
         /// The error.
         error: std::io::Error,
@@ -198,6 +208,7 @@ impl HubShared {
             truncated_messages: load(&c.truncated_messages),
             truncated_fields: load(&c.truncated_fields),
             decoded_bytes: self.decoded.used() as u64,
+            python_objects: load(&c.python_objects),
             handlers: self.handlers.iter().map(HandlerSlot::stats).collect(),
             clients: self
                 .conns
@@ -281,6 +292,7 @@ impl HubBuilder {
         }
         let router = dispatcher::Router::new(&config, &names);
         let policy = config.hub.access.clone();
+        let policy_group = policy.socket_group.clone();
         let listener = listener::bind(&socket, config.hub.socket_mode, policy.socket_group.as_deref())?;
         // Journals after the bind: a second hub refused on a live socket
         // must not touch the running hub's files.
@@ -344,11 +356,27 @@ impl HubBuilder {
             ),
             None => None,
         };
+        let (python, python_addrs) = python_in::start(
+            &config.hub.python,
+            config.hub.socket_mode,
+            policy_group.as_deref(),
+            &shared,
+            &tx,
+        )?;
         let acceptor = {
             let (s, p) = (Arc::clone(&shared), socket.clone());
             spawn("logfunnel-accept".into(), Box::new(move || listener::accept_loop(listener, s, tx, p)))?
         };
-        Ok(Hub { shared, socket, acceptor: Some(acceptor), dispatcher: Some(dispatcher), workers, metrics })
+        Ok(Hub {
+            shared,
+            socket,
+            acceptor: Some(acceptor),
+            python,
+            python_addrs,
+            dispatcher: Some(dispatcher),
+            workers,
+            metrics,
+        })
     }
 }
 
@@ -357,6 +385,9 @@ pub struct Hub {
     shared: Arc<HubShared>,
     socket: PathBuf,
     acceptor: Option<JoinHandle<()>>,
+    /// The Python clients' listeners (`python_in.rs`).
+    python: Vec<JoinHandle<()>>,
+    python_addrs: PythonAddrs,
     dispatcher: Option<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
     metrics: Option<metrics::MetricsServer>,
@@ -383,6 +414,11 @@ impl Hub {
     /// The address the metrics endpoint listens on, if one is configured.
     pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
         self.metrics.as_ref().map(metrics::MetricsServer::addr)
+    }
+
+    /// Where the Python clients' TCP and UDP listeners are bound.
+    pub fn python_addrs(&self) -> &PythonAddrs {
+        &self.python_addrs
     }
 
     /// Asks every handler to reopen its files (SIGHUP).
@@ -418,6 +454,7 @@ impl Hub {
         // them); with them go the last senders of the listener queue, which
         // ends the dispatcher, which closes the handler queues.
         let mut all = vec![acceptor];
+        all.append(&mut self.python);
         all.extend(self.dispatcher.take());
         all.append(&mut self.workers);
         for t in all {

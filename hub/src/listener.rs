@@ -115,16 +115,16 @@ fn create_private_dir(dir: &Path) -> io::Result<()> {
     std::fs::create_dir_all(dir)
 }
 
-struct Umask(#[cfg(unix)] libc::mode_t);
+pub(crate) struct Umask(#[cfg(unix)] libc::mode_t);
 
 impl Umask {
     #[cfg(unix)]
-    fn set(mask: u32) -> Umask {
+    pub(crate) fn set(mask: u32) -> Umask {
         // SAFETY: umask has no preconditions.
         Umask(unsafe { libc::umask(mask as libc::mode_t) })
     }
     #[cfg(not(unix))]
-    fn set(_mask: u32) -> Umask {
+    pub(crate) fn set(_mask: u32) -> Umask {
         Umask()
     }
 }

@@ -156,6 +156,12 @@ pub const HUB: &[Metric] = &[
         "decoded_bytes",
         "Bytes of decoded frames on their way to the handler queues now.",
     ),
+    m(
+        "python_objects",
+        Counter,
+        "python_objects_not_unpickled",
+        "Objects in Python clients' records shown as placeholder text, never unpickled.",
+    ),
     m("handlers", Skip, "", ""),
     m("clients", Skip, "", ""),
 ];

@@ -68,6 +68,7 @@ pub(crate) struct HubCounters {
     pub(crate) open: AtomicU64,
     pub(crate) truncated_messages: AtomicU64,
     pub(crate) truncated_fields: AtomicU64,
+    pub(crate) python_objects: AtomicU64,
 }
 
 pub use logfunnel_protocol::{ConnectionStats, HandlerStats, HubStats};

@@ -514,6 +514,7 @@ impl DropReporter {
             process_name: "logfunnel-hub",
             host_name: "",
             start_ns,
+            python: false,
         };
         crate::diag::say(&format!("handler {name:?} drops"), &text);
         // The report itself is not a client's record: it is not counted
@@ -605,8 +606,14 @@ fn emit_work(
             }
             None => rec,
         };
-        let ctx =
-            RecordContext { record: rec, peer: peer.creds, process_name, host_name, start_ns: opts.start_ns };
+        let ctx = RecordContext {
+            record: rec,
+            peer: peer.creds,
+            process_name,
+            host_name,
+            start_ns: opts.start_ns,
+            python: peer.python,
+        };
         // Straight to the handler: this batch's walk contains its panics.
         match handler.inner.emit(&ctx) {
             Ok(()) => emitted += u64::from(!counts_own),

@@ -807,6 +807,13 @@ impl<'a> Reader<'a> {
         {
             return Py::Bytes(Vec::new());
         }
+        // copyreg._reconstructor(cls, base, state): name the class, not the helper.
+        if let (Py::Object(f), Py::Tuple(a)) = (&self.values[func as usize], &self.values[args as usize])
+            && matches!(f.as_str(), "copy_reg._reconstructor" | "copyreg._reconstructor")
+            && let Some(Py::Object(cls)) = a.first().map(|c| &self.values[*c as usize])
+        {
+            return Py::Object(cls.clone());
+        }
         Py::Object(self.name_of(func))
     }
 

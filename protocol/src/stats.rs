@@ -112,6 +112,9 @@ pub struct HubStats {
     /// Bytes of decoded frames on their way to the handler queues now
     /// (bounded; see the README's "Guarantees").
     pub decoded_bytes: u64,
+    /// Objects in Python clients' records (class instances, functions…)
+    /// shown as placeholder text instead of being unpickled.
+    pub python_objects: u64,
     /// Per-handler counters.
     pub handlers: Vec<HandlerStats>,
     /// Per-connection counters: open connections and the most recent closed ones.

@@ -196,6 +196,7 @@ pub(crate) fn compare(records: &[Rec], specs: &[Spec], utc: bool) -> (Vec<String
                 process_name: PROCESS_NAME,
                 host_name: HOST,
                 start_ns: rec.start_ns,
+                python: false,
             };
             let mut out = Vec::new();
             match (f.format(&ctx, &mut out), kind) {

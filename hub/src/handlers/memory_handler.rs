@@ -129,7 +129,10 @@ impl MemoryHandler {
         self.scratch.resize(encoded_record_len(&record), 0);
         let n = encode_record_ref(&record, &mut self.scratch).map_err(|e| forward_error(e.into(), 1))?;
         let same_peer = |p: &Peer| {
-            p.process_name == ctx.process_name && p.host_name == ctx.host_name && p.creds == ctx.peer
+            p.process_name == ctx.process_name
+                && p.host_name == ctx.host_name
+                && p.creds == ctx.peer
+                && p.python == ctx.python
         };
         let fits = match self.runs.last() {
             Some((peer, batch)) => same_peer(peer) && batch.records_len() + n <= RUN_BYTES,
@@ -143,6 +146,7 @@ impl MemoryHandler {
                     host_name: ctx.host_name.to_owned(),
                     session: 0,
                     creds: ctx.peer,
+                    python: ctx.python,
                 }),
             };
             let mut batch = BatchBuilder::with_capacity(n.max(4096));

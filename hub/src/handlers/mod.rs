@@ -25,6 +25,7 @@ pub use null_handler::NullHandler;
 pub use rotating_file_handler::RotatingFileHandler;
 pub use stream_handler::StreamHandler;
 pub use syslog_handler::SysLogHandler;
+pub(crate) use syslog_handler::hub_host_name;
 pub use timed_rotating_file_handler::TimedRotatingFileHandler;
 pub use watched_file_handler::WatchedFileHandler;
 

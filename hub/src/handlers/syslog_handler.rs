@@ -654,7 +654,7 @@ fn structured_data(out: &mut Vec<u8>, id: &str, extra: &[(&str, ValueRef<'_>)]) 
 }
 
 /// This machine's name (for records whose client sent none).
-fn hub_host_name() -> String {
+pub(crate) fn hub_host_name() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
     // when the name fits.
@@ -784,6 +784,7 @@ mod tests {
             process_name: "worker",
             host_name: "web1",
             start_ns: 0,
+            python: false,
         };
         let mut out = Vec::new();
         e.encode(&ctx, &mut out).unwrap();
