@@ -14,6 +14,7 @@ mod faults;
 mod first_run;
 mod install;
 mod metrics;
+mod python_clients;
 mod python_exact;
 mod robustness;
 mod security;

@@ -7,8 +7,9 @@
 //! host names, extra fields' keys and text, exception text) is rendered with
 //! control characters escaped: `\n` `\r` as `\n` `\r`, every other C0
 //! control, DEL and C1 control as `\xNN` (TAB is kept). Exception text keeps
-//! its own line breaks, as Python writes tracebacks; its other control
-//! characters are escaped.
+//! its own line breaks, as Python writes tracebacks, and so does the
+//! `stack_info` a Python client sends; their other control characters are
+//! escaped.
 
 /// Whether `s` holds a character that [`escape`] would rewrite.
 pub(crate) fn needs_escape(s: &str) -> bool {

@@ -292,7 +292,8 @@ impl HubBuilder {
         }
         let router = dispatcher::Router::new(&config, &names);
         let policy = config.hub.access.clone();
-        let policy_group = policy.socket_group.clone();
+        let python_inputs =
+            python_in::bind(&config.hub.python, config.hub.socket_mode, policy.socket_group.as_deref())?;
         let listener = listener::bind(&socket, config.hub.socket_mode, policy.socket_group.as_deref())?;
         // Journals after the bind: a second hub refused on a live socket
         // must not touch the running hub's files.
@@ -356,13 +357,7 @@ impl HubBuilder {
             ),
             None => None,
         };
-        let (python, python_addrs) = python_in::start(
-            &config.hub.python,
-            config.hub.socket_mode,
-            policy_group.as_deref(),
-            &shared,
-            &tx,
-        )?;
+        let (python, python_addrs) = python_inputs.start(&shared, &tx)?;
         let acceptor = {
             let (s, p) = (Arc::clone(&shared), socket.clone());
             spawn("logfunnel-accept".into(), Box::new(move || listener::accept_loop(listener, s, tx, p)))?

@@ -103,53 +103,92 @@ fn bind_err(address: &str, error: io::Error) -> HubError {
     HubError::Python { address: address.to_owned(), error }
 }
 
-/// Binds every configured input and starts its thread.
-pub(crate) fn start(
-    cfg: &PythonInputs,
-    mode: u32,
-    group: Option<&str>,
-    shared: &Arc<HubShared>,
-    tx: &Sender<InBatch>,
-) -> Result<(Vec<JoinHandle<()>>, PythonAddrs), HubError> {
-    let mut threads = Vec::new();
-    let mut addrs = PythonAddrs::default();
-    let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
-        std::thread::Builder::new().name(name.into()).spawn(f).map_err(HubError::Thread)
-    };
-    if let Some(a) = &cfg.tcp {
-        let l = TcpListener::bind(a).map_err(|e| bind_err(a, e))?;
-        addrs.tcp = l.local_addr().ok();
-        let (s, t) = (Arc::clone(shared), tx.clone());
-        threads.push(spawn("logfunnel-py-tcp", Box::new(move || accept_tcp(l, s, t)))?);
-    }
-    if let Some(p) = &cfg.unix {
-        let l = crate::listener::bind(p, mode, group)?;
-        let (s, t) = (Arc::clone(shared), tx.clone());
-        threads.push(spawn("logfunnel-py-unix", Box::new(move || accept_unix(l, s, t)))?);
-    }
-    if let Some(a) = &cfg.udp {
-        let sock = UdpSocket::bind(a).map_err(|e| bind_err(a, e))?;
-        addrs.udp = sock.local_addr().ok();
-        let _ = sock.set_read_timeout(Some(POLL));
-        let (s, t) = (Arc::clone(shared), tx.clone());
-        let name = format!("python udp {a}");
-        threads.push(spawn("logfunnel-py-udp", Box::new(move || datagrams(&sock, name, s, t)))?);
-    }
+/// The bound inputs, before their threads start.
+pub(crate) struct Bound {
+    tcp: Option<TcpListener>,
+    unix: Option<interprocess::local_socket::Listener>,
+    udp: Option<(UdpSocket, String)>,
     #[cfg(unix)]
-    if let Some(p) = &cfg.unix_dgram {
-        let sock = bind_unix_dgram(p, mode, group)?;
-        let _ = sock.set_read_timeout(Some(POLL));
-        let (s, t, path) = (Arc::clone(shared), tx.clone(), p.clone());
-        let name = format!("python unix datagrams {}", p.display());
-        threads.push(spawn(
-            "logfunnel-py-dgram",
-            Box::new(move || {
-                datagrams(&sock, name, s, t);
-                let _ = std::fs::remove_file(path);
-            }),
-        )?);
+    unix_dgram: Option<(std::os::unix::net::UnixDatagram, PathBuf)>,
+    addrs: PythonAddrs,
+}
+
+/// Binds every configured input (before the main socket, so that a hub
+/// whose socket answers serves its Python clients too).
+pub(crate) fn bind(cfg: &PythonInputs, mode: u32, group: Option<&str>) -> Result<Bound, HubError> {
+    let mut addrs = PythonAddrs::default();
+    let tcp = match &cfg.tcp {
+        Some(a) => {
+            let l = TcpListener::bind(a).map_err(|e| bind_err(a, e))?;
+            addrs.tcp = l.local_addr().ok();
+            Some(l)
+        }
+        None => None,
+    };
+    let unix = cfg.unix.as_deref().map(|p| crate::listener::bind(p, mode, group)).transpose()?;
+    let udp = match &cfg.udp {
+        Some(a) => {
+            let sock = UdpSocket::bind(a).map_err(|e| bind_err(a, e))?;
+            addrs.udp = sock.local_addr().ok();
+            Some((sock, a.clone()))
+        }
+        None => None,
+    };
+    #[cfg(unix)]
+    let unix_dgram = match &cfg.unix_dgram {
+        Some(p) => Some((bind_unix_dgram(p, mode, group)?, p.clone())),
+        None => None,
+    };
+    Ok(Bound {
+        tcp,
+        unix,
+        udp,
+        #[cfg(unix)]
+        unix_dgram,
+        addrs,
+    })
+}
+
+impl Bound {
+    /// Starts a thread per input.
+    pub(crate) fn start(
+        self,
+        shared: &Arc<HubShared>,
+        tx: &Sender<InBatch>,
+    ) -> Result<(Vec<JoinHandle<()>>, PythonAddrs), HubError> {
+        let mut threads = Vec::new();
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new().name(name.into()).spawn(f).map_err(HubError::Thread)
+        };
+        if let Some(l) = self.tcp {
+            let (s, t) = (Arc::clone(shared), tx.clone());
+            threads.push(spawn("logfunnel-py-tcp", Box::new(move || accept_tcp(l, s, t)))?);
+        }
+        if let Some(l) = self.unix {
+            let (s, t) = (Arc::clone(shared), tx.clone());
+            threads.push(spawn("logfunnel-py-unix", Box::new(move || accept_unix(l, s, t)))?);
+        }
+        if let Some((sock, a)) = self.udp {
+            let _ = sock.set_read_timeout(Some(POLL));
+            let (s, t) = (Arc::clone(shared), tx.clone());
+            let name = format!("python udp {a}");
+            threads.push(spawn("logfunnel-py-udp", Box::new(move || datagrams(&sock, name, s, t)))?);
+        }
+        #[cfg(unix)]
+        if let Some((sock, path)) = self.unix_dgram {
+            let _ = sock.set_read_timeout(Some(POLL));
+            let (s, t) = (Arc::clone(shared), tx.clone());
+            let name = format!("python unix datagrams {}", path.display());
+            threads.push(spawn(
+                "logfunnel-py-dgram",
+                Box::new(move || {
+                    datagrams(&sock, name, s, t);
+                    let _ = std::fs::remove_file(path);
+                }),
+            )?);
+        }
+        Ok((threads, self.addrs))
     }
-    Ok((threads, addrs))
 }
 
 /// A Unix datagram socket with the main socket's protections: a path in a

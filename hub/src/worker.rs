@@ -696,6 +696,8 @@ fn patch(rec: &RecordView<'_>, escape_on: bool) -> Option<Record> {
             .iter()
             .map(|(k, v)| {
                 let value = match v {
+                    // A Python record's stack keeps its lines, as a traceback does.
+                    ValueRef::Str(s) if *k == "stack_info" && dirty => Value::Str(escape_keeping_newlines(s)),
                     ValueRef::Str(s) => Value::Str(text(s)),
                     ValueRef::I64(i) => Value::I64(*i),
                     ValueRef::U64(u) => Value::U64(*u),
@@ -720,7 +722,14 @@ pub(crate) fn needs_any_escape(rec: &RecordView<'_>) -> bool {
         || opt(rec.process_name)
         || opt(rec.thread_name)
         || rec.exc_text.is_some_and(needs_escape_keeping_newlines)
-        || rec.extra.iter().any(|(k, v)| needs_escape(k) || matches!(v, ValueRef::Str(s) if needs_escape(s)))
+        || rec.extra.iter().any(|(k, v)| {
+            needs_escape(k)
+                || match v {
+                    ValueRef::Str(s) if *k == "stack_info" => needs_escape_keeping_newlines(s),
+                    ValueRef::Str(s) => needs_escape(s),
+                    _ => false,
+                }
+        })
 }
 
 /// Asks for the records a few places ahead: they were decoded by a

@@ -107,7 +107,8 @@ pub enum Py {
     Object(String),
 }
 
-/// Most MARKs open at once (Python records nest a few deep).
+/// Most MARKs open at once, and the deepest nesting of containers
+/// (Python records nest a few deep).
 pub const MAX_DEPTH: usize = 256;
 /// Ints longer than this many bytes are not converted to decimal (CPython
 /// itself refuses to render ints beyond 4300 digits).
@@ -360,8 +361,17 @@ fn kind(v: &Py) -> String {
 
 /// Decodes a whole pickle (any plain value).
 pub fn loads(data: &[u8]) -> Result<Pickle, PickleError> {
-    Reader { data, pos: 0, values: Vec::new(), stack: Vec::new(), marks: Vec::new(), memo: HashMap::new() }
-        .run()
+    Reader {
+        data,
+        pos: 0,
+        values: Vec::new(),
+        stack: Vec::new(),
+        marks: Vec::new(),
+        memo: HashMap::new(),
+        depth: Vec::new(),
+        too_deep: false,
+    }
+    .run()
 }
 
 struct Reader<'a> {
@@ -371,6 +381,9 @@ struct Reader<'a> {
     stack: Vec<Id>,
     marks: Vec<usize>,
     memo: HashMap<u64, Id>,
+    /// Nesting depth of each value (0 for scalars).
+    depth: Vec<u32>,
+    too_deep: bool,
 }
 
 impl<'a> Reader<'a> {
@@ -404,8 +417,29 @@ impl<'a> Reader<'a> {
     }
 
     fn push(&mut self, v: Py) {
+        let depth = match &v {
+            Py::List(x) | Py::Tuple(x) | Py::Set(x, _) => 1 + self.deepest(x.iter().copied()),
+            Py::Dict(x) => 1 + self.deepest(x.iter().flat_map(|(k, v)| [*k, *v])),
+            _ => 0,
+        };
         self.values.push(v);
+        self.depth.push(depth);
+        self.too_deep |= depth as usize > MAX_DEPTH;
         self.stack.push(self.values.len() as Id - 1);
+    }
+
+    fn deepest(&self, ids: impl Iterator<Item = Id>) -> u32 {
+        ids.map(|i| self.depth[i as usize]).max().unwrap_or(0)
+    }
+
+    /// Records that `container` now holds `items` (a bomb of nested
+    /// containers is refused; a value shared through the memo may make this
+    /// an underestimate, which costs nothing: nothing here recurses
+    /// without a bound).
+    fn nest(&mut self, container: Id, items: &[Id]) {
+        let d = (1 + self.deepest(items.iter().copied())).max(self.depth[container as usize]);
+        self.depth[container as usize] = d;
+        self.too_deep |= d as usize > MAX_DEPTH;
     }
 
     fn pop(&mut self, at: usize) -> Result<Id, PickleError> {
@@ -471,6 +505,9 @@ impl<'a> Reader<'a> {
 
     fn run(mut self) -> Result<Pickle, PickleError> {
         loop {
+            if self.too_deep {
+                return Err(PickleError::TooDeep(MAX_DEPTH));
+            }
             let at = self.pos;
             let Some(&op) = self.data.get(self.pos) else {
                 return Err(PickleError::Truncated(self.data.len()));
@@ -646,7 +683,10 @@ impl<'a> Reader<'a> {
                     let v = self.pop(at)?;
                     let list = self.top(at)?;
                     match &mut self.values[list as usize] {
-                        Py::List(items) => items.push(v),
+                        Py::List(items) => {
+                            items.push(v);
+                            self.nest(list, &[v]);
+                        }
                         _ => return Err(PickleError::Malformed { at, what: "APPEND to a non-list" }),
                     }
                 }
@@ -654,7 +694,10 @@ impl<'a> Reader<'a> {
                     let items = self.pop_mark(at)?;
                     let list = self.top(at)?;
                     match &mut self.values[list as usize] {
-                        Py::List(l) => l.extend(items),
+                        Py::List(l) => {
+                            l.extend(&items);
+                            self.nest(list, &items);
+                        }
                         _ => return Err(PickleError::Malformed { at, what: "APPENDS to a non-list" }),
                     }
                 }
@@ -662,7 +705,10 @@ impl<'a> Reader<'a> {
                     let items = self.pop_mark(at)?;
                     let set = self.top(at)?;
                     match &mut self.values[set as usize] {
-                        Py::Set(s, false) => s.extend(items),
+                        Py::Set(s, false) => {
+                            s.extend(&items);
+                            self.nest(set, &items);
+                        }
                         _ => return Err(PickleError::Malformed { at, what: "ADDITEMS to a non-set" }),
                     }
                 }
@@ -826,6 +872,7 @@ impl<'a> Reader<'a> {
             self.dict_set(&mut dict, kv[0], kv[1]);
         }
         self.values[d as usize] = Py::Dict(dict);
+        self.nest(d, items);
         Ok(())
     }
 
@@ -1033,6 +1080,15 @@ mod tests {
         assert!(matches!(loads_dict(b"}.x"), Err(PickleError::Trailing(1))));
         assert!(matches!(loads_dict(b"h\x00."), Err(PickleError::Memo { .. })));
         assert!(matches!(loads_dict(&[b'('; 1000]), Err(PickleError::TooDeep(_))));
+        let mut bomb = b"}(X\x01\x00\x00\x00a".to_vec();
+        bomb.extend([b']'; 10_000]);
+        bomb.extend([b'a'; 9_999]);
+        bomb.extend(b"u.");
+        assert!(matches!(loads_dict(&bomb), Err(PickleError::TooDeep(_))));
+        assert!(
+            loads_dict(&[b"}(X\x01\x00\x00\x00a".as_slice(), &[b']'; 200], &[b'a'; 199], b"u."].concat())
+                .is_ok()
+        );
     }
 
     #[test]

@@ -1,0 +1,311 @@
+//! Python's own SocketHandler and DatagramHandler into the hub (`[hub]
+//! python_tcp`, `python_unix`, `python_udp`, `python_unix_dgram`), with
+//! real python3 and nothing but its standard library
+//! (tests/python/socket_clients.py): the hub's files must hold exactly what
+//! each Python process's own FileHandler wrote with the same format.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::util::{Dir, HubProc, proc_status, python3, stats, stats_when};
+
+const CLIENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/socket_clients.py");
+/// The format tests/python/socket_clients.py gives its own FileHandlers.
+const FMT: &str = "%(asctime)s|%(created)f|%(msecs)03d|%(relativeCreated).3f|%(name)s|%(levelno)d|%(levelname)s|%(pathname)s|%(filename)s|%(module)s|%(lineno)d|%(funcName)s|%(thread)d|%(threadName)s|%(process)d|%(processName)s|%(seq)d|%(tags)s|%(message)s";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A config with `[hub]` lines `hub` and one FileHandler (format [`FMT`])
+/// per logger name, each logger writing only to its own file.
+fn hub_config(dir: &Dir, hub: &str, loggers: &[&str]) -> std::path::PathBuf {
+    let mut text = format!("[hub]\n{hub}\n\n[formatters.f]\nformat = '{FMT}'\n\n");
+    for name in loggers {
+        text.push_str(&format!(
+            "[handlers.file_{name}]\nclass = \"FileHandler\"\nfilename = {:?}\nformatter = \"f\"\n\n[loggers.{name}]\nlevel = \"DEBUG\"\nhandlers = [\"file_{name}\"]\npropagate = false\n\n",
+            dir.path(&format!("hub-{name}.log"))
+        ));
+    }
+    text.push_str("[handlers.rest]\nclass = \"FileHandler\"\nformatter = \"f\"\nfilename = ");
+    text.push_str(&format!(
+        "{:?}\n\n[root]\nlevel = \"NOTSET\"\nhandlers = [\"rest\"]\n",
+        dir.path("rest.log")
+    ));
+    dir.write("hub.toml", &text)
+}
+
+fn run_python(args: &[&str]) {
+    let out = Command::new(python3()).arg(CLIENTS).args(args).output().expect("run python3");
+    assert!(
+        out.status.success(),
+        "python3 {CLIENTS} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn emitted(s: &serde_json::Value) -> u64 {
+    s["handlers"].as_array().unwrap().iter().map(|h| h["emitted"].as_u64().unwrap()).sum()
+}
+
+/// Runs the pool against `target` and compares every worker's file.
+fn pool_into_the_hub(dir: &Dir, hub_keys: &str, target: &str) {
+    const WORKERS: usize = 4;
+    const COUNT: u64 = 10_000;
+    let names: Vec<String> = (0..WORKERS).map(|i| format!("w{i}")).collect();
+    let loggers: Vec<&str> = names.iter().map(String::as_str).collect();
+    let config = hub_config(dir, hub_keys, &loggers);
+    let hub = HubProc::start(dir, &config);
+    run_python(&["pool", target, dir.path("").to_str().unwrap(), &COUNT.to_string(), &WORKERS.to_string()]);
+    let total = WORKERS as u64 * COUNT;
+    let s = stats_when(&hub.socket, |s| emitted(s) >= total);
+    assert_eq!(s["received"], total, "{s}");
+    assert_eq!(s["bad_frames"], 0, "{s}");
+    assert_eq!(s["python_objects"], 0, "{s}");
+    let err = hub.stop();
+    for name in &names {
+        let ours = std::fs::read(dir.path(&format!("hub-{name}.log"))).unwrap();
+        let python = std::fs::read(dir.path(&format!("expected-{}.log", &name[1..]))).unwrap();
+        assert!(python.iter().filter(|&&b| b == b'\n').count() as u64 >= COUNT);
+        if ours != python {
+            let (a, b) = (String::from_utf8_lossy(&ours), String::from_utf8_lossy(&python));
+            let first = a.lines().zip(b.lines()).find(|(x, y)| x != y);
+            panic!(
+                "logger {name}: the hub's file ({} bytes) differs from Python's FileHandler's ({} bytes); first differing line:\n{first:?}\nhub stderr: {err}",
+                ours.len(),
+                python.len()
+            );
+        }
+        let text = String::from_utf8(ours).unwrap();
+        assert!(text.contains("KeyError: 'missing'") && text.contains("Traceback (most recent call last):"));
+        assert!(
+            text.contains("|5|['list', 1, None, 2.5, 'é']|")
+                && text.contains("Stack (most recent call last):")
+        );
+    }
+    assert_eq!(std::fs::read(dir.path("rest.log")).unwrap_or_default(), b"");
+}
+
+#[test]
+fn a_pool_of_four_through_socket_handler_over_tcp_writes_what_pythons_file_handler_writes() {
+    let dir = Dir::new();
+    let port = free_port();
+    pool_into_the_hub(&dir, &format!("python_tcp = \"127.0.0.1:{port}\""), &format!("127.0.0.1:{port}"));
+}
+
+#[test]
+fn a_pool_of_four_through_socket_handler_over_a_unix_socket_writes_what_pythons_file_handler_writes() {
+    let dir = Dir::new();
+    let path = dir.path("py.sock");
+    pool_into_the_hub(&dir, &format!("python_unix = {path:?}"), path.to_str().unwrap());
+    // The socket had the main socket's mode, and is gone with the hub.
+    assert!(!path.exists());
+}
+
+#[test]
+fn datagram_handler_records_arrive_as_python_wrote_them_and_losses_are_not_claimed() {
+    const COUNT: u64 = 2_000;
+    let dir = Dir::new();
+    let (port, path) = (free_udp_port(), dir.path("py.dgram"));
+    let config = hub_config(
+        &dir,
+        &format!("python_udp = \"127.0.0.1:{port}\"\npython_unix_dgram = {path:?}"),
+        &["udp", "dgram"],
+    );
+    let hub = HubProc::start(&dir, &config);
+    run_python(&[
+        "datagrams",
+        &format!("127.0.0.1:{port}"),
+        path.to_str().unwrap(),
+        dir.path("").to_str().unwrap(),
+        &COUNT.to_string(),
+    ]);
+    // A Unix datagram sender blocks when the hub's queue is full: all arrive.
+    let s = stats_when(&hub.socket, |s| emitted(s) > COUNT);
+    std::thread::sleep(Duration::from_millis(300));
+    let s2 = stats(&hub.socket);
+    assert_eq!(s2["received"], emitted(&s2), "{s} {s2}");
+    assert_eq!(s2["bad_frames"], 0, "{s2}");
+    hub.stop();
+    let dgram = std::fs::read(dir.path("hub-dgram.log")).unwrap();
+    assert_eq!(
+        dgram,
+        std::fs::read(dir.path("expected-dgram.log")).unwrap(),
+        "Unix datagrams: byte-identical"
+    );
+    // UDP: the kernel may drop datagrams (nobody is told); whatever arrived
+    // is exactly a record Python wrote, once, and in order.
+    let udp = String::from_utf8(std::fs::read(dir.path("hub-udp.log")).unwrap()).unwrap();
+    let expected = String::from_utf8(std::fs::read(dir.path("expected-udp.log")).unwrap()).unwrap();
+    let records = |text: &str| -> Vec<String> {
+        // A record starts with its asctime (20xx-); traceback and stack lines do not.
+        let mut out: Vec<String> = Vec::new();
+        for line in text.lines() {
+            if line.starts_with("20") && line.as_bytes().get(4) == Some(&b'-') {
+                out.push(line.to_owned());
+            } else if let Some(last) = out.last_mut() {
+                last.push('\n');
+                last.push_str(line);
+            }
+        }
+        out
+    };
+    let (got, want) = (records(&udp), records(&expected));
+    assert_eq!(want.len() as u64, COUNT);
+    assert!(!got.is_empty(), "no UDP record arrived");
+    let mut at = 0;
+    for r in &got {
+        let found = want[at..].iter().position(|w| w == r);
+        assert!(found.is_some(), "a UDP record that Python did not write (or out of order): {r:?}");
+        at += found.unwrap() + 1;
+    }
+    let received = s2["received"].as_u64().unwrap();
+    assert_eq!(received, got.len() as u64 + COUNT, "what stats claims is what the files hold");
+}
+
+/// Sends `frame` on a new connection; returns whether the hub closed it.
+fn closed_after(port: u16, frame: &[u8]) -> bool {
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let _ = c.write_all(frame);
+    let _ = c.shutdown(std::net::Shutdown::Write);
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut b = [0u8; 16];
+    matches!(c.read(&mut b), Ok(0) | Err(_))
+}
+
+fn framed(pickle: &[u8]) -> Vec<u8> {
+    let mut v = (pickle.len() as u32).to_be_bytes().to_vec();
+    v.extend_from_slice(pickle);
+    v
+}
+
+#[test]
+fn hostile_pickles_are_refused_and_counted_and_the_hub_keeps_serving() {
+    let dir = Dir::new();
+    let port = free_port();
+    let config = hub_config(&dir, &format!("python_tcp = \"127.0.0.1:{port}\""), &["objects"]);
+    let hub = HubProc::start(&dir, &config);
+    let rss_before = proc_status(hub.child.id(), "VmRSS");
+    // Each would import, construct or call something (or needs buffers): as
+    // the whole stream it is not a dict, and is refused.
+    let refused: Vec<(&str, Vec<u8>)> = vec![
+        ("GLOBAL+REDUCE", b"cos\nsystem\n(S'id'\ntR.".to_vec()),
+        ("STACK_GLOBAL+REDUCE", b"\x80\x04\x8c\x02os\x8c\x06system\x93\x8c\x02id\x85R.".to_vec()),
+        ("INST", b"(S'id'\nios\nsystem\n.".to_vec()),
+        ("OBJ", b"(cos\nsystem\nS'id'\no.".to_vec()),
+        ("NEWOBJ", b"\x80\x02cbuiltins\nobject\n)\x81.".to_vec()),
+        ("NEWOBJ_EX", b"\x80\x04cbuiltins\nobject\n)}\x92.".to_vec()),
+        ("BUILD", b"\x80\x02cbuiltins\nobject\n)\x81}b.".to_vec()),
+        ("EXT1", b"\x80\x02\x82\x01.".to_vec()),
+        ("EXT2", b"\x80\x02\x83\x01\x00.".to_vec()),
+        ("EXT4", b"\x80\x02\x84\x01\x00\x00\x00.".to_vec()),
+        ("PERSID", b"Pid\n.".to_vec()),
+        ("BINPERSID", b"S'id'\nQ.".to_vec()),
+        ("NEXT_BUFFER", b"\x80\x05\x97.".to_vec()),
+        ("READONLY_BUFFER", b"\x80\x05}\x98.".to_vec()),
+        ("unknown opcode", b"}\xff.".to_vec()),
+        ("list bomb", {
+            let mut v = b"}(X\x01\x00\x00\x00a".to_vec();
+            v.extend(std::iter::repeat_n(b']', 100_000));
+            v.extend(std::iter::repeat_n(b'a', 99_999));
+            v.extend(b"u.");
+            v
+        }),
+        ("mark bomb", vec![b'('; 100_000]),
+        ("2^31 string", b"}X\x00\x00\x00\x80".to_vec()),
+        ("truncated", b"}q\x00(X\x04\x00\x00\x00nameq\x01X\x03".to_vec()),
+        ("a list, not a dict", b"]q\x00.".to_vec()),
+    ];
+    let mut expected_bad = 0;
+    for (what, p) in &refused {
+        assert!(closed_after(port, &framed(p)), "{what}: the connection stays open");
+        expected_bad += 1;
+    }
+    // A length prefix of 2^31: refused before anything is allocated.
+    assert!(closed_after(port, &0x8000_0000u32.to_be_bytes()));
+    expected_bad += 1;
+    // Random bytes behind a right length.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..100 {
+        let bytes: Vec<u8> = (0..1000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        assert!(closed_after(port, &framed(&bytes)));
+        expected_bad += 1;
+    }
+    // A frame cut short by its sender: counted as truncated, not as bad.
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.write_all(&[0, 0, 1, 0, b'}']).unwrap();
+    drop(c);
+    let s = stats_when(&hub.socket, |s| s["bad_frames"] == expected_bad && s["truncated_frames"] == 1);
+    assert_eq!(s["bad_frames"], expected_bad, "{s}");
+    assert_eq!(s["truncated_frames"], 1, "{s}");
+    assert_eq!(s["received"], 0, "{s}");
+    // Objects inside a record: kept as placeholders, counted.
+    run_python(&["objects", &format!("127.0.0.1:{port}")]);
+    let s = stats_when(&hub.socket, |s| s["received"] == 2);
+    assert_eq!(s["python_objects"], 2, "{s}");
+    let rss_after = proc_status(hub.child.id(), "VmRSS");
+    assert!(rss_after < rss_before + 64 * 1024, "hub RSS grew from {rss_before} kB to {rss_after} kB");
+    hub.stop();
+    let text = std::fs::read_to_string(dir.path("hub-objects.log")).unwrap();
+    assert!(text.contains("|1|<decimal.Decimal object, not unpickled>|a decimal"), "{text}");
+    assert!(text.contains("|2|<datetime.datetime object, not unpickled>|a datetime"), "{text}");
+}
+
+#[test]
+fn the_unix_listener_has_the_main_sockets_protections() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = Dir::new();
+    let path = dir.path("py.sock");
+    let config = hub_config(&dir, &format!("python_unix = {path:?}\nsocket_mode = \"0660\""), &[]);
+    let hub = HubProc::start(&dir, &config);
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o660);
+    hub.stop();
+    // A world-writable directory is refused.
+    let open = Dir::new();
+    std::fs::create_dir(open.path("pub")).unwrap();
+    std::fs::set_permissions(open.path("pub"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let config = hub_config(&open, &format!("python_unix = {:?}", open.path("pub/py.sock")), &[]);
+    let out = Command::new(crate::util::BIN)
+        .args(["hub", "--config", config.to_str().unwrap(), "--socket", open.socket().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("writable by every user"), "{err}");
+    // An allowlist without our uid closes our connection before reading it.
+    let dir = Dir::new();
+    let path = dir.path("py.sock");
+    let config = hub_config(&dir, &format!("python_unix = {path:?}\nallowed_uids = [4242424]"), &[]);
+    let hub = HubProc::start(&dir, &config);
+    let mut c = std::os::unix::net::UnixStream::connect(&path).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = c.write_all(&framed(b"}."));
+    let mut b = [0u8; 4];
+    assert!(matches!(c.read(&mut b), Ok(0) | Err(_)));
+    // (`stats` itself is refused too: the allowlist holds for every socket.)
+    assert!(
+        crate::util::wait_until(Duration::from_secs(10), || hub
+            .stderr()
+            .contains("refused a python_unix client")),
+        "{}",
+        hub.stderr()
+    );
+    let err = hub.stop();
+    assert!(err.contains("is not in allowed_uids/allowed_gids"), "{err}");
+    assert_eq!(std::fs::read(dir.path("rest.log")).unwrap_or_default(), b"");
+}
