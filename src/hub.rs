@@ -38,7 +38,14 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let handlers = config.handlers.len();
     let shutdown_timeout = config.hub.access.shutdown_timeout;
     let hub = start_answering_signals(config, &socket, &mut signals)?;
-    let metrics = hub.metrics_addr().map_or(String::new(), |a| format!("; metrics at http://{a}/metrics"));
+    let mut metrics =
+        hub.metrics_addr().map_or(String::new(), |a| format!("; metrics at http://{a}/metrics"));
+    let py = hub.python_addrs();
+    for (what, addr) in [("python_tcp", py.tcp), ("python_udp", py.udp)] {
+        if let Some(a) = addr {
+            metrics.push_str(&format!("; {what} on {a}"));
+        }
+    }
     eprintln!("logfunnel hub: listening on {} ({handlers} handlers){metrics}", socket.display());
     crate::notify::notify(&format!("READY=1\nSTATUS=listening on {}", socket.display()));
     for signal in signals.forever() {

@@ -15,15 +15,19 @@ pub(crate) struct Args {
     /// Configuration file (TOML); without it, the embedded default (stderr).
     #[arg(long, short)]
     config: Option<PathBuf>,
-    /// The command to run, with LOGFUNNEL_SOCKET pointing at the hub.
+    /// The command to run, with LOGFUNNEL_SOCKET pointing at the hub (and
+    /// LOGFUNNEL_PYTHON_SOCKET at its socket for Python's SocketHandler).
     #[arg(last = true, required = true)]
     command: Vec<String>,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<i32> {
-    let config = crate::hub::load_config(args.config.as_ref())?;
+    let mut config = crate::hub::load_config(args.config.as_ref())?;
     let dir = private_dir()?;
     let socket = dir.join("hub.sock");
+    // Python's SocketHandler(path, None) reaches the hub too, on a socket
+    // in the same private directory unless the configuration names one.
+    let python_socket = config.hub.python.unix.get_or_insert_with(|| dir.join("python.sock")).clone();
     let hub = Hub::start(config, &socket).context("starting the hub")?;
     // Signals go to the command (which shares our terminal's process group
     // anyway); we stay alive to drain the hub after it exits.
@@ -33,11 +37,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<i32> {
             .context("installing signal handlers")?;
     }
     let (program, rest) = args.command.split_first().expect("clap requires a command");
-    let mut child = Command::new(program)
-        .args(rest)
-        .env(logfunnel_protocol::SOCKET_ENV, &socket)
-        .spawn()
-        .with_context(|| format!("starting {program:?}"))?;
+    let mut command = Command::new(program);
+    command.args(rest).env(logfunnel_protocol::SOCKET_ENV, &socket);
+    command.env(logfunnel_protocol::PYTHON_SOCKET_ENV, &python_socket);
+    if let Some(tcp) = hub.python_addrs().tcp {
+        command.env(logfunnel_protocol::PYTHON_TCP_ENV, tcp.to_string());
+    }
+    let mut child = command.spawn().with_context(|| format!("starting {program:?}"))?;
     let status = loop {
         if let Some(status) = child.try_wait()? {
             break status;

@@ -309,3 +309,37 @@ fn the_unix_listener_has_the_main_sockets_protections() {
     assert!(err.contains("is not in allowed_uids/allowed_gids"), "{err}");
     assert_eq!(std::fs::read(dir.path("rest.log")).unwrap_or_default(), b"");
 }
+
+#[test]
+fn logfunnel_run_gives_a_python_pool_its_socket_in_the_environment() {
+    let dir = Dir::new();
+    let config = dir.file_config();
+    let script = r#"
+import logging, logging.handlers, multiprocessing, os
+
+def work(i):
+    log = logging.getLogger("pool")
+    log.setLevel(logging.INFO)
+    h = logging.handlers.SocketHandler(os.environ["LOGFUNNEL_PYTHON_SOCKET"], None)
+    log.addHandler(h)
+    for n in range(100):
+        log.info("worker %d record %d", i, n)
+    h.close()
+
+if __name__ == "__main__":
+    with multiprocessing.Pool(2) as p:
+        p.map(work, [0, 1])
+"#;
+    let out = Command::new(crate::util::BIN)
+        .args(["run", "--config", config.to_str().unwrap(), "--", python3(), "-c", script])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(dir.path("out.log")).unwrap();
+    for i in 0..2 {
+        let mine: Vec<&str> = text.lines().filter(|l| l.starts_with(&format!("worker {i} "))).collect();
+        let want: Vec<String> = (0..100).map(|n| format!("worker {i} record {n}")).collect();
+        assert_eq!(mine, want, "{text}");
+    }
+    assert_eq!(text.lines().count(), 200);
+}

@@ -73,6 +73,14 @@ pub const MAX_DECODED_BYTES: usize = 16 << 20;
 /// subcommand at the hub's socket.
 pub const SOCKET_ENV: &str = "LOGFUNNEL_SOCKET";
 
+/// Set by `logfunnel run` for its command: the Unix socket path that
+/// Python's `SocketHandler(path, None)` sends to.
+pub const PYTHON_SOCKET_ENV: &str = "LOGFUNNEL_PYTHON_SOCKET";
+
+/// Set by `logfunnel run` when the configuration has `[hub] python_tcp`:
+/// the `HOST:PORT` it is bound to.
+pub const PYTHON_TCP_ENV: &str = "LOGFUNNEL_PYTHON_TCP";
+
 /// The socket path used when neither `--socket`, `LOGFUNNEL_SOCKET` nor the
 /// configuration names one: `$XDG_RUNTIME_DIR/logfunnel.sock`, or
 /// `/tmp/logfunnel-<uid>/logfunnel.sock` (a private directory the hub creates
