@@ -7,6 +7,7 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -145,30 +146,38 @@ fn datagram_handler_records_arrive_as_python_wrote_them_and_losses_are_not_claim
     // is exactly a record Python wrote, once, and in order.
     let udp = String::from_utf8(std::fs::read(dir.path("hub-udp.log")).unwrap()).unwrap();
     let expected = String::from_utf8(std::fs::read(dir.path("expected-udp.log")).unwrap()).unwrap();
-    let records = |text: &str| -> Vec<String> {
-        // A record starts with its asctime (20xx-); traceback and stack lines do not.
-        let mut out: Vec<String> = Vec::new();
-        for line in text.lines() {
-            if line.starts_with("20") && line.as_bytes().get(4) == Some(&b'-') {
-                out.push(line.to_owned());
-            } else if let Some(last) = out.last_mut() {
-                last.push('\n');
-                last.push_str(line);
-            }
-        }
-        out
-    };
     let (got, want) = (records(&udp), records(&expected));
     assert_eq!(want.len() as u64, COUNT);
-    assert!(!got.is_empty(), "no UDP record arrived");
-    let mut at = 0;
-    for r in &got {
-        let found = want[at..].iter().position(|w| w == r);
-        assert!(found.is_some(), "a UDP record that Python did not write (or out of order): {r:?}");
-        at += found.unwrap() + 1;
-    }
+    in_order_subset(&got, &want);
     let received = s2["received"].as_u64().unwrap();
     assert_eq!(received, got.len() as u64 + COUNT, "what stats claims is what the files hold");
+}
+
+/// A file of formatted records split into records (a record starts with
+/// its asctime, `20..-`; traceback and stack lines do not).
+fn records(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("20") && line.as_bytes().get(4) == Some(&b'-') {
+            out.push(line.to_owned());
+        } else if let Some(last) = out.last_mut() {
+            last.push('\n');
+            last.push_str(line);
+        }
+    }
+    out
+}
+
+/// Asserts that every record of `got` is one of `want`, once and in order
+/// (datagrams the kernel dropped are missing, nothing else may differ).
+fn in_order_subset(got: &[String], want: &[String]) {
+    assert!(!got.is_empty(), "no datagram arrived");
+    let mut at = 0;
+    for r in got {
+        let found = want[at..].iter().position(|w| w == r);
+        assert!(found.is_some(), "a record that Python did not write (or out of order): {r:?}");
+        at += found.unwrap() + 1;
+    }
 }
 
 /// Sends `frame` on a new connection; returns whether the hub closed it.
@@ -342,4 +351,109 @@ if __name__ == "__main__":
         assert_eq!(mine, want, "{text}");
     }
     assert_eq!(text.lines().count(), 200);
+}
+
+const RECEIVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/cookbook_receiver.py");
+
+/// The cookbook's receiver, stopped when dropped.
+struct Receiver(std::process::Child);
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the cookbook's receiver on `port`, writing FMT to `out`.
+fn receiver(port: u16, out: &Path, udp: bool) -> Receiver {
+    let mut cmd = Command::new(python3());
+    cmd.args([RECEIVER, &port.to_string(), out.to_str().unwrap(), FMT]);
+    if udp {
+        cmd.arg("udp");
+    }
+    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().expect("start the cookbook receiver");
+    let mut line = [0u8; 6];
+    child.stdout.as_mut().unwrap().read_exact(&mut line).expect("the receiver says ready");
+    assert_eq!(&line, b"ready\n");
+    Receiver(child)
+}
+
+/// A hub taking Python's records on `inbound` and passing them all to the
+/// handler `out` (`out` holds its class and port), after one Python process
+/// has sent it `count` records.
+fn relay(dir: &Dir, inbound: u16, out: &str, count: u64) -> HubProc {
+    let text = format!(
+        "[hub]\npython_tcp = \"127.0.0.1:{inbound}\"\n\n[handlers.out]\nhost = \"127.0.0.1\"\n{out}\n\n[root]\nlevel = \"NOTSET\"\nhandlers = [\"out\"]\n"
+    );
+    let hub = HubProc::start(dir, &dir.write("hub.toml", &text));
+    let target = format!("127.0.0.1:{inbound}");
+    run_python(&["pool", &target, dir.path("").to_str().unwrap(), &count.to_string(), "1"]);
+    hub
+}
+
+fn handler_stats<'a>(s: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    crate::util::handler(s, name)
+}
+
+#[test]
+fn the_hubs_socket_handler_holds_records_until_the_cookbook_receiver_is_up_and_python_rebuilds_each_one() {
+    const COUNT: u64 = 2_000;
+    let dir = Dir::new();
+    let (inbound, outbound) = (free_port(), free_port());
+    // Python's records into the hub while nobody listens on the way out:
+    // Python's own SocketHandler would drop them all; the hub holds them.
+    let hub = relay(
+        &dir,
+        inbound,
+        &format!("class = \"logging.handlers.SocketHandler\"\nport = {outbound}\noverflow = \"block\""),
+        COUNT,
+    );
+    let s = stats_when(&hub.socket, |s| handler_stats(s, "out")["retries"].as_u64().unwrap() >= 1);
+    let out = handler_stats(&s, "out");
+    assert_eq!(out["emitted"], 0, "{s}");
+    assert!(out["held"].as_u64().unwrap() > 0, "{s}");
+    let recv_log = dir.path("received.log");
+    let rx = receiver(outbound, &recv_log, false);
+    let s = stats_when(&hub.socket, |s| handler_stats(s, "out")["emitted"] == COUNT);
+    assert_eq!(handler_stats(&s, "out")["emitted"], COUNT, "{s}");
+    assert_eq!(handler_stats(&s, "out")["failed"], 0, "{s}");
+    hub.stop();
+    let expected = std::fs::read(dir.path("expected-0.log")).unwrap();
+    let complete = || std::fs::read(&recv_log).is_ok_and(|r| r.len() >= expected.len());
+    assert!(crate::util::wait_until(Duration::from_secs(10), complete));
+    drop(rx);
+    let got = std::fs::read(&recv_log).unwrap();
+    if got != expected {
+        let (a, b) = (String::from_utf8_lossy(&got), String::from_utf8_lossy(&expected));
+        let first = a.lines().zip(b.lines()).find(|(x, y)| x != y);
+        panic!("the receiver's file differs from Python's own: first differing line {first:?}");
+    }
+}
+
+#[test]
+fn the_hubs_datagram_handler_sends_what_the_cookbook_receiver_rebuilds() {
+    const COUNT: u64 = 300;
+    let dir = Dir::new();
+    let (inbound, outbound) = (free_port(), free_udp_port());
+    let recv_log = dir.path("received.log");
+    let rx = receiver(outbound, &recv_log, true);
+    let hub = relay(&dir, inbound, &format!("class = \"DatagramHandler\"\nport = {outbound}"), COUNT);
+    let s = stats_when(&hub.socket, |s| handler_stats(s, "out")["emitted"] == COUNT);
+    assert_eq!(handler_stats(&s, "out")["emitted"], COUNT, "{s}");
+    hub.stop();
+    let expected = String::from_utf8(std::fs::read(dir.path("expected-0.log")).unwrap()).unwrap();
+    // UDP: what the kernel dropped (the receiver is slow) is missing; what
+    // arrived must be Python's own records, once and in order.
+    let size = || std::fs::metadata(&recv_log).map_or(0, |m| m.len());
+    let mut last = u64::MAX;
+    while size() != last {
+        last = size();
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    drop(rx);
+    let got = records(&std::fs::read_to_string(&recv_log).unwrap());
+    let want = records(&expected);
+    assert_eq!(want.len() as u64, COUNT);
+    in_order_subset(&got, &want);
 }

@@ -99,31 +99,11 @@ impl Default for JsonOptions {
     }
 }
 
-/// python-json-logger's `RESERVED_ATTRS` on Python 3.11: the LogRecord's
-/// own attributes, in the order `LogRecord.__init__` sets them (the order
-/// in which they appear when not reserved), then `message` and `asctime`.
-const RECORD_ATTRS: &[&str] = &[
-    "name",
-    "msg",
-    "args",
-    "levelname",
-    "levelno",
-    "pathname",
-    "filename",
-    "module",
-    "exc_info",
-    "exc_text",
-    "stack_info",
-    "lineno",
-    "funcName",
-    "created",
-    "msecs",
-    "relativeCreated",
-    "thread",
-    "threadName",
-    "processName",
-    "process",
-];
+// python-json-logger's `RESERVED_ATTRS` on Python 3.11 are these (the
+// LogRecord's own attributes, in the order `LogRecord.__init__` sets them:
+// the order in which they appear when not reserved), then `message` and
+// `asctime`.
+use logfunnel_protocol::python::RECORD_ATTRS;
 
 /// A compiled JSON formatter (see the module docs).
 #[derive(Debug, Clone)]

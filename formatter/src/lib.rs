@@ -93,7 +93,7 @@ pub use parse::Style;
 pub use render::MAX_WIDTH;
 #[cfg(unix)]
 pub use time::unix_time;
-pub use values::{PeerCred, RecordContext};
+pub use values::{PeerCred, RecordContext, record_dict};
 
 use parse::{
     BraceSpec, Field, Render, Segment, SpecPart, check_fixed_types, parse_brace, parse_dollar, parse_percent,

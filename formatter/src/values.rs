@@ -4,6 +4,8 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 
+use logfunnel_protocol::pickle::Scalar as PyAttr;
+use logfunnel_protocol::python::{RECORD_ATTRS, is_own_attr};
 use logfunnel_protocol::{RecordView, ValueRef, level_name};
 
 use crate::error::FormatError;
@@ -312,4 +314,37 @@ pub(crate) fn lookup<'v>(
             None => return Err(FormatError::MissingField(name.clone())),
         },
     })
+}
+
+/// The record's `__dict__` as Python's `SocketHandler.makePickle` sends it:
+/// `msg` the formatted message, `args` and `exc_info` None, every attribute
+/// with the value a format string sees (Python's own, for a record that came
+/// from Python), then `taskName` if a Python client sent one, then the
+/// extras in their order (an extra named like an attribute is left out, as
+/// Python refuses such extras).
+pub fn record_dict(ctx: &RecordContext<'_>) -> Vec<(String, PyAttr)> {
+    use PyAttr as P;
+    let mut clock = Clock { utc: false, datefmt: None, second: None, text: String::new() };
+    let mut slot = String::new();
+    let mut out = Vec::with_capacity(RECORD_ATTRS.len() + ctx.record.extra.len());
+    let own = |v: Val<'_>| match v {
+        Val::Str(s) => P::Str(s.to_owned()),
+        Val::Int(i) => P::Int(i),
+        Val::Float(f) => P::Float(f),
+        Val::Bool(b) => P::Bool(b),
+        Val::None => P::None,
+    };
+    for name in RECORD_ATTRS {
+        let value = lookup(&Attr::from_name(name), ctx, &mut clock, &mut slot).map_or(P::None, own);
+        out.push(((*name).to_owned(), value));
+    }
+    for (i, (k, v)) in ctx.record.extra.iter().enumerate() {
+        let reserved = RECORD_ATTRS.contains(k) || matches!(*k, "message" | "asctime");
+        let python_own = ctx.python && is_own_attr(k) && *k != "taskName";
+        if reserved || python_own || ctx.record.extra[..i].iter().any(|(x, _)| x == k) {
+            continue;
+        }
+        out.push(((*k).to_owned(), own(value_of_extra(v))));
+    }
+    out
 }

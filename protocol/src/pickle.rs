@@ -333,6 +333,60 @@ pub fn bytes_repr(b: &[u8], out: &mut String) {
     out.push(quote);
 }
 
+/// A plain value to write (see [`dumps_dict`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scalar {
+    /// A str.
+    Str(String),
+    /// An int.
+    Int(i128),
+    /// A float.
+    Float(f64),
+    /// A bool.
+    Bool(bool),
+    /// None.
+    None,
+}
+
+/// Appends `pickle.dumps(dict(items), 1)`'s equivalent: protocol 1, as
+/// Python's `SocketHandler.makePickle` writes (without its memo entries,
+/// which a reader does not need). Python's `pickle.loads` reads it back to
+/// the same dict.
+pub fn dumps_dict(items: &[(String, Scalar)], out: &mut Vec<u8>) {
+    out.extend_from_slice(b"}(");
+    for (k, v) in items {
+        write_str(k, out);
+        match v {
+            Scalar::Str(s) => write_str(s, out),
+            Scalar::None => out.push(b'N'),
+            Scalar::Bool(b) => out.extend_from_slice(if *b { b"I01\n" } else { b"I00\n" }),
+            Scalar::Int(i) => match i32::try_from(*i) {
+                Ok(i) if (0..256).contains(&i) => out.extend_from_slice(&[b'K', i as u8]),
+                Ok(i) if (0..65536).contains(&i) => {
+                    out.push(b'M');
+                    out.extend_from_slice(&(i as u16).to_le_bytes());
+                }
+                Ok(i) => {
+                    out.push(b'J');
+                    out.extend_from_slice(&i.to_le_bytes());
+                }
+                Err(_) => out.extend_from_slice(format!("L{i}L\n").as_bytes()),
+            },
+            Scalar::Float(f) => {
+                out.push(b'G');
+                out.extend_from_slice(&f.to_be_bytes());
+            }
+        }
+    }
+    out.extend_from_slice(b"u.");
+}
+
+fn write_str(s: &str, out: &mut Vec<u8>) {
+    out.push(b'X');
+    out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
 /// Decodes a whole pickle whose value must be a dict (what `makePickle`
 /// sends). Trailing bytes after STOP are refused.
 pub fn loads_dict(data: &[u8]) -> Result<Pickle, PickleError> {
@@ -1104,6 +1158,27 @@ mod tests {
         assert!(d.repr(d.root_id(), 4096).len() <= 4096);
         let cyc = loads(b"]q\x00h\x00a.").unwrap();
         assert_eq!(cyc.repr(cyc.root_id(), 1000).matches("...").count(), 1);
+    }
+
+    #[test]
+    fn what_dumps_dict_writes_reads_back() {
+        let items = vec![
+            ("s".to_owned(), Scalar::Str("é\n".into())),
+            ("n".to_owned(), Scalar::None),
+            ("t".to_owned(), Scalar::Bool(true)),
+            ("a".to_owned(), Scalar::Int(7)),
+            ("b".to_owned(), Scalar::Int(300)),
+            ("c".to_owned(), Scalar::Int(-5)),
+            ("d".to_owned(), Scalar::Int(139_916_334_091_328)),
+            ("f".to_owned(), Scalar::Float(-0.5)),
+        ];
+        let mut out = Vec::new();
+        dumps_dict(&items, &mut out);
+        let p = loads_dict(&out).unwrap();
+        assert_eq!(
+            p.repr(p.root_id(), 1000),
+            "{'s': 'é\\n', 'n': None, 't': True, 'a': 7, 'b': 300, 'c': -5, 'd': 139916334091328, 'f': -0.5}"
+        );
     }
 
     #[test]

@@ -4,8 +4,7 @@
 //! None). [`record_from_pickle`] turns one into a [`Record`].
 //!
 //! LogRecord attributes that a [`Record`] has no exact field for travel as
-//! extras under their Python names, first in the list ([`OWN_ATTRS`] names
-//! them): `created`, `msecs` and `relativeCreated` as Python computed them,
+//! extras under their Python names, first in the list: `created`, `msecs` and `relativeCreated` as Python computed them,
 //! `levelname`, `filename`, `module`, `stack_info` and `taskName` as sent,
 //! and any attribute whose value is None (or not of its usual type) as its
 //! Python `str()`. A formatter told the record came from Python (the hub's
@@ -14,9 +13,9 @@
 use crate::pickle::{Id, Pickle, PickleError, Py, loads_dict};
 use crate::{MAX_MESSAGE_BYTES, Record, Value};
 
-/// The attributes `LogRecord.__init__` sets (3.13's order), plus
-/// `message` and `asctime`, which a formatter adds: never extras.
-pub const OWN_ATTRS: &[&str] = &[
+/// The attributes `LogRecord.__init__` sets, in its order (Python 3.11's:
+/// 3.12 adds `taskName` at the end).
+pub const RECORD_ATTRS: &[&str] = &[
     "name",
     "msg",
     "args",
@@ -37,10 +36,13 @@ pub const OWN_ATTRS: &[&str] = &[
     "threadName",
     "processName",
     "process",
-    "taskName",
-    "message",
-    "asctime",
 ];
+
+/// Whether a key of a LogRecord's dict is one of its own attributes (or
+/// `taskName`, `message`, `asctime`, which Python adds): never an extra.
+pub fn is_own_attr(key: &str) -> bool {
+    RECORD_ATTRS.contains(&key) || matches!(key, "taskName" | "message" | "asctime")
+}
 
 /// A record decoded from Python, and how many objects in it were replaced
 /// by placeholders (never unpickled).
@@ -109,7 +111,7 @@ pub fn record_from_pickle(payload: &[u8]) -> Result<PythonRecord, PickleError> {
     // The caller's extra fields, in the record's order.
     for (k, v) in items {
         let key = text(*k);
-        if OWN_ATTRS.contains(&key.as_str()) {
+        if is_own_attr(&key) {
             continue;
         }
         extra.push((key, value(&p, *v)));

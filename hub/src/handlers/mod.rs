@@ -13,6 +13,7 @@
 mod file_handler;
 mod memory_handler;
 mod null_handler;
+mod python_socket_handler;
 mod rotating_file_handler;
 mod stream_handler;
 mod syslog_handler;
@@ -22,6 +23,7 @@ mod watched_file_handler;
 pub use file_handler::FileHandler;
 pub use memory_handler::MemoryHandler;
 pub use null_handler::NullHandler;
+pub use python_socket_handler::PythonSocketHandler;
 pub use rotating_file_handler::RotatingFileHandler;
 pub use stream_handler::StreamHandler;
 pub use syslog_handler::SysLogHandler;
@@ -32,6 +34,7 @@ pub use watched_file_handler::WatchedFileHandler;
 pub use file_handler::FileOptions;
 pub use memory_handler::MemoryOptions;
 pub use null_handler::NullOptions;
+pub use python_socket_handler::{PythonAddress, PythonDatagramOptions, PythonSocketOptions};
 pub use rotating_file_handler::RotatingFileOptions;
 pub use stream_handler::{StdStream, StreamOptions};
 pub use syslog_handler::{Framing, SockType, SysLogOptions, SyslogAddress, SyslogFormat};
@@ -57,6 +60,8 @@ pub(crate) const CLASSES: &[Class] = &[
     Class::local::<MemoryOptions>("MemoryHandler"),
     Class::local::<NullOptions>("NullHandler"),
     Class::network::<SysLogOptions>("SysLogHandler"),
+    Class::network::<PythonSocketOptions>("SocketHandler"),
+    Class::network::<PythonDatagramOptions>("DatagramHandler"),
 ];
 
 /// A handler class; see [`CLASSES`].
