@@ -1112,6 +1112,13 @@ fn hub(s: &mut Section<'_>) -> HubConfig {
         text.to_socket_addrs().ok()?.next().map(|_| text.to_owned())
     });
     let python = crate::python_in::PythonInputs::parse(s);
+    let allowlist = !access.allowed_uids.is_empty() || !access.allowed_gids.is_empty();
+    if python.unix_dgram.is_some() && allowlist {
+        s.issue(
+            "python_unix_dgram",
+            "datagrams carry no peer credentials, so allowed_uids/allowed_gids cannot be enforced on it; use python_unix (a stream socket) or rely on socket_mode and socket_group",
+        );
+    }
     HubConfig { socket, socket_mode, queue_capacity, access, metrics, python }
 }
 

@@ -623,3 +623,36 @@ fn datagrams<D: Datagrams>(sock: &D, name: String, shared: Arc<HubShared>, tx: S
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn hub(text: &str) -> Result<PythonInputs, Vec<String>> {
+        Config::from_toml_str(&format!("[hub]\n{text}\n"), "test")
+            .map(|c| c.hub.python.clone())
+            .map_err(|e| e.issues.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn addresses_read_as_toml_and_dictconfig_write_them() {
+        let p =
+            hub("python_tcp = 9020\npython_udp = [\"127.0.0.1\", 9021]\npython_unix = \"/run/a/py.sock\"")
+                .unwrap();
+        assert_eq!(p.tcp.as_deref(), Some("127.0.0.1:9020"), "a bare port is on loopback");
+        assert_eq!(p.udp.as_deref(), Some("127.0.0.1:9021"));
+        assert_eq!(p.unix.as_deref(), Some(Path::new("/run/a/py.sock")));
+        assert_eq!(hub("python_tcp = \"[::1]:9\"").unwrap().tcp.as_deref(), Some("[::1]:9"));
+        let e = hub("python_tcp = \"nowhere\"\npython_udp = 70000\npython_unix = \"@abstract\"").unwrap_err();
+        for want in [
+            "hub.python_tcp: expected HOST:PORT",
+            "hub.python_udp: expected HOST:PORT",
+            "hub.python_unix: abstract socket names are refused",
+        ] {
+            assert!(e.iter().any(|g| g.starts_with(want)), "missing {want:?} in {e:?}");
+        }
+        let e = hub("python_unix_dgram = \"/run/a/py.dgram\"\nallowed_uids = [0]").unwrap_err();
+        assert!(e[0].contains("datagrams carry no peer credentials"), "{e:?}");
+    }
+}
