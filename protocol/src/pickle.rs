@@ -17,6 +17,7 @@
 //! costs nothing). Shared and even cyclic structures are possible as in
 //! Python; [`Pickle::repr`] bounds its depth and its output.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use thiserror::Error;
@@ -78,7 +79,7 @@ pub type Id = u32;
 
 /// A value as the pickle describes it.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Py {
+pub enum Py<'a> {
     /// `None`.
     None,
     /// `True` / `False`.
@@ -89,10 +90,10 @@ pub enum Py {
     BigInt(String),
     /// A float.
     Float(f64),
-    /// A str.
-    Str(String),
+    /// A str (borrowed from the pickle when it was UTF-8 there).
+    Str(Cow<'a, str>),
     /// bytes or bytearray.
-    Bytes(Vec<u8>),
+    Bytes(Cow<'a, [u8]>),
     /// A list.
     List(Vec<Id>),
     /// A tuple.
@@ -116,21 +117,21 @@ const MAX_INT_BYTES: usize = 512;
 
 /// A decoded pickle: an arena of values and the root's id.
 #[derive(Debug, Clone)]
-pub struct Pickle {
-    values: Vec<Py>,
+pub struct Pickle<'a> {
+    values: Vec<Py<'a>>,
     root: Id,
     /// How many [`Py::Object`] placeholders the stream created.
     pub objects: u32,
 }
 
-impl Pickle {
+impl<'a> Pickle<'a> {
     /// The root value.
-    pub fn root(&self) -> &Py {
+    pub fn root(&self) -> &Py<'a> {
         &self.values[self.root as usize]
     }
 
     /// The value with this id.
-    pub fn get(&self, id: Id) -> &Py {
+    pub fn get(&self, id: Id) -> &Py<'a> {
         &self.values[id as usize]
     }
 
@@ -155,7 +156,7 @@ impl Pickle {
     /// Python's `str()`: a str as it is, anything else its repr.
     pub fn str(&self, id: Id, max: usize) -> String {
         match self.get(id) {
-            Py::Str(s) => s.clone(),
+            Py::Str(s) => s.to_string(),
             _ => self.repr(id, max),
         }
     }
@@ -389,7 +390,7 @@ fn write_str(s: &str, out: &mut Vec<u8>) {
 
 /// Decodes a whole pickle whose value must be a dict (what `makePickle`
 /// sends). Trailing bytes after STOP are refused.
-pub fn loads_dict(data: &[u8]) -> Result<Pickle, PickleError> {
+pub fn loads_dict(data: &[u8]) -> Result<Pickle<'_>, PickleError> {
     let p = loads(data)?;
     match p.root() {
         Py::Dict(_) => Ok(p),
@@ -397,7 +398,7 @@ pub fn loads_dict(data: &[u8]) -> Result<Pickle, PickleError> {
     }
 }
 
-fn kind(v: &Py) -> String {
+fn kind(v: &Py<'_>) -> String {
     match v {
         Py::None => "None".into(),
         Py::Bool(_) => "a bool".into(),
@@ -414,30 +415,66 @@ fn kind(v: &Py) -> String {
 }
 
 /// Decodes a whole pickle (any plain value).
-pub fn loads(data: &[u8]) -> Result<Pickle, PickleError> {
+pub fn loads(data: &[u8]) -> Result<Pickle<'_>, PickleError> {
     Reader {
         data,
         pos: 0,
-        values: Vec::new(),
-        stack: Vec::new(),
+        // About one value per 8 bytes in a LogRecord's pickle: sized once.
+        values: Vec::with_capacity(data.len() / 8),
+        stack: Vec::with_capacity(64),
         marks: Vec::new(),
-        memo: HashMap::new(),
-        depth: Vec::new(),
+        memo: Memo::default(),
+        depth: Vec::with_capacity(data.len() / 8),
         too_deep: false,
+        any_objects: false,
     }
     .run()
+}
+
+/// The memo: a vector for the small keys picklers write (0, 1, 2…), a map
+/// for others, so that a huge key allocates nothing (each PUT takes at
+/// least two bytes: keys below the pickle's length bound the vector).
+#[derive(Default)]
+struct Memo {
+    small: Vec<Option<Id>>,
+    big: HashMap<u64, Id>,
+    count: usize,
+}
+
+impl Memo {
+    fn insert(&mut self, key: u64, id: Id, limit: usize) {
+        let fresh = if key < limit as u64 {
+            let k = key as usize;
+            if k >= self.small.len() {
+                self.small.resize(k + 1, None);
+            }
+            self.small[k].replace(id).is_none()
+        } else {
+            self.big.insert(key, id).is_none()
+        };
+        self.count += usize::from(fresh);
+    }
+
+    fn get(&self, key: u64) -> Option<Id> {
+        match usize::try_from(key).ok().and_then(|k| self.small.get(k)) {
+            Some(slot) => *slot,
+            None => self.big.get(&key).copied(),
+        }
+    }
 }
 
 struct Reader<'a> {
     data: &'a [u8],
     pos: usize,
-    values: Vec<Py>,
+    values: Vec<Py<'a>>,
     stack: Vec<Id>,
     marks: Vec<usize>,
-    memo: HashMap<u64, Id>,
+    memo: Memo,
     /// Nesting depth of each value (0 for scalars).
     depth: Vec<u32>,
     too_deep: bool,
+    /// Whether any placeholder was made (else nothing needs counting).
+    any_objects: bool,
 }
 
 impl<'a> Reader<'a> {
@@ -470,10 +507,14 @@ impl<'a> Reader<'a> {
         Ok(&rest[..end])
     }
 
-    fn push(&mut self, v: Py) {
+    fn push(&mut self, v: Py<'a>) {
         let depth = match &v {
             Py::List(x) | Py::Tuple(x) | Py::Set(x, _) => 1 + self.deepest(x.iter().copied()),
             Py::Dict(x) => 1 + self.deepest(x.iter().flat_map(|(k, v)| [*k, *v])),
+            Py::Object(_) => {
+                self.any_objects = true;
+                0
+            }
             _ => 0,
         };
         self.values.push(v);
@@ -519,7 +560,7 @@ impl<'a> Reader<'a> {
         Ok(self.stack.split_off(mark))
     }
 
-    fn object(&mut self, name: String) -> Py {
+    fn object(&mut self, name: String) -> Py<'a> {
         Py::Object(name)
     }
 
@@ -545,7 +586,7 @@ impl<'a> Reader<'a> {
     fn name_of(&self, id: Id) -> String {
         match &self.values[id as usize] {
             Py::Object(n) => n.clone(),
-            Py::Str(s) => s.clone(),
+            Py::Str(s) => s.to_string(),
             _ => "?".into(),
         }
     }
@@ -557,7 +598,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn run(mut self) -> Result<Pickle, PickleError> {
+    fn run(mut self) -> Result<Pickle<'a>, PickleError> {
         loop {
             if self.too_deep {
                 return Err(PickleError::TooDeep(MAX_DEPTH));
@@ -573,7 +614,7 @@ impl<'a> Reader<'a> {
                     if self.pos != self.data.len() {
                         return Err(PickleError::Trailing(self.data.len() - self.pos));
                     }
-                    let objects = self.count_objects(root);
+                    let objects = if self.any_objects { self.count_objects(root) } else { 0 };
                     return Ok(Pickle { values: self.values, root, objects });
                 }
                 0x80 => {
@@ -667,23 +708,23 @@ impl<'a> Reader<'a> {
                         at,
                     )?;
                     let b = self.take(n, at)?;
-                    self.push(Py::Str(String::from_utf8_lossy(b).into_owned()));
+                    self.push(Py::Str(String::from_utf8_lossy(b)));
                 }
                 b'V' => {
                     let line = self.line(at)?;
-                    self.push(Py::Str(raw_unicode_escape(line)));
+                    self.push(Py::Str(raw_unicode_escape(line).into()));
                 }
                 b'S' => {
                     let line = self.line(at)?;
                     let s = py2_string(line).ok_or(PickleError::Malformed { at, what: "bad STRING" })?;
-                    self.push(Py::Str(s));
+                    self.push(Py::Str(s.into()));
                 }
                 b'T' | b'U' => {
                     let n = self.uint(if op == b'T' { 4 } else { 1 }, at)?;
                     let b = self.take(n, at)?;
                     // Python 2 str: decoded as Python 3 does by default (ASCII),
                     // leniently (Latin-1).
-                    self.push(Py::Str(b.iter().map(|&c| c as char).collect()));
+                    self.push(Py::Str(b.iter().map(|&c| c as char).collect::<String>().into()));
                 }
                 b'B' | b'C' | 0x8e | 0x96 => {
                     let n = self.uint(
@@ -695,7 +736,7 @@ impl<'a> Reader<'a> {
                         at,
                     )?;
                     let b = self.take(n, at)?;
-                    self.push(Py::Bytes(b.to_vec()));
+                    self.push(Py::Bytes(b.into()));
                 }
                 b']' => self.push(Py::List(Vec::new())),
                 b')' => self.push(Py::Tuple(Vec::new())),
@@ -784,17 +825,17 @@ impl<'a> Reader<'a> {
                     let line = self.line(at)?;
                     let key = ascii_u64(line).ok_or(PickleError::Malformed { at, what: "bad PUT" })?;
                     let t = self.top(at)?;
-                    self.memo.insert(key, t);
+                    self.memo.insert(key, t, self.data.len());
                 }
                 b'q' | b'r' => {
                     let key = self.uint(if op == b'q' { 1 } else { 4 }, at)?;
                     let t = self.top(at)?;
-                    self.memo.insert(key, t);
+                    self.memo.insert(key, t, self.data.len());
                 }
                 0x94 => {
-                    let key = self.memo.len() as u64;
+                    let key = self.memo.count as u64;
                     let t = self.top(at)?;
-                    self.memo.insert(key, t);
+                    self.memo.insert(key, t, self.data.len());
                 }
                 b'g' | b'h' | b'j' => {
                     let key = if op == b'g' {
@@ -803,7 +844,7 @@ impl<'a> Reader<'a> {
                     } else {
                         self.uint(if op == b'h' { 1 } else { 4 }, at)?
                     };
-                    let Some(&id) = self.memo.get(&key) else { return Err(PickleError::Memo { key, at }) };
+                    let Some(id) = self.memo.get(key) else { return Err(PickleError::Memo { key, at }) };
                     // Shared, as in Python: the memo costs no copy.
                     self.stack.push(id);
                 }
@@ -890,7 +931,7 @@ impl<'a> Reader<'a> {
 
     /// REDUCE: never calls. `_codecs.encode(text, "latin1")` is how
     /// protocols 0–2 write bytes, so that one is read as the bytes it means.
-    fn reduce(&mut self, func: Id, args: Id) -> Py {
+    fn reduce(&mut self, func: Id, args: Id) -> Py<'a> {
         if let (Py::Object(f), Py::Tuple(a)) = (&self.values[func as usize], &self.values[args as usize])
             && f == "_codecs.encode"
             && a.len() == 2
@@ -898,14 +939,14 @@ impl<'a> Reader<'a> {
             && matches!(enc, "latin1" | "latin-1")
             && text.chars().all(|c| (c as u32) < 256)
         {
-            return Py::Bytes(text.chars().map(|c| c as u8).collect());
+            return Py::Bytes(text.chars().map(|c| c as u8).collect::<Vec<u8>>().into());
         }
         // ... and `bytes()` how they write empty bytes.
         if let (Py::Object(f), Py::Tuple(a)) = (&self.values[func as usize], &self.values[args as usize])
             && matches!(f.as_str(), "__builtin__.bytes" | "builtins.bytes")
             && a.is_empty()
         {
-            return Py::Bytes(Vec::new());
+            return Py::Bytes(Cow::Borrowed(&[]));
         }
         // copyreg._reconstructor(cls, base, state): name the class, not the helper.
         if let (Py::Object(f), Py::Tuple(a)) = (&self.values[func as usize], &self.values[args as usize])
@@ -948,7 +989,7 @@ fn ascii_u64(line: &[u8]) -> Option<u64> {
 }
 
 /// A decimal int from a text opcode.
-fn decimal(line: &[u8]) -> Option<Py> {
+fn decimal(line: &[u8]) -> Option<Py<'static>> {
     let s = std::str::from_utf8(line).ok()?.trim();
     let digits = s.strip_prefix(['-', '+']).unwrap_or(s);
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -969,7 +1010,7 @@ fn decimal(line: &[u8]) -> Option<Py> {
 }
 
 /// LONG1/LONG4: little-endian two's complement.
-fn long_le(bytes: &[u8]) -> Py {
+fn long_le(bytes: &[u8]) -> Py<'static> {
     if bytes.is_empty() {
         return Py::Int(0);
     }
