@@ -267,8 +267,20 @@ fn hostile_pickles_are_refused_and_counted_and_the_hub_keeps_serving() {
     run_python(&["objects", &format!("127.0.0.1:{port}")]);
     let s = stats_when(&hub.socket, |s| s["received"] == 2);
     assert_eq!(s["python_objects"], 2, "{s}");
+    // Connections that announce records of almost 8 MiB and send a byte:
+    // each costs what arrived, not what it announced.
+    let announced: Vec<TcpStream> = (0..64)
+        .map(|_| {
+            let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            c.write_all(&[0x00, 0x7f, 0xff, 0xff, b'}']).unwrap();
+            c
+        })
+        .collect();
+    let s = stats_when(&hub.socket, |s| s["open_connections"].as_u64().unwrap() >= 65);
+    assert!(s["open_connections"].as_u64().unwrap() >= 65, "{s}");
     let rss_after = proc_status(hub.child.id(), "VmRSS");
     assert!(rss_after < rss_before + 64 * 1024, "hub RSS grew from {rss_before} kB to {rss_after} kB");
+    drop(announced);
     hub.stop();
     let text = std::fs::read_to_string(dir.path("hub-objects.log")).unwrap();
     assert!(text.contains("|1|<decimal.Decimal object, not unpickled>|a decimal"), "{text}");

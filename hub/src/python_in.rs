@@ -467,10 +467,16 @@ fn serve_stream<S: Read>(
                 return;
             }
             if have < 4 + len {
-                if buf.len() < 4 + len {
+                if buf.len() - start < 4 + len {
                     buf.copy_within(start..end, 0);
                     (start, end) = (0, have);
-                    buf.resize(4 + len, 0);
+                }
+                // Grown as the bytes arrive, never to what the length
+                // claims: a thousand connections announcing 8 MiB and
+                // sending nothing cost a buffer each, not 8 GiB.
+                if end == buf.len() {
+                    let grown = (buf.len() * 2).min(4 + len);
+                    buf.resize(grown, 0);
                 }
                 break;
             }
