@@ -76,9 +76,9 @@ pub enum HubError {
         error: std::io::Error,
     },
     /// A listener for Python clients (`[hub] python_tcp`…) could not be set up.
-    #[error("Python listener {address}: {error}")]
+    #[error("{address}: {error}")]
     Python {
-        /// The configured address or path.
+        /// The key and its address or path (`python_tcp 127.0.0.1:9020`).
         address: String,
         /// The error.
         error: std::io::Error,

@@ -119,7 +119,7 @@ pub(crate) fn bind(cfg: &PythonInputs, mode: u32, group: Option<&str>) -> Result
     let mut addrs = PythonAddrs::default();
     let tcp = match &cfg.tcp {
         Some(a) => {
-            let l = TcpListener::bind(a).map_err(|e| bind_err(a, e))?;
+            let l = TcpListener::bind(a).map_err(|e| bind_err(&format!("python_tcp {a}"), e))?;
             addrs.tcp = l.local_addr().ok();
             Some(l)
         }
@@ -128,7 +128,7 @@ pub(crate) fn bind(cfg: &PythonInputs, mode: u32, group: Option<&str>) -> Result
     let unix = cfg.unix.as_deref().map(|p| crate::listener::bind(p, mode, group)).transpose()?;
     let udp = match &cfg.udp {
         Some(a) => {
-            let sock = UdpSocket::bind(a).map_err(|e| bind_err(a, e))?;
+            let sock = UdpSocket::bind(a).map_err(|e| bind_err(&format!("python_udp {a}"), e))?;
             addrs.udp = sock.local_addr().ok();
             Some((sock, a.clone()))
         }
@@ -202,7 +202,7 @@ fn bind_unix_dgram(
 ) -> Result<std::os::unix::net::UnixDatagram, HubError> {
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     use std::os::unix::net::UnixDatagram;
-    let shown = path.display().to_string();
+    let shown = format!("python_unix_dgram {}", path.display());
     let refuse = |why: String| bind_err(&shown, io::Error::new(io::ErrorKind::PermissionDenied, why));
     crate::access::check_socket_path(path).map_err(refuse)?;
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
