@@ -105,7 +105,7 @@ fn a_client_too_small_for_a_hub_outage_counts_and_reports_what_it_dropped() {
     assert_eq!(reported, dropped, "every drop is reported as a record: {other:?}");
 }
 
-fn batch_frame(worker: u32, first_seq: u64, n: u64) -> Vec<u8> {
+pub(crate) fn batch_frame(worker: u32, first_seq: u64, n: u64) -> Vec<u8> {
     let records = (first_seq..first_seq + n)
         .map(|seq| Record::new(20, "raw", format!("w{worker} t0 s{}", seq - 1)))
         .collect();
@@ -395,15 +395,6 @@ fn forked_children_log_on_their_own_and_never_resend_the_parents_records() {
     assert_eq!(seqs.len(), 4 + 1000, "records from an unexpected worker or thread");
 }
 
-/// Unmounts a test's tmpfs, even when the test fails.
-struct Mount(std::path::PathBuf);
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 /// F5 on a real filesystem: a FileHandler on a tiny tmpfs that fills up.
 /// Records that do not fit are counted as failed, every line in the file
 /// is whole (a short write is cut back, never left torn), the other
@@ -412,14 +403,7 @@ impl Drop for Mount {
 fn a_tiny_filesystem_fills_up_lines_stay_whole_and_writing_resumes_when_space_is_freed() {
     let dir = Dir::new();
     let mnt = dir.path("tiny");
-    std::fs::create_dir(&mnt).unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(mounted, "mounting a 1 MiB tmpfs needs root (scripts/test runs as root, as CI does)");
-    let _mount = Mount(mnt.clone());
+    let _mount = Mount::tmpfs(&mnt, "size=1m");
     // Leave ~200 KiB free.
     std::fs::write(mnt.join("filler"), vec![b'f'; 800 << 10]).unwrap();
     let log = mnt.join("app.log");

@@ -13,6 +13,7 @@ mod examples;
 mod faults;
 mod first_run;
 mod install;
+mod journal;
 mod metrics;
 mod python_clients;
 mod python_exact;

@@ -299,3 +299,36 @@ pub fn worker_report(child: Child) -> serde_json::Value {
     );
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("worker report {stdout:?}: {e}"))
 }
+
+/// A tmpfs mounted for a test, unmounted when dropped (even when the test fails).
+pub struct Mount(PathBuf);
+
+impl Mount {
+    /// Creates `dir` and mounts a tmpfs there with `options` (`size=1m`…).
+    pub fn tmpfs(dir: &Path, options: &str) -> Mount {
+        std::fs::create_dir_all(dir).expect("mount point");
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(mounted, "mounting a tmpfs needs root (scripts/test runs as root, as CI does)");
+        Mount(dir.to_path_buf())
+    }
+
+    /// Fills the filesystem: a file `name` grows until the disk is full.
+    pub fn fill(&self, name: &str) {
+        use std::io::Write;
+        let mut f = std::fs::File::create(self.0.join(name)).expect("filler");
+        let page = vec![b'f'; 4096];
+        while f.write_all(&page).is_ok() {}
+        // The last partial page, byte by byte.
+        while f.write_all(b"f").is_ok() {}
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}

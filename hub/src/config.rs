@@ -528,6 +528,7 @@ impl Parser {
             }
         }
         self.targets(&handlers, &queues);
+        self.shared_files(&handlers);
         let known = |h: &str| handlers.contains_key(h) || queues.contains_key(h);
         // Python 3.9+: getLogger("root") and getLogger("") are the root
         // logger, and dictConfig configures the `loggers` first, `root` last.
@@ -844,6 +845,45 @@ impl Parser {
             }
         }
         (out, queues)
+    }
+
+    /// Refuses two handlers writing one file. Each keeps its own buffer,
+    /// rotation and delivery journal, so sharing a file interleaves their
+    /// writes, rotates it under the other, and lets one's recovery cut what
+    /// the other wrote and had acknowledged. Paths are compared after
+    /// resolving `.`, `..` and links in the directory, and as (device,
+    /// inode) when the file exists. Devices and FIFOs (`/dev/null`, a pipe)
+    /// may be shared: nothing is journaled or rotated there.
+    fn shared_files(&mut self, handlers: &BTreeMap<String, HandlerConfig>) {
+        // (handler, normalised path, (device, inode) if the file exists)
+        type Seen<'a> = (&'a str, PathBuf, Option<(u64, u64)>);
+        let mut seen: Vec<Seen<'_>> = Vec::new();
+        for (name, h) in handlers {
+            let Some(path) = h.options.output_file() else { continue };
+            let meta = std::fs::metadata(path).ok();
+            if meta.as_ref().is_some_and(|m| !m.is_file()) {
+                continue;
+            }
+            let id = meta.map(|m| {
+                use std::os::unix::fs::MetadataExt;
+                (m.dev(), m.ino())
+            });
+            let normal = normalized(path);
+            if let Some((other, _, _)) =
+                seen.iter().find(|(_, p, i)| *p == normal || id.is_some() && *i == id)
+            {
+                self.issue(
+                    join(&join("handlers", name), "filename"),
+                    format!(
+                        "handler {other:?} writes {} too: two handlers may not share a file (each rotates, \
+                         buffers and journals its own); send both loggers to one handler, or give each its own file",
+                        normal.display()
+                    ),
+                );
+                continue;
+            }
+            seen.push((name, normal, id));
+        }
     }
 
     /// The keys every handler has: level, formatter, filters.
@@ -1226,6 +1266,33 @@ fn json_table(v: &Value) -> Option<Vec<(String, JsonValue)>> {
 
 /// `common_logger_config` on the root logger: a level if given, the
 /// handlers replaced, the filters added.
+/// `path` made absolute with `.` and `..` resolved, and the links in its
+/// directory too when that exists (the file itself may not exist yet).
+fn normalized(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    // The kernel's own reading of the directory, links and `..` included.
+    if let (Some(dir), Some(name)) =
+        (absolute.parent().and_then(|d| std::fs::canonicalize(d).ok()), absolute.file_name())
+    {
+        return dir.join(name);
+    }
+    let mut out = PathBuf::new();
+    for c in absolute.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    match (out.parent().and_then(|d| std::fs::canonicalize(d).ok()), out.file_name()) {
+        (Some(dir), Some(name)) => dir.join(name),
+        _ => out,
+    }
+}
+
 fn apply_to_root(root: &mut LoggerConfig, logger: LoggerConfig) {
     if logger.level.is_some() {
         root.level = logger.level;
@@ -1329,6 +1396,39 @@ level = "INFO"
             issues("[handlers.f]\nclass = \"FileHandler\"\nfilename = \"/no/such/dir/x.log\"\ndelay = true")
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn two_handlers_writing_one_file_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::os::unix::fs::symlink(dir.path(), dir.path().join("link")).unwrap();
+        std::fs::write(dir.path().join("exists.log"), "").unwrap();
+        std::fs::hard_link(dir.path().join("exists.log"), dir.path().join("hard.log")).unwrap();
+        let pair = |a: &str, class_b: &str, b: &str| {
+            issues(&format!(
+                "[handlers.all]\nclass = \"FileHandler\"\nfilename = \"{a}\"\n\
+                 [handlers.errors]\nclass = \"{class_b}\"\nfilename = \"{b}\"\nlevel = \"ERROR\"\n\
+                 [root]\nhandlers = [\"all\", \"errors\"]\n"
+            ))
+        };
+        for (a, class, b) in [
+            (format!("{d}/app.log"), "FileHandler", format!("{d}/app.log")),
+            (format!("{d}/app.log"), "RotatingFileHandler", format!("{d}/sub/../app.log")),
+            (format!("{d}/app.log"), "WatchedFileHandler", format!("{d}/./link/app.log")),
+            (format!("{d}/exists.log"), "TimedRotatingFileHandler", format!("{d}/hard.log")),
+        ] {
+            let got = pair(&a, class, &b);
+            assert_eq!(got.len(), 1, "{a} and {b}: {got:?}");
+            assert!(
+                got[0].starts_with("handlers.errors.filename: handler \"all\" writes")
+                    && got[0].contains("share a file"),
+                "{got:?}"
+            );
+        }
+        assert!(pair(&format!("{d}/a.log"), "FileHandler", &format!("{d}/b.log")).is_empty());
+        assert!(pair("/dev/null", "FileHandler", "/dev/null").is_empty(), "a device may be shared");
     }
 
     #[test]

@@ -299,8 +299,9 @@ impl HubBuilder {
         // must not touch the running hub's files.
         let mut slots = Vec::new();
         let mut journals = Vec::new();
-        for ((name, handler), queue) in names.iter().zip(&built).zip(&queues) {
-            let (j, truncated) = open_journal(&policy, &socket, name, handler.as_ref())?;
+        let journal_names = JournalNames::new(&policy, &socket, &names)?;
+        for ((name, handler), queue) in names.iter().zip(&mut built).zip(&queues) {
+            let (j, truncated) = open_journal(&policy, &journal_names, name, handler.as_mut())?;
             queue.set_durable(j.is_some());
             journals.push(j);
             slots.push(HandlerSlot {
@@ -477,45 +478,144 @@ impl Hub {
     }
 }
 
-/// Opens a durable handler's journal (and recovers from a killed predecessor).
+/// Where each handler's journal lives: `<socket file name>.<handler>.journal`
+/// under `state_dir` (default: the socket's directory), the handler's name
+/// escaped so that no two names share a journal.
+struct JournalNames {
+    dir: PathBuf,
+    stem: String,
+    /// Handlers by the journal file name the first format gave them.
+    old: std::collections::HashMap<String, Vec<String>>,
+    new: std::collections::HashSet<String>,
+}
+
+impl JournalNames {
+    fn new(policy: &access::AccessConfig, socket: &Path, names: &[String]) -> Result<JournalNames, HubError> {
+        let dir = policy
+            .state_dir
+            .clone()
+            .or_else(|| socket.parent().map(Path::to_path_buf))
+            .unwrap_or_else(|| PathBuf::from("."));
+        let stem = socket.file_name().map_or("logfunnel".into(), |s| s.to_string_lossy().into_owned());
+        let mut jn = JournalNames { dir, stem, old: Default::default(), new: Default::default() };
+        let mut by_file = std::collections::HashMap::new();
+        for name in names {
+            let file = jn.file(&journal_name(name));
+            if let Some(other) = by_file.insert(file.clone(), name) {
+                // Only names cut for length and hashed can meet here.
+                return Err(HubError::Journal {
+                    path: jn.dir.join(&file),
+                    error: std::io::Error::other(format!(
+                        "handlers {other:?} and {name:?} would share this journal: rename one"
+                    )),
+                });
+            }
+            jn.new.insert(file);
+            jn.old.entry(jn.file(&old_journal_name(name))).or_default().push(name.clone());
+        }
+        Ok(jn)
+    }
+
+    fn file(&self, handler_part: &str) -> String {
+        format!("{}.{handler_part}.journal", self.stem)
+    }
+
+    /// The journal of handler `name`, taking over the one the first naming
+    /// gave it when that one is unambiguously its own.
+    fn path(&self, name: &str) -> PathBuf {
+        let path = self.dir.join(self.file(&journal_name(name)));
+        let old_file = self.file(&old_journal_name(name));
+        let old = self.dir.join(&old_file);
+        if old == path || path.exists() || !old.exists() {
+            return path;
+        }
+        let sharing = &self.old[&old_file];
+        if sharing.len() == 1 && !self.new.contains(&old_file) {
+            match std::fs::rename(&old, &path) {
+                Ok(()) => eprintln!(
+                    "logfunnel hub: handler {name:?}: journal {} renamed to {} (journal names now keep every handler name apart)",
+                    old.display(),
+                    path.display()
+                ),
+                Err(e) => eprintln!(
+                    "logfunnel hub: handler {name:?}: cannot rename journal {} to {}: {e}; starting a new journal (records resent after the last hub's death may be written twice)",
+                    old.display(),
+                    path.display()
+                ),
+            }
+        } else {
+            eprintln!(
+                "logfunnel hub: handler {name:?}: journal {} (an older naming) may belong to any of {:?}, and is not used; records resent after the last hub's death may be written twice",
+                old.display(),
+                sharing
+            );
+        }
+        path
+    }
+}
+
+/// Opens a durable handler's journal (and recovers from a killed
+/// predecessor), and gives it to the handler's file.
 fn open_journal(
     policy: &access::AccessConfig,
-    socket: &Path,
+    names: &JournalNames,
     name: &str,
-    handler: &dyn Handler,
-) -> Result<(Option<journal::Journal>, u64), HubError> {
-    let Some(target) = handler.journal_target().filter(|_| policy.journal) else { return Ok((None, 0)) };
-    let dir = policy
-        .state_dir
-        .clone()
-        .or_else(|| socket.parent().map(Path::to_path_buf))
-        .unwrap_or_else(|| PathBuf::from("."));
-    let stem = socket.file_name().map_or("logfunnel".into(), |s| s.to_string_lossy().into_owned());
-    let path = dir.join(format!("{stem}.{}.journal", file_safe(name)));
-    match journal::Journal::open(&path, target) {
+    handler: &mut dyn Handler,
+) -> Result<(Option<journal::Shared>, u64), HubError> {
+    let Some(target) = handler.journal_target().filter(|_| policy.journal).map(Path::to_path_buf) else {
+        return Ok((None, 0));
+    };
+    let path = names.path(name);
+    match journal::Journal::open(&path, &target) {
         Ok(None) => Ok((None, 0)),
         Ok(Some((j, r))) => {
-            if r.truncated_bytes > 0 {
+            for (file, bytes) in &r.cuts {
                 eprintln!(
-                    "logfunnel hub: handler {name:?}: cut {} bytes from the end of {} (written after the last journal entry, never acknowledged; the clients resend them)",
-                    r.truncated_bytes,
-                    target.display()
+                    "logfunnel hub: handler {name:?}: cut {bytes} bytes from the end of {} (written after the last journal entry, never acknowledged; clients still running resend them)",
+                    file.display()
                 );
             }
-            if let Some(note) = r.note {
+            for note in r.notes {
                 eprintln!("logfunnel hub: handler {name:?}: {note}");
             }
-            Ok((Some(j), r.truncated_bytes))
+            let shared = Arc::new(Mutex::new(j));
+            handler.attach_journal(&shared);
+            Ok((Some(shared), r.truncated_bytes))
         }
         Err(e) => Err(HubError::Journal { path, error: e }),
     }
 }
 
-/// A handler's name as part of a file name: characters other than ASCII
-/// letters, digits, `-` and `_` become `_`, and a long name is cut and
-/// given a hash of the whole (a file name holds at most 255 bytes; any
-/// name a configuration can hold must work).
-fn file_safe(name: &str) -> String {
+/// A handler's name as part of a file name, one to one: ASCII letters,
+/// digits, `-` and `_` stay, every other byte is `%XX`. A long name is cut
+/// and given a hash of the whole (a file name holds at most 255 bytes; any
+/// name a configuration can hold must work; two such names meeting are
+/// refused at start).
+fn journal_name(name: &str) -> String {
+    const KEEP: usize = 64;
+    let mut safe = String::new();
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            safe.push(b as char);
+        } else {
+            safe.push_str(&format!("%{b:02X}"));
+        }
+    }
+    if safe.len() <= KEEP {
+        return safe;
+    }
+    let cut: String = safe.chars().take(KEEP).collect();
+    format!("{cut}-{:016x}", fnv(name))
+}
+
+/// FNV-1a: stable across builds, unlike std's hasher.
+fn fnv(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// The first naming (`_` for every other character: `x.y` and `x_y` met),
+/// kept to find journals written by earlier versions.
+fn old_journal_name(name: &str) -> String {
     const KEEP: usize = 64;
     let safe: String = name
         .chars()
@@ -524,12 +624,8 @@ fn file_safe(name: &str) -> String {
     if safe.len() <= KEEP {
         return safe;
     }
-    // FNV-1a: tells apart names that differ only where they were cut
-    // (stable across builds, unlike std's hasher).
-    let hash =
-        name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
     let cut: String = safe.chars().take(KEEP).collect();
-    format!("{cut}-{hash:016x}")
+    format!("{cut}-{:016x}", fnv(name))
 }
 
 /// A thread's name for a handler: std refuses NUL bytes in thread names.

@@ -21,7 +21,7 @@ use crate::dispatcher::InBatch;
 use crate::escape::{escape, escape_keeping_newlines, needs_escape, needs_escape_keeping_newlines};
 use crate::formatter::{PeerCred, RecordContext};
 use crate::handlers::{Handler, HandlerError};
-use crate::journal::Journal;
+use crate::journal::Shared as Journal;
 use crate::sessions::SettleGuard;
 use crate::stats::{HandlerCounters, add, load, sub};
 
@@ -267,6 +267,8 @@ const DROP_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 /// sustained load (its batches are acknowledged only then).
 const COMMIT_INTERVAL: Duration = Duration::from_millis(10);
 const COMMIT_BATCHES: usize = 256;
+/// How soon a commit is tried again after the journal could not be written.
+const JOURNAL_RETRY: Duration = Duration::from_millis(200);
 
 /// Runs a handler until its queue is closed and drained.
 pub(crate) fn run(
@@ -284,20 +286,44 @@ pub(crate) fn run(
     // Batches written since the last commit; dropping them settles them.
     let mut uncommitted: Vec<Arc<SettleGuard>> = Vec::new();
     let mut first_uncommitted = Instant::now();
+    // While the journal cannot be written, batches stay unsettled (their
+    // clients keep them) and the commit is retried at most this often.
+    let mut retry_commit: Option<Instant> = None;
     let commit = |handler: &mut dyn Handler,
                   journal: &mut Option<Journal>,
                   uncommitted: &mut Vec<Arc<SettleGuard>>,
-                  errors: &mut ErrorReporter| {
+                  errors: &mut ErrorReporter,
+                  retry_commit: &mut Option<Instant>| {
         count_write(handler.flush(), &queue.counters, errors);
         queue.counters.unflushed.store(0, std::sync::atomic::Ordering::Relaxed);
-        if let Some(j) = journal
-            && let Err(e) = j.commit()
-        {
-            // The records are written; only a restart's dedup is at risk.
+        let Some(j) = journal else {
+            uncommitted.clear();
+            return;
+        };
+        let mut j = j.lock().unwrap_or_else(|e| e.into_inner());
+        let result = j.commit();
+        for e in j.take_errors() {
             add(&queue.counters.journal_errors, 1);
-            errors.report(&format!("cannot write the delivery journal: {e}"));
+            errors.report(&e);
         }
-        uncommitted.clear();
+        drop(j);
+        match result {
+            Ok(()) => {
+                uncommitted.clear();
+                *retry_commit = None;
+            }
+            Err(e) => {
+                // Written to the file but not vouched for: acknowledging them
+                // now would lose them to a crash (the next hub cuts what the
+                // journal does not cover). Their clients keep them meanwhile.
+                add(&queue.counters.journal_errors, 1);
+                errors.report(&format!(
+                    "cannot write the delivery journal: {e} ({} batches stay unacknowledged until it can be written)",
+                    uncommitted.len()
+                ));
+                *retry_commit = Some(Instant::now() + JOURNAL_RETRY);
+            }
+        }
     };
     loop {
         // What the handler asked to be woken for (a retry, a batch's age)
@@ -324,13 +350,15 @@ pub(crate) fn run(
         }
         // Block only when everything written so far has been flushed, and
         // not past the handler's next due time.
-        let wait =
-            (!dirty).then(|| handler.next_due().map_or(now + IDLE_POLL, |due| due.min(now + IDLE_POLL)));
+        let wait = (!dirty).then(|| {
+            let until = handler.next_due().map_or(now + IDLE_POLL, |due| due.min(now + IDLE_POLL));
+            retry_commit.map_or(until, |r| r.min(until))
+        });
         let job = match queue.pop(wait) {
             Ok(Some(job)) => job,
             Ok(None) => {
-                if dirty {
-                    commit(&mut handler, &mut opts.journal, &mut uncommitted, &mut errors);
+                if dirty || retry_commit.is_some_and(|r| r <= Instant::now()) {
+                    commit(&mut handler, &mut opts.journal, &mut uncommitted, &mut errors, &mut retry_commit);
                 } else {
                     count_write(handler.poll(), &queue.counters, &mut errors);
                 }
@@ -357,10 +385,11 @@ pub(crate) fn run(
                     uncommitted.push(s);
                 }
                 dirty = true;
-                if uncommitted.len() >= COMMIT_BATCHES
-                    || !uncommitted.is_empty() && first_uncommitted.elapsed() >= COMMIT_INTERVAL
+                if (uncommitted.len() >= COMMIT_BATCHES
+                    || !uncommitted.is_empty() && first_uncommitted.elapsed() >= COMMIT_INTERVAL)
+                    && retry_commit.is_none_or(|r| r <= Instant::now())
                 {
-                    commit(&mut handler, &mut opts.journal, &mut uncommitted, &mut errors);
+                    commit(&mut handler, &mut opts.journal, &mut uncommitted, &mut errors, &mut retry_commit);
                     dirty = false;
                 }
             }
@@ -384,11 +413,22 @@ pub(crate) fn run(
         .unwrap_or_else(|| Instant::now() + Duration::from_secs(10));
     count_write(handler.drain(deadline), &queue.counters, &mut errors);
     count_write(handler.close(), &queue.counters, &mut errors);
-    if let Some(j) = &mut opts.journal
-        && let Err(e) = j.commit()
-    {
-        add(&queue.counters.journal_errors, 1);
-        errors.report(&format!("cannot write the delivery journal: {e}"));
+    if let Some(j) = &opts.journal {
+        let mut j = j.lock().unwrap_or_else(|e| e.into_inner());
+        let result = j.commit();
+        for e in j.take_errors() {
+            add(&queue.counters.journal_errors, 1);
+            errors.report(&e);
+        }
+        if let Err(e) = result {
+            add(&queue.counters.journal_errors, 1);
+            errors.report(&format!(
+                "cannot write the delivery journal: {e} ({} batches left unacknowledged; their clients resend them to the next hub)",
+                uncommitted.len()
+            ));
+            // Never acknowledged: the next hub cuts them and takes them again.
+            uncommitted.iter().for_each(|g| g.abandon());
+        }
     }
     drop(uncommitted);
 }
@@ -467,6 +507,9 @@ impl Handler for Contained {
     }
     fn journal_target(&self) -> Option<&std::path::Path> {
         self.inner.journal_target()
+    }
+    fn attach_journal(&mut self, journal: &Journal) {
+        self.inner.attach_journal(journal)
     }
 }
 
@@ -575,7 +618,11 @@ fn emit_work(
     // skipped, never journaled.
     let sequenced = batch.first_seq.is_some();
     let first_seq = batch.first_seq.unwrap_or(0);
-    let written_below = if sequenced { opts.journal.as_ref().map_or(0, |j| j.next_seq(session)) } else { 0 };
+    let written_below = if sequenced {
+        opts.journal.as_ref().map_or(0, |j| j.lock().unwrap_or_else(|e| e.into_inner()).next_seq(session))
+    } else {
+        0
+    };
     let mut last_seq = None;
     let escape_on = opts.escape;
     let renders = handler.renders();
@@ -656,7 +703,7 @@ fn emit_work(
         errors.report(&e.to_string());
     }
     if let (Some(j), Some(seq), true) = (opts.journal.as_mut(), last_seq, sequenced) {
-        j.advance(session, seq + 1);
+        j.lock().unwrap_or_else(|e| e.into_inner()).advance(session, seq + 1);
     }
 }
 

@@ -117,6 +117,10 @@ impl HandlerOptions for FileOptions {
         let h = FileHandler::open(&self.filename, self.append, self.delay, cx.formatter());
         Ok(Box::new(h.map_err(|e| cx.named(e))?))
     }
+
+    fn output_file(&self) -> Option<&Path> {
+        Some(&self.filename)
+    }
 }
 
 /// Output is written once this much is buffered (and whenever the queue runs dry).
@@ -140,6 +144,8 @@ pub(crate) struct LogFile {
     buf: Vec<u8>,
     /// Records in `buf`.
     buffered: u64,
+    /// The handler's delivery journal, told of every file opened.
+    journal: Option<crate::journal::Shared>,
 }
 
 impl LogFile {
@@ -153,6 +159,16 @@ impl LogFile {
             regular: true,
             buf: Vec::with_capacity(BUFFER + (16 << 10)),
             buffered: 0,
+            journal: None,
+        }
+    }
+
+    /// Journals this file: every file opened from now on (and the one open
+    /// now) is announced to `journal` before anything is written to it.
+    pub(crate) fn attach_journal(&mut self, journal: &crate::journal::Shared) {
+        self.journal = Some(std::sync::Arc::clone(journal));
+        if let Some(file) = &self.file {
+            journal.lock().unwrap_or_else(|e| e.into_inner()).opened(file);
         }
     }
 
@@ -207,6 +223,9 @@ impl LogFile {
             file.metadata().map_err(|e| HandlerError::io(format!("stat {}", self.path.display()), e))?;
         self.on_disk = meta.len();
         self.regular = meta.is_file();
+        if let Some(j) = &self.journal {
+            j.lock().unwrap_or_else(|e| e.into_inner()).opened(&file);
+        }
         self.file = Some(file);
         // Mode "w" truncates once, at the first open; a reopen appends.
         self.append = true;
@@ -449,5 +468,9 @@ impl Handler for FileHandler {
 
     fn journal_target(&self) -> Option<&Path> {
         self.appends.then_some(self.file.path())
+    }
+
+    fn attach_journal(&mut self, journal: &crate::journal::Shared) {
+        self.file.attach_journal(journal);
     }
 }

@@ -112,6 +112,10 @@ pub trait HandlerOptions: std::fmt::Debug + Send + Sync + std::any::Any {
     fn target(&self) -> Option<&str> {
         None
     }
+    /// The file it writes, if it writes one (two handlers may not share one).
+    fn output_file(&self) -> Option<&std::path::Path> {
+        None
+    }
 }
 
 /// What building a handler may need besides its own options.
@@ -288,6 +292,9 @@ pub trait Handler: Send {
     fn journal_target(&self) -> Option<&std::path::Path> {
         None
     }
+    /// Gives the handler its journal (when it has a journal target), to
+    /// announce each file it opens before writing to it (see `journal.rs`).
+    fn attach_journal(&mut self, _journal: &crate::journal::Shared) {}
 }
 
 /// Builds configured handler `name`; `queue_of` finds another handler's

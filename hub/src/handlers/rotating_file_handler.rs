@@ -41,6 +41,10 @@ impl HandlerOptions for RotatingFileOptions {
         let h = RotatingFileHandler::open(&self.file, self.max_bytes, self.backup_count, cx.formatter());
         Ok(Box::new(h.map_err(|e| cx.named(e))?))
     }
+
+    fn output_file(&self) -> Option<&Path> {
+        Some(&self.file.filename)
+    }
 }
 
 /// Python 3.11's RotatingFileHandler. The rollover is decided before the
@@ -56,6 +60,8 @@ pub struct RotatingFileHandler {
     formatter: Formatter,
     max_bytes: u64,
     backup_count: u32,
+    /// Opened in append mode (mode "w" starts afresh: nothing to journal).
+    appends: bool,
 }
 
 impl RotatingFileHandler {
@@ -73,7 +79,7 @@ impl RotatingFileHandler {
         if !options.delay {
             file.open_at_start()?;
         }
-        Ok(RotatingFileHandler { file, formatter, max_bytes, backup_count })
+        Ok(RotatingFileHandler { file, formatter, max_bytes, backup_count, appends: append })
     }
 
     /// Writes the records before `start` to the current file, then shifts the
@@ -162,6 +168,14 @@ impl Handler for RotatingFileHandler {
 
     fn close(&mut self) -> Result<(), HandlerError> {
         self.file.close()
+    }
+
+    fn journal_target(&self) -> Option<&Path> {
+        self.appends.then_some(self.file.path())
+    }
+
+    fn attach_journal(&mut self, journal: &crate::journal::Shared) {
+        self.file.attach_journal(journal);
     }
 }
 

@@ -99,6 +99,10 @@ impl HandlerOptions for TimedRotatingFileOptions {
         let h = TimedRotatingFileHandler::open(&self.file, &self.schedule, cx.formatter(), now);
         Ok(Box::new(h.map_err(|e| cx.named(e))?))
     }
+
+    fn output_file(&self) -> Option<&Path> {
+        Some(&self.file.filename)
+    }
 }
 
 /// `"HH:MM"` or `"HH:MM:SS"` → seconds after midnight.
@@ -423,6 +427,14 @@ impl Handler for TimedRotatingFileHandler {
 
     fn close(&mut self) -> Result<(), HandlerError> {
         self.file.close()
+    }
+
+    fn journal_target(&self) -> Option<&Path> {
+        Some(self.file.path())
+    }
+
+    fn attach_journal(&mut self, journal: &crate::journal::Shared) {
+        self.file.attach_journal(journal);
     }
 }
 

@@ -26,6 +26,10 @@ impl HandlerOptions for WatchedFileOptions {
     fn build(&self, cx: &BuildContext<'_>) -> Result<Box<dyn Handler>, HandlerError> {
         Ok(Box::new(WatchedFileHandler::open(&self.0, cx.formatter()).map_err(|e| cx.named(e))?))
     }
+
+    fn output_file(&self) -> Option<&Path> {
+        Some(&self.0.filename)
+    }
 }
 
 /// Python's WatchedFileHandler: before writing, compare the path's device
@@ -40,6 +44,8 @@ impl HandlerOptions for WatchedFileOptions {
 pub struct WatchedFileHandler {
     file: LogFile,
     formatter: Formatter,
+    /// Opened in append mode (mode "w" starts afresh: nothing to journal).
+    appends: bool,
     /// `(st_dev, st_ino)` of the open file.
     identity: Option<(u64, u64)>,
     /// Set by the watcher when the path may now name another file.
@@ -57,6 +63,7 @@ impl WatchedFileHandler {
         let mut h = WatchedFileHandler {
             file: LogFile::new(&options.filename, options.append),
             formatter,
+            appends: options.append,
             identity: None,
             changed,
             _watcher: watcher,
@@ -151,5 +158,13 @@ impl Handler for WatchedFileHandler {
         self.write_out()?;
         self.file.close_file();
         Ok(())
+    }
+
+    fn journal_target(&self) -> Option<&Path> {
+        self.appends.then_some(self.file.path())
+    }
+
+    fn attach_journal(&mut self, journal: &crate::journal::Shared) {
+        self.file.attach_journal(journal);
     }
 }
