@@ -240,7 +240,7 @@ fn three_sigkills_through(handler: &str, during: impl Fn(&Dir) + Sync) {
     );
     let mut hub = HubProc::start(&dir, &cfg);
     // Paced, so that every worker is mid-run at each kill.
-    let workers: Vec<_> = (0..WORKERS)
+    let mut workers: Vec<_> = (0..WORKERS)
         .map(|i| worker(&hub.socket, i, N, &["--message-bytes", "40", "--interval-us", "150"]))
         .collect();
     let total = u64::from(WORKERS) * N * 33;
@@ -261,6 +261,9 @@ fn three_sigkills_through(handler: &str, during: impl Fn(&Dir) + Sync) {
                 family_bytes(&dir, "app.log"),
                 hub.stderr()
             );
+            for (w, child) in workers.iter_mut().enumerate() {
+                assert!(child.try_wait().unwrap().is_none(), "worker {w} finished before kill {quarter}");
+            }
             hub.signal(libc::SIGKILL);
             hub.child.wait().expect("reap the killed hub");
             hub = HubProc::start(&dir, &cfg);
@@ -269,7 +272,7 @@ fn three_sigkills_through(handler: &str, during: impl Fn(&Dir) + Sync) {
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         for (w, r) in reports.iter().enumerate() {
             assert_eq!(r["dropped"], 0, "worker {w}: {r}");
-            assert!(r["connects"].as_u64().unwrap() >= 4, "every kill landed while worker {w} ran: {r}");
+            assert!(r["connects"].as_u64().unwrap() >= 2, "worker {w} reconnected: {r}");
         }
     });
     let err = hub.stop();
