@@ -423,6 +423,11 @@ fn restart_mid_run(transport: &str) -> (Seqs, serde_json::Value, u64) {
         last = lines.len();
     };
     hub.stop();
+    (workers_only(&lines), h, total)
+}
+
+/// The workers' sequences in what rsyslog holds (nothing else may be there).
+fn workers_only(lines: &[Line]) -> Seqs {
     let (seqs, other) = sequences_in(lines.iter().map(|l| l.msg.as_str()));
     assert!(
         other.is_empty(),
@@ -430,7 +435,22 @@ fn restart_mid_run(transport: &str) -> (Seqs, serde_json::Value, u64) {
         other.len(),
         &other[..other.len().min(3)]
     );
-    (seqs, h, total)
+    seqs
+}
+
+/// Asserts every one of workers 0–3 delivered all of `0..n` (in any order,
+/// some perhaps twice); returns how many arrived twice.
+fn duplicates_of_complete(seqs: &Seqs, n: u64, context: &str) -> usize {
+    let mut duplicates = 0;
+    for w in 0..4u32 {
+        let got = seqs.get(&(w, 0)).cloned().unwrap_or_default();
+        let mut unique = got.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique, (0..n).collect::<Vec<u64>>(), "worker {w}: records missing {context}");
+        duplicates += got.len() - unique.len();
+    }
+    duplicates
 }
 
 #[test]
@@ -440,15 +460,7 @@ fn rsyslog_restarted_mid_run_over_relp_loses_nothing() {
     // down can arrive twice: librelp drops the responses still queued when
     // it closes a session (RELP's documented window), so the handler sends
     // that frame again. Such duplicates are few and right at the restart.
-    let mut duplicates = 0;
-    for w in 0..4u32 {
-        let got = seqs.get(&(w, 0)).cloned().unwrap_or_default();
-        let mut unique = got.clone();
-        unique.sort_unstable();
-        unique.dedup();
-        assert_eq!(unique, (0..4000).collect::<Vec<u64>>(), "worker {w}: records missing");
-        duplicates += got.len() - unique.len();
-    }
+    let duplicates = duplicates_of_complete(&seqs, 4000, "");
     assert!(duplicates <= 16, "{duplicates} records arrived twice");
     eprintln!("relp restart: {duplicates} duplicates out of {total}");
     assert_eq!(h["emitted"].as_u64(), Some(total), "{h}");
@@ -660,4 +672,115 @@ handlers = ["file", "sys"]
     assert_complete(&seqs, 0, 0, 20_000);
     let stderr = hub.stop();
     assert!(stderr.contains("the peer took no data for"), "{stderr}");
+}
+
+/// A test directory and a private `state` directory in it (for `state_dir`).
+fn dir_with_state() -> (Dir, std::path::PathBuf) {
+    let d = Dir::new();
+    let state = d.path("state");
+    std::fs::create_dir(&state).unwrap();
+    std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    (d, state)
+}
+
+/// rsyslog (RELP) is down for 60 s while 4 workers log through a
+/// SysLogHandler with a disk buffer, and the hub is SIGKILLed once in the
+/// middle of the outage: once rsyslog is back, every record reaches it
+/// (at-least-once: duplicates are counted, and bounded by what was in
+/// flight when it went down).
+#[test]
+fn a_disk_buffer_delivers_everything_after_a_60_second_outage_and_a_hub_sigkill() {
+    const PER_WORKER: u64 = 6000;
+    let (d, state) = dir_with_state();
+    let mut rs = Rsyslog::start(&[("in", Input::Relp)], None);
+    let port = rs.address("in").port();
+    let config = format!(
+        "[hub]\nstate_dir = {state:?}\n[handlers.sys]\nclass = \"SysLogHandler\"\naddress = \"127.0.0.1:{port}\"\nsocktype = \"tcp\"\nrelp = true\nformat = \"rfc5424\"\nretry_initial = 0.2\nretry_max = 1\nbuffer = \"disk\"\nmax_buffer_bytes = 67108864\n[root]\nlevel = \"DEBUG\"\nhandlers = [\"sys\"]\n"
+    );
+    let cfg = d.write("hub.toml", &config);
+    let mut hub = HubProc::start(&d, &cfg);
+    let workers: Vec<_> = (0..4)
+        .map(|i| worker(&hub.socket, i, PER_WORKER, &["--rate", "300", "--message-bytes", "60"]))
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+    rs.stop();
+    let down = Instant::now();
+    std::thread::sleep(Duration::from_secs(10));
+    let spool = state.join("sys.spool");
+    assert!(std::fs::metadata(&spool).is_ok_and(|m| m.len() > 0), "records wait in the disk buffer");
+    hub.signal(libc::SIGKILL);
+    hub.child.wait().unwrap();
+    hub = HubProc::start(&d, &cfg);
+    // The clients are acknowledged by the disk buffer: they finish while
+    // rsyslog is still down.
+    for w in workers {
+        finish_worker(w);
+    }
+    assert!(down.elapsed() < Duration::from_secs(60), "the workers waited for rsyslog");
+    std::thread::sleep(Duration::from_secs(60).saturating_sub(down.elapsed()));
+    rs.restart();
+    let total = 4 * PER_WORKER;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let lines = loop {
+        let lines = rs.lines("in");
+        let (seqs, _) = sequences_in(lines.iter().map(|l| l.msg.as_str()));
+        let unique: usize = seqs
+            .values()
+            .map(|v| {
+                let mut u = v.clone();
+                u.sort_unstable();
+                u.dedup();
+                u.len()
+            })
+            .sum();
+        if unique as u64 == total || Instant::now() > deadline {
+            break lines;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let s = stats_when(&hub.socket, |s| handler(s, "sys")["held"] == 0);
+    let h = handler(&s, "sys").clone();
+    let err = hub.stop();
+    let duplicates = duplicates_of_complete(&workers_only(&lines), PER_WORKER, &err);
+    eprintln!("disk buffer, 60 s outage and a SIGKILL: {duplicates} duplicates out of {total}");
+    // In flight when rsyslog went down: at most a RELP window (1024 frames).
+    assert!(duplicates <= 1024, "{duplicates} records arrived twice");
+    assert_eq!(
+        (h["failed"].as_u64(), h["dropped"].as_u64(), h["held"].as_u64()),
+        (Some(0), Some(0), Some(0)),
+        "{h}"
+    );
+}
+
+/// A disk buffer that fills up (its target is away) applies the handler's
+/// overflow policy and counts every record it drops; refusing to start
+/// without a `state_dir` to keep it in.
+#[test]
+fn a_full_disk_buffer_applies_its_overflow_policy_and_counts_what_it_drops() {
+    const N: u64 = 5000;
+    let (d, state) = dir_with_state();
+    let port = free_port();
+    let handler_toml = format!(
+        "[handlers.sys]\nclass = \"SysLogHandler\"\naddress = \"127.0.0.1:{port}\"\nsocktype = \"tcp\"\nrelp = true\nbuffer = \"disk\"\nmax_buffer_bytes = 65536\noverflow = \"drop_newest\"\n[root]\nlevel = \"DEBUG\"\nhandlers = [\"sys\"]\n"
+    );
+    let without = d.write("without.toml", &handler_toml);
+    let out = Command::new(BIN)
+        .args(["hub", "--config", without.to_str().unwrap(), "--socket", d.socket().to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("needs [hub] state_dir"), "{err}");
+    let cfg = d.write("hub.toml", &format!("[hub]\nstate_dir = {state:?}\n{handler_toml}"));
+    let hub = HubProc::start(&d, &cfg);
+    finish_worker(worker(&hub.socket, 1, N, &["--message-bytes", "60"]));
+    let s = stats_when(&hub.socket, |s| {
+        let h = handler(s, "sys");
+        h["held"].as_u64().unwrap() + h["dropped"].as_u64().unwrap() == N
+    });
+    let h = handler(&s, "sys");
+    let (held, dropped) = (h["held"].as_u64().unwrap(), h["dropped"].as_u64().unwrap());
+    assert_eq!(held + dropped, N, "every record is held on disk or counted as dropped: {h}");
+    assert!(dropped > 0 && held > 0, "64 KiB holds some of {N} records of ~130 bytes: {h}");
+    assert!(std::fs::metadata(state.join("sys.spool")).unwrap().len() <= 65536 + 4096, "bounded");
+    drop(hub);
 }

@@ -129,7 +129,8 @@ fn file_state(path: &Path) -> io::Result<Option<FileState>> {
     }
 }
 
-fn checksum(bytes: &[u8]) -> u64 {
+/// FNV-1a of `bytes` (also the disk buffer's record checksum).
+pub(crate) fn checksum(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in bytes {
         h ^= u64::from(b);

@@ -591,7 +591,7 @@ fn open_journal(
 /// and given a hash of the whole (a file name holds at most 255 bytes; any
 /// name a configuration can hold must work; two such names meeting are
 /// refused at start).
-fn journal_name(name: &str) -> String {
+pub(crate) fn journal_name(name: &str) -> String {
     const KEEP: usize = 64;
     let mut safe = String::new();
     for b in name.bytes() {

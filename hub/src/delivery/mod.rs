@@ -22,6 +22,7 @@
 pub(crate) mod datagram;
 pub(crate) mod link;
 pub(crate) mod relp;
+pub(crate) mod spool;
 pub(crate) mod stream;
 
 use std::collections::VecDeque;
@@ -58,6 +59,12 @@ pub struct DeliveryOptions {
     /// `max_retries`: failed attempts after which a batch is given up
     /// (counted as failed); `None` retries for as long as the buffer has room.
     pub max_retries: Option<u32>,
+    /// `buffer = "disk"`: records are kept in a disk buffer under
+    /// `state_dir` (see `spool.rs`), acknowledged once written there.
+    pub disk: bool,
+    /// `max_buffer_bytes`: the disk buffer's bound (written, not yet
+    /// delivered); beyond it the handler's `overflow` policy applies.
+    pub max_buffer_bytes: u64,
 }
 
 impl Default for DeliveryOptions {
@@ -71,6 +78,8 @@ impl Default for DeliveryOptions {
             retry_initial: Duration::from_millis(500),
             retry_max: Duration::from_secs(30),
             max_retries: None,
+            disk: false,
+            max_buffer_bytes: 256 << 20,
         }
     }
 }
@@ -96,6 +105,10 @@ impl DeliveryOptions {
             retry_initial: s.seconds(&["retry_initial"], false).unwrap_or(d.retry_initial),
             retry_max: s.seconds(&["retry_max"], false).unwrap_or(d.retry_max),
             max_retries: s.count(&["max_retries"]).or(d.max_retries),
+            disk: s.choice(&["buffer"], &[("memory", false), ("disk", true)]).unwrap_or(d.disk),
+            max_buffer_bytes: s
+                .positive_at_most(&["max_buffer_bytes"], MAX_BYTES)
+                .map_or(d.max_buffer_bytes, |b| b as u64),
         };
         if o.retry_max < o.retry_initial {
             s.issue("retry_max", "must not be shorter than retry_initial");
@@ -419,7 +432,37 @@ impl Outbox {
         true
     }
 
-    fn count_dropped(&self, n: u64) {
+    /// Whether records may be loaded from a disk buffer now (within
+    /// `buffer_max_records` and `_bytes`).
+    pub(crate) fn has_room(&self) -> bool {
+        !self.full()
+    }
+
+    /// Loads one client record from a disk buffer: counted as held when it
+    /// was written there ([`Outbox::count_held`]), counted as delivered or
+    /// failed here.
+    pub(crate) fn load(&mut self, record: &[u8]) {
+        let _ = self.append(
+            |buf| {
+                buf.extend_from_slice(record);
+                Ok(())
+            },
+            false,
+        );
+        sub(&self.counters.held, 1);
+    }
+
+    /// Counts records held outside the outbox (in a disk buffer).
+    pub(crate) fn count_held(&self, n: u64) {
+        add(&self.counters.held, n);
+    }
+
+    /// Clients' records in memory, not yet settled.
+    pub(crate) fn held_in_memory(&self) -> usize {
+        self.held_records
+    }
+
+    pub(crate) fn count_dropped(&self, n: u64) {
         // Records the queue took (received) and then dropped here: counted
         // like drop_oldest's evictions, so received = settled + held + queued.
         add(&self.counters.dropped, n);

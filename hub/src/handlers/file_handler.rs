@@ -245,6 +245,18 @@ impl LogFile {
         Ok(start..self.buf.len())
     }
 
+    /// Buffers `bytes` as one record (a disk buffer's frame), writing the
+    /// buffer out once it is large.
+    pub(crate) fn push_raw(&mut self, bytes: &[u8]) -> Result<(), HandlerError> {
+        self.buf.extend_from_slice(bytes);
+        self.commit()
+    }
+
+    /// Bytes written to the file (not counting what is buffered).
+    pub(crate) fn written(&self) -> u64 {
+        self.on_disk
+    }
+
     pub(crate) fn buffered_bytes(&self, range: Range<usize>) -> &[u8] {
         &self.buf[range]
     }

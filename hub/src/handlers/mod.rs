@@ -21,6 +21,7 @@ mod timed_rotating_file_handler;
 mod watched_file_handler;
 
 pub use file_handler::FileHandler;
+pub(crate) use file_handler::LogFile;
 pub use memory_handler::MemoryHandler;
 pub use null_handler::NullHandler;
 pub use python_socket_handler::PythonSocketHandler;
