@@ -127,7 +127,19 @@ impl Spool {
         }
         self.counted_recovered = true;
         self.file.refresh_size();
-        let n = self.count_frames(self.read_at, self.file.written());
+        let end = self.file.written();
+        if self.cursor > end {
+            // Delivered, then cut by the journal's recovery (written after
+            // its last entry): their clients resend them, and they are
+            // delivered again from here.
+            self.notes.push(format!(
+                "{} bytes delivered from the disk buffer {} were written after the journal's last entry and cut; their clients resend them, so they arrive twice",
+                self.cursor - end,
+                self.file.path().display()
+            ));
+            (self.cursor, self.read_at, self.punched) = (end, end, self.punched.min(end));
+        }
+        let n = self.count_frames(self.read_at, end);
         outbox.count_held(n);
     }
 
