@@ -184,12 +184,16 @@ fn handler_names_that_looked_alike_have_journals_of_their_own() {
         ),
     );
     let mut hub = HubProc::start(&dir, &cfg);
-    let journals: Vec<String> = std::fs::read_dir(dir.tmp.path())
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.ends_with(".journal"))
-        .collect();
-    assert_eq!(journals.len(), 3, "one journal per handler: {journals:?}");
+    let journals = || -> Vec<String> {
+        std::fs::read_dir(dir.tmp.path())
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".journal"))
+            .collect()
+    };
+    // The socket listens before the journals are opened (connections wait in its backlog).
+    wait_until(Duration::from_secs(10), || journals().len() >= 3);
+    assert_eq!(journals().len(), 3, "one journal per handler: {:?}", journals());
     let workers: Vec<_> = (0..4).map(|i| worker(&hub.socket, i, N, &["--message-bytes", "40"])).collect();
     assert!(
         wait_until(Duration::from_secs(60), || std::fs::metadata(&b).map_or(0, |m| m.len()) > 4 * N * 33 / 3)

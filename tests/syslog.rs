@@ -772,6 +772,10 @@ fn a_full_disk_buffer_applies_its_overflow_policy_and_counts_what_it_drops() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("needs [hub] state_dir"), "{err}");
+    let check = Command::new(BIN).args(["check-config", without.to_str().unwrap()]).output().unwrap();
+    let err = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(2), "{err}");
+    assert!(err.contains("handlers.sys.buffer") && err.contains("needs [hub] state_dir"), "{err}");
     let cfg = d.write("hub.toml", &format!("[hub]\nstate_dir = {state:?}\n{handler_toml}"));
     let hub = HubProc::start(&d, &cfg);
     finish_worker(worker(&hub.socket, 1, N, &["--message-bytes", "60"]));

@@ -529,6 +529,7 @@ impl Parser {
         }
         self.targets(&handlers, &queues);
         self.shared_files(&handlers);
+        self.disk_buffers(&handlers, &hub.access);
         let known = |h: &str| handlers.contains_key(h) || queues.contains_key(h);
         // Python 3.9+: getLogger("root") and getLogger("") are the root
         // logger, and dictConfig configures the `loggers` first, `root` last.
@@ -883,6 +884,34 @@ impl Parser {
                 continue;
             }
             seen.push((name, normal, id));
+        }
+    }
+
+    /// A disk buffer needs a `state_dir` to live in and the journal that
+    /// makes what it acknowledges durable; it cannot drop its oldest records.
+    fn disk_buffers(
+        &mut self,
+        handlers: &BTreeMap<String, HandlerConfig>,
+        hub: &crate::access::AccessConfig,
+    ) {
+        for (name, h) in handlers {
+            let Some(o) = h.options::<crate::handlers::SysLogOptions>() else { continue };
+            if !o.delivery.disk {
+                continue;
+            }
+            let path = join("handlers", name);
+            if hub.state_dir.is_none() || !hub.journal {
+                self.issue(
+                    join(&path, "buffer"),
+                    "\"disk\" needs [hub] state_dir (where the buffer lives) and journal = true (which makes what it acknowledges durable)",
+                );
+            }
+            if h.overflow == OverflowPolicy::DropOldest {
+                self.issue(
+                    join(&path, "overflow"),
+                    "\"drop_oldest\" cannot drop from a disk buffer: use \"drop_newest\" or \"block\"",
+                );
+            }
         }
     }
 

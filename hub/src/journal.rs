@@ -164,79 +164,13 @@ impl Journal {
             return Ok(None);
         }
         let mut recovery = Recovery::default();
-        let mut marks: HashMap<u64, (u64, u64)> = HashMap::new();
+        let mut marks: Marks = HashMap::new();
         let mut last: Option<Vec<FileState>> = None;
         match no_follow(OpenOptions::new().read(true)).open(path) {
             Ok(mut f) => {
                 let mut bytes = Vec::new();
                 f.read_to_end(&mut bytes)?;
-                let version = match bytes.get(..8) {
-                    Some(m) if m == MAGIC => Some(2),
-                    Some(m) if m == MAGIC_V1 => Some(1),
-                    _ => None,
-                };
-                // Since the second format, a journal names the path it is for.
-                let header = match version {
-                    Some(2) => parse_header(&bytes[MAGIC.len()..]),
-                    _ => Some((Vec::new(), 0)),
-                };
-                let version = match (version, &header) {
-                    (Some(v), Some((named, _))) if v == 1 || *named == path_bytes(target) => Some(v),
-                    (Some(_), named) => {
-                        recovery.notes.push(format!(
-                            "journal {} was written for {}, not {}: starting afresh",
-                            path.display(),
-                            named
-                                .as_ref()
-                                .map_or("an unreadable path".into(), |(n, _)| String::from_utf8_lossy(n)
-                                    .into_owned()),
-                            target.display()
-                        ));
-                        None
-                    }
-                    (None, _) => None,
-                };
-                if let Some(version) = version {
-                    let mut at = MAGIC.len() + header.as_ref().map_or(0, |(_, used)| *used);
-                    let mut skipped = 0;
-                    let mut torn_tail = false;
-                    while at < bytes.len() {
-                        match parse_entry(&bytes[at..], version) {
-                            Some((files, sessions, used)) => {
-                                last = Some(files);
-                                for (s, next) in sessions {
-                                    let e = marks.entry(s).or_insert((0, 0));
-                                    e.0 = e.0.max(next);
-                                }
-                                at += used;
-                                torn_tail = false;
-                            }
-                            None => {
-                                // Not a whole entry here: look for the next one.
-                                at += 1;
-                                skipped += 1;
-                                torn_tail = true;
-                            }
-                        }
-                    }
-                    if skipped > 0 {
-                        recovery.notes.push(if torn_tail {
-                            format!(
-                                "journal {}: ignored {skipped} bytes of a torn entry at its end (a write cut short by the hub's death or a full disk); the last whole entry before it was used",
-                                path.display()
-                            )
-                        } else {
-                            format!(
-                                "journal {}: skipped {skipped} bytes of a torn entry (a write cut short, e.g. by a full disk); the whole entries after it were used",
-                                path.display()
-                            )
-                        });
-                    }
-                } else if !bytes.is_empty() && recovery.notes.is_empty() {
-                    recovery
-                        .notes
-                        .push(format!("journal {}: not a journal; starting afresh", path.display()));
-                }
+                (last, marks) = replay(&bytes, path, target, &mut recovery);
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
@@ -440,6 +374,85 @@ impl Journal {
         self.dirty.clear();
         Ok(())
     }
+}
+
+type Marks = HashMap<u64, (u64, u64)>;
+
+/// Reads a journal's bytes: the files its last whole entry lists, and each
+/// session's high-water mark over all entries; notes what was odd.
+pub(crate) fn replay(
+    bytes: &[u8],
+    path: &Path,
+    target: &Path,
+    recovery: &mut Recovery,
+) -> (Option<Vec<FileState>>, Marks) {
+    let mut marks: Marks = HashMap::new();
+    let mut last = None;
+    let version = match bytes.get(..8) {
+        Some(m) if m == MAGIC => Some(2),
+        Some(m) if m == MAGIC_V1 => Some(1),
+        _ => None,
+    };
+    // Since the second format, a journal names the path it is for.
+    let header = match version {
+        Some(2) => parse_header(&bytes[MAGIC.len()..]),
+        _ => Some((Vec::new(), 0)),
+    };
+    let version = match (version, &header) {
+        (Some(v), Some((named, _))) if v == 1 || *named == path_bytes(target) => Some(v),
+        (Some(_), named) => {
+            recovery.notes.push(format!(
+                "journal {} was written for {}, not {}: starting afresh",
+                path.display(),
+                named
+                    .as_ref()
+                    .map_or("an unreadable path".into(), |(n, _)| String::from_utf8_lossy(n).into_owned()),
+                target.display()
+            ));
+            None
+        }
+        (None, _) => None,
+    };
+    if let Some(version) = version {
+        let mut at = MAGIC.len() + header.as_ref().map_or(0, |(_, used)| *used);
+        let mut skipped = 0;
+        let mut torn_tail = false;
+        while at < bytes.len() {
+            match parse_entry(&bytes[at..], version) {
+                Some((files, sessions, used)) => {
+                    last = Some(files);
+                    for (s, next) in sessions {
+                        let e = marks.entry(s).or_insert((0, 0));
+                        e.0 = e.0.max(next);
+                    }
+                    at += used;
+                    torn_tail = false;
+                }
+                None => {
+                    // Not a whole entry here: look for the next one.
+                    at += 1;
+                    skipped += 1;
+                    torn_tail = true;
+                }
+            }
+        }
+        if skipped > 0 {
+            recovery.notes.push(if torn_tail {
+                    format!(
+                        "journal {}: ignored {skipped} bytes of a torn entry at its end (a write cut short by the hub's death or a full disk); the last whole entry before it was used",
+                        path.display()
+                    )
+                } else {
+                    format!(
+                        "journal {}: skipped {skipped} bytes of a torn entry (a write cut short, e.g. by a full disk); the whole entries after it were used",
+                        path.display()
+                    )
+                });
+        }
+    } else if !bytes.is_empty() && recovery.notes.is_empty() {
+        recovery.notes.push(format!("journal {}: not a journal; starting afresh", path.display()));
+    }
+    (last, marks)
 }
 
 /// Opens without following a symbolic link at the path (ELOOP instead).

@@ -628,6 +628,14 @@ fn old_journal_name(name: &str) -> String {
     format!("{cut}-{:016x}", fnv(name))
 }
 
+/// For the fuzz target `journal_replay`: reads `bytes` as a delivery
+/// journal (nothing is opened, cut or written); returns the sessions found.
+#[doc(hidden)]
+pub fn fuzz_journal_replay(bytes: &[u8]) -> usize {
+    let mut r = journal::Recovery::default();
+    journal::replay(bytes, Path::new("fuzz.journal"), Path::new("/fuzz/out.log"), &mut r).1.len()
+}
+
 /// A thread's name for a handler: std refuses NUL bytes in thread names.
 fn thread_name(handler: &str) -> String {
     let shown: String = handler.chars().map(|c| if c.is_control() { '_' } else { c }).take(32).collect();
