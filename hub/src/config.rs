@@ -895,8 +895,7 @@ impl Parser {
         hub: &crate::access::AccessConfig,
     ) {
         for (name, h) in handlers {
-            let Some(o) = h.options::<crate::handlers::SysLogOptions>() else { continue };
-            if !o.delivery.disk {
+            if !h.options.delivery().is_some_and(|d| d.disk) {
                 continue;
             }
             let path = join("handlers", name);

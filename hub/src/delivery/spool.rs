@@ -27,9 +27,14 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::Outbox;
-use crate::handlers::{HandlerError, LogFile};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{DeliveryOptions, Outbox, Transport};
+use crate::config::OverflowPolicy;
+use crate::handlers::{BuildContext, HandlerError, LogFile};
 use crate::journal::checksum;
+use crate::stats::HandlerCounters;
 
 const HEADER: usize = 12;
 /// Read from the spool in chunks of this size.
@@ -308,4 +313,148 @@ fn cursor_path(spool: &Path) -> PathBuf {
     let mut name = spool.as_os_str().to_owned();
     name.push("-cursor");
     PathBuf::from(name)
+}
+
+/// What every network handler delivers through: its outbox and transport,
+/// and its disk buffer when it has one (`buffer = "disk"`).
+pub(crate) struct Sender {
+    pub(crate) outbox: Outbox,
+    pub(crate) transport: Box<dyn Transport>,
+    /// The disk buffer: every client record goes through it.
+    spool: Option<Spool>,
+    policy: OverflowPolicy,
+    counters: Arc<HandlerCounters>,
+    /// A record encoded on its way to the spool.
+    scratch: Vec<u8>,
+}
+
+impl std::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender")
+            .field("to", &self.transport.describe())
+            .field("outbox", &self.outbox)
+            .field("spool", &self.spool)
+            .finish()
+    }
+}
+
+impl Sender {
+    /// The delivery of handler `cx` under `opts` through `transport`; with
+    /// `buffer = "disk"`, its spool under `state_dir` is opened.
+    pub(crate) fn new(
+        opts: &DeliveryOptions,
+        cx: &BuildContext<'_>,
+        transport: Box<dyn Transport>,
+    ) -> Result<Sender, HandlerError> {
+        let spool = if opts.disk {
+            let hub = &cx.config.hub.access;
+            let refuse = |why: &str| {
+                cx.named(HandlerError::io("buffer = \"disk\"", std::io::Error::other(why.to_owned())))
+            };
+            let Some(dir) = hub.state_dir.as_ref().filter(|_| hub.journal) else {
+                return Err(refuse(
+                    "needs [hub] state_dir (where the buffer lives) and journal = true (which makes what it acknowledges durable)",
+                ));
+            };
+            if cx.handler.overflow == OverflowPolicy::DropOldest {
+                return Err(refuse(
+                    "overflow = \"drop_oldest\" cannot drop from a disk buffer: use drop_newest or block",
+                ));
+            }
+            let path = dir.join(format!("{}.spool", crate::journal_name(cx.name)));
+            Some(Spool::open(&path, opts.max_buffer_bytes).map_err(|e| cx.named(e))?)
+        } else {
+            None
+        };
+        Ok(Sender {
+            outbox: Outbox::new(opts.clone(), cx.handler.overflow, Arc::clone(&cx.counters)),
+            transport,
+            spool,
+            policy: cx.handler.overflow,
+            counters: Arc::clone(&cx.counters),
+            scratch: Vec::new(),
+        })
+    }
+
+    /// Takes one client record (through the spool, if there is one).
+    pub(crate) fn take(
+        &mut self,
+        encode: impl FnOnce(&mut Vec<u8>) -> Result<(), HandlerError>,
+    ) -> Result<(), HandlerError> {
+        let Some(spool) = &mut self.spool else { return self.outbox.take(encode) };
+        spool.count_recovered(&self.outbox);
+        self.scratch.clear();
+        encode(&mut self.scratch)?;
+        if spool.full(self.scratch.len()) && self.policy != OverflowPolicy::Block {
+            self.outbox.count_dropped(1);
+            return Ok(());
+        }
+        spool.append(&self.scratch)?;
+        self.outbox.count_held(1);
+        Ok(())
+    }
+
+    /// Writes the spool out, loads what it holds into the outbox, runs
+    /// `deliver`, and moves the spool's cursor past what was settled.
+    fn through_spool(
+        &mut self,
+        deliver: impl FnOnce(&mut Outbox, &mut dyn Transport) -> Result<(), HandlerError>,
+    ) -> Result<(), HandlerError> {
+        let Some(spool) = &mut self.spool else { return deliver(&mut self.outbox, self.transport.as_mut()) };
+        for note in spool.take_notes() {
+            self.counters.set_last_error(&note);
+            crate::diag::say("disk buffer", &note);
+        }
+        let written = spool.write_out();
+        let loaded = spool.load(&mut self.outbox);
+        let delivered = deliver(&mut self.outbox, self.transport.as_mut());
+        let settled = spool.settle(&self.outbox);
+        written.and(loaded).and(delivered).and(settled)
+    }
+
+    pub(crate) fn flush(&mut self) -> Result<(), HandlerError> {
+        self.through_spool(|o, t| o.flush(t))
+    }
+
+    pub(crate) fn poll(&mut self) -> Result<(), HandlerError> {
+        self.through_spool(|o, t| o.poll(t))
+    }
+
+    pub(crate) fn next_due(&self) -> Option<Instant> {
+        match &self.spool {
+            // Written records wait to be loaded as soon as there is room.
+            Some(s) if s.unloaded() && self.outbox.has_room() => Some(Instant::now()),
+            _ => self.outbox.next_due(),
+        }
+    }
+
+    pub(crate) fn ready(&self) -> bool {
+        match &self.spool {
+            Some(s) => self.policy != OverflowPolicy::Block || !s.full(0),
+            None => self.outbox.ready(),
+        }
+    }
+
+    /// At shutdown; what is left in a disk buffer waits there for the next hub.
+    pub(crate) fn drain(&mut self, deadline: Instant) -> Result<(), HandlerError> {
+        self.through_spool(|o, t| o.drain(t, deadline))
+    }
+
+    pub(crate) fn close(&mut self) -> Result<(), HandlerError> {
+        match &mut self.spool {
+            Some(s) => s.write_out(),
+            None => Ok(()),
+        }
+    }
+
+    /// The spool, journaled like a file handler's output.
+    pub(crate) fn journal_target(&self) -> Option<&Path> {
+        self.spool.as_ref().map(Spool::path)
+    }
+
+    pub(crate) fn attach_journal(&mut self, journal: &crate::journal::Shared) {
+        if let Some(s) = &mut self.spool {
+            s.file_mut().attach_journal(journal);
+        }
+    }
 }

@@ -117,6 +117,10 @@ pub trait HandlerOptions: std::fmt::Debug + Send + Sync + std::any::Any {
     fn output_file(&self) -> Option<&std::path::Path> {
         None
     }
+    /// A network handler's delivery options.
+    fn delivery(&self) -> Option<&crate::delivery::DeliveryOptions> {
+        None
+    }
 }
 
 /// What building a handler may need besides its own options.

@@ -14,7 +14,6 @@
 //! are held (up to the buffer's bounds) or counted.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use logfunnel_protocol::pickle::dumps_dict;
@@ -23,8 +22,9 @@ use super::{BuildContext, Handler, HandlerError, HandlerOptions};
 use crate::config::keys::{Section, show};
 use crate::delivery::datagram::{DatagramTransport, Target};
 use crate::delivery::link::{Endpoint, Link};
+use crate::delivery::spool::Sender;
 use crate::delivery::stream::StreamTransport;
-use crate::delivery::{DeliveryOptions, Outbox, Transport};
+use crate::delivery::{DeliveryOptions, Transport};
 use crate::formatter::{RecordContext, record_dict};
 
 /// Where records go: Python's `(host, port)`, or `host` alone as a Unix
@@ -91,10 +91,7 @@ impl PythonSocketOptions {
         cx: &BuildContext<'_>,
         transport: Box<dyn Transport>,
     ) -> Result<Box<dyn Handler>, HandlerError> {
-        Ok(Box::new(PythonSocketHandler {
-            outbox: Outbox::new(self.delivery.clone(), cx.handler.overflow, Arc::clone(&cx.counters)),
-            transport,
-        }))
+        Ok(Box::new(PythonSocketHandler { sender: Sender::new(&self.delivery, cx, transport)? }))
     }
 }
 
@@ -110,6 +107,10 @@ impl HandlerOptions for PythonSocketOptions {
         };
         self.build_with(cx, Box::new(StreamTransport::new(Link::new(endpoint, None, self.timeout), "python")))
     }
+
+    fn delivery(&self) -> Option<&DeliveryOptions> {
+        Some(&self.delivery)
+    }
 }
 
 impl HandlerOptions for PythonDatagramOptions {
@@ -124,20 +125,20 @@ impl HandlerOptions for PythonDatagramOptions {
         };
         self.0.build_with(cx, Box::new(DatagramTransport::new(target)))
     }
+
+    fn delivery(&self) -> Option<&DeliveryOptions> {
+        Some(&self.0.delivery)
+    }
 }
 
 /// Python's SocketHandler or DatagramHandler; see the module docs.
 pub struct PythonSocketHandler {
-    outbox: Outbox,
-    transport: Box<dyn Transport>,
+    sender: Sender,
 }
 
 impl std::fmt::Debug for PythonSocketHandler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PythonSocketHandler")
-            .field("to", &self.transport.describe())
-            .field("outbox", &self.outbox)
-            .finish()
+        f.debug_struct("PythonSocketHandler").field("sender", &self.sender).finish()
     }
 }
 
@@ -153,27 +154,27 @@ fn encode(ctx: &RecordContext<'_>, out: &mut Vec<u8>) -> Result<(), HandlerError
 
 impl Handler for PythonSocketHandler {
     fn emit(&mut self, ctx: &RecordContext<'_>) -> Result<(), HandlerError> {
-        self.outbox.take(|buf| encode(ctx, buf))
+        self.sender.take(|buf| encode(ctx, buf))
     }
 
     fn emit_report(&mut self, ctx: &RecordContext<'_>) -> Result<(), HandlerError> {
-        self.outbox.take_report(|buf| encode(ctx, buf))
+        self.sender.outbox.take_report(|buf| encode(ctx, buf))
     }
 
     fn flush(&mut self) -> Result<(), HandlerError> {
-        self.outbox.flush(self.transport.as_mut())
+        self.sender.flush()
     }
 
     fn poll(&mut self) -> Result<(), HandlerError> {
-        self.outbox.poll(self.transport.as_mut())
+        self.sender.poll()
     }
 
     fn next_due(&self) -> Option<Instant> {
-        self.outbox.next_due()
+        self.sender.next_due()
     }
 
     fn ready(&self) -> bool {
-        self.outbox.ready()
+        self.sender.ready()
     }
 
     fn counts_deliveries(&self) -> bool {
@@ -181,11 +182,19 @@ impl Handler for PythonSocketHandler {
     }
 
     fn drain(&mut self, deadline: Instant) -> Result<(), HandlerError> {
-        self.outbox.drain(self.transport.as_mut(), deadline)
+        self.sender.drain(deadline)
     }
 
     fn close(&mut self) -> Result<(), HandlerError> {
-        Ok(())
+        self.sender.close()
+    }
+
+    fn journal_target(&self) -> Option<&std::path::Path> {
+        self.sender.journal_target()
+    }
+
+    fn attach_journal(&mut self, journal: &crate::journal::Shared) {
+        self.sender.attach_journal(journal);
     }
 }
 

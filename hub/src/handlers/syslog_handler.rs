@@ -19,17 +19,15 @@ use logfunnel_protocol::{Level, ValueRef, parse_level};
 use toml::Value;
 
 use super::{BuildContext, Handler, HandlerError, HandlerOptions};
-use crate::config::OverflowPolicy;
 use crate::config::keys::{Section, show};
 use crate::delivery::datagram::{DatagramTransport, Target, UnixAuto};
 use crate::delivery::link::{Endpoint, Link, TlsOptions};
 use crate::delivery::relp::RelpTransport;
-use crate::delivery::spool::Spool;
+use crate::delivery::spool::Sender;
 use crate::delivery::stream::StreamTransport;
-use crate::delivery::{DeliveryOptions, Outbox, Transport};
+use crate::delivery::{DeliveryOptions, Transport};
 use crate::formatter::unix_time::broken_down;
 use crate::formatter::{Formatter, RecordContext};
-use crate::stats::HandlerCounters;
 
 /// Where records go: Python's `address`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -397,26 +395,6 @@ impl HandlerOptions for SysLogOptions {
                 }
             }
         };
-        let spool = if self.delivery.disk {
-            let hub = &cx.config.hub.access;
-            let refuse = |why: &str| {
-                cx.named(HandlerError::io("buffer = \"disk\"", std::io::Error::other(why.to_owned())))
-            };
-            let Some(dir) = hub.state_dir.as_ref().filter(|_| hub.journal) else {
-                return Err(refuse(
-                    "needs [hub] state_dir (where the buffer lives) and journal = true (which makes what it acknowledges durable)",
-                ));
-            };
-            if cx.handler.overflow == OverflowPolicy::DropOldest {
-                return Err(refuse(
-                    "overflow = \"drop_oldest\" cannot drop from a disk buffer: use drop_newest or block",
-                ));
-            }
-            let path = dir.join(format!("{}.spool", crate::journal_name(cx.name)));
-            Some(Spool::open(&path, self.delivery.max_buffer_bytes).map_err(|e| cx.named(e))?)
-        } else {
-            None
-        };
         let octets = self.framing == Framing::OctetCounting && !self.relp;
         let newline = self.framing == Framing::Newline && !self.relp;
         Ok(Box::new(SysLogHandler {
@@ -429,55 +407,24 @@ impl HandlerOptions for SysLogOptions {
                 scratch: Vec::new(),
                 second: None,
             },
-            outbox: Outbox::new(self.delivery.clone(), cx.handler.overflow, Arc::clone(&cx.counters)),
-            transport,
-            spool,
-            policy: cx.handler.overflow,
-            counters: Arc::clone(&cx.counters),
-            scratch: Vec::new(),
+            sender: Sender::new(&self.delivery, cx, transport)?,
         }))
+    }
+
+    fn delivery(&self) -> Option<&DeliveryOptions> {
+        Some(&self.delivery)
     }
 }
 
 /// Python's SysLogHandler; see the module docs.
 pub struct SysLogHandler {
     encoder: Encoder,
-    outbox: Outbox,
-    transport: Box<dyn Transport>,
-    /// The disk buffer (`buffer = "disk"`): every record goes through it.
-    spool: Option<Spool>,
-    policy: OverflowPolicy,
-    counters: Arc<HandlerCounters>,
-    /// A record encoded on its way to the spool.
-    scratch: Vec<u8>,
-}
-
-impl SysLogHandler {
-    /// Writes the spool out, loads what it holds into the outbox, runs
-    /// `deliver`, and moves the spool's cursor past what was settled.
-    fn through_spool(
-        &mut self,
-        deliver: impl FnOnce(&mut Outbox, &mut dyn Transport) -> Result<(), HandlerError>,
-    ) -> Result<(), HandlerError> {
-        let Some(spool) = &mut self.spool else { return deliver(&mut self.outbox, self.transport.as_mut()) };
-        for note in spool.take_notes() {
-            self.counters.set_last_error(&note);
-            crate::diag::say("disk buffer", &note);
-        }
-        let written = spool.write_out();
-        let loaded = spool.load(&mut self.outbox);
-        let delivered = deliver(&mut self.outbox, self.transport.as_mut());
-        let settled = spool.settle(&self.outbox);
-        written.and(loaded).and(delivered).and(settled)
-    }
+    sender: Sender,
 }
 
 impl std::fmt::Debug for SysLogHandler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SysLogHandler")
-            .field("to", &self.transport.describe())
-            .field("outbox", &self.outbox)
-            .finish()
+        f.debug_struct("SysLogHandler").field("sender", &self.sender).finish()
     }
 }
 
@@ -719,45 +666,28 @@ pub(crate) fn hub_host_name() -> String {
 impl Handler for SysLogHandler {
     fn emit(&mut self, ctx: &RecordContext<'_>) -> Result<(), HandlerError> {
         let encoder = &mut self.encoder;
-        let Some(spool) = &mut self.spool else { return self.outbox.take(|buf| encoder.encode(ctx, buf)) };
-        spool.count_recovered(&self.outbox);
-        self.scratch.clear();
-        encoder.encode(ctx, &mut self.scratch)?;
-        if spool.full(self.scratch.len()) && self.policy != OverflowPolicy::Block {
-            self.outbox.count_dropped(1);
-            return Ok(());
-        }
-        spool.append(&self.scratch)?;
-        self.outbox.count_held(1);
-        Ok(())
+        self.sender.take(|buf| encoder.encode(ctx, buf))
     }
 
     fn emit_report(&mut self, ctx: &RecordContext<'_>) -> Result<(), HandlerError> {
         let encoder = &mut self.encoder;
-        self.outbox.take_report(|buf| encoder.encode(ctx, buf))
+        self.sender.outbox.take_report(|buf| encoder.encode(ctx, buf))
     }
 
     fn flush(&mut self) -> Result<(), HandlerError> {
-        self.through_spool(|o, t| o.flush(t))
+        self.sender.flush()
     }
 
     fn poll(&mut self) -> Result<(), HandlerError> {
-        self.through_spool(|o, t| o.poll(t))
+        self.sender.poll()
     }
 
     fn next_due(&self) -> Option<Instant> {
-        match &self.spool {
-            // Written records wait to be loaded as soon as there is room.
-            Some(s) if s.unloaded() && self.outbox.has_room() => Some(Instant::now()),
-            _ => self.outbox.next_due(),
-        }
+        self.sender.next_due()
     }
 
     fn ready(&self) -> bool {
-        match &self.spool {
-            Some(s) => self.policy != OverflowPolicy::Block || !s.full(0),
-            None => self.outbox.ready(),
-        }
+        self.sender.ready()
     }
 
     fn counts_deliveries(&self) -> bool {
@@ -765,25 +695,19 @@ impl Handler for SysLogHandler {
     }
 
     fn drain(&mut self, deadline: Instant) -> Result<(), HandlerError> {
-        // What is left in a disk buffer waits there for the next hub.
-        self.through_spool(|o, t| o.drain(t, deadline))
+        self.sender.drain(deadline)
     }
 
     fn close(&mut self) -> Result<(), HandlerError> {
-        match &mut self.spool {
-            Some(s) => s.write_out(),
-            None => Ok(()),
-        }
+        self.sender.close()
     }
 
     fn journal_target(&self) -> Option<&std::path::Path> {
-        self.spool.as_ref().map(Spool::path)
+        self.sender.journal_target()
     }
 
     fn attach_journal(&mut self, journal: &crate::journal::Shared) {
-        if let Some(s) = &mut self.spool {
-            s.file_mut().attach_journal(journal);
-        }
+        self.sender.attach_journal(journal);
     }
 }
 
