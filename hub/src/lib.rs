@@ -571,7 +571,7 @@ fn open_journal(
         Ok(Some((j, r))) => {
             for (file, bytes) in &r.cuts {
                 eprintln!(
-                    "logfunnel hub: handler {name:?}: cut {bytes} bytes from the end of {} (written after the last journal entry, never acknowledged; clients still running resend them)",
+                    "logfunnel hub: handler {name:?}: cut {bytes} bytes from the end of {} (written after the last journal entry, never acknowledged: clients still running resend theirs; lines the hub wrote there itself, its drop reports and what a MemoryHandler flushed, are not resent)",
                     file.display()
                 );
             }
