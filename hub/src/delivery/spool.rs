@@ -28,7 +28,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{DeliveryOptions, Outbox, Transport};
 use crate::config::OverflowPolicy;
@@ -41,6 +41,9 @@ const HEADER: usize = 12;
 const CHUNK: u64 = 1 << 20;
 /// Space is given back once this much is settled past the last time.
 const PUNCH_EVERY: u64 = 4 << 20;
+/// After a failed read of the spool, the next try waits this long, so a
+/// failing disk is not read in a busy loop.
+const READ_RETRY: Duration = Duration::from_secs(1);
 
 pub(crate) struct Spool {
     file: LogFile,
@@ -59,6 +62,8 @@ pub(crate) struct Spool {
     counted_recovered: bool,
     /// Problems to report, once.
     notes: Vec<String>,
+    /// When a read of the spool last failed (none since).
+    read_failed: Option<Instant>,
 }
 
 impl std::fmt::Debug for Spool {
@@ -106,6 +111,7 @@ impl Spool {
             max_bytes,
             counted_recovered: false,
             notes,
+            read_failed: None,
         })
     }
 
@@ -166,8 +172,16 @@ impl Spool {
         self.read_at < self.file.written()
     }
 
+    /// When the next load may read: now, or a while after a failed read.
+    pub(crate) fn load_due(&self) -> Instant {
+        self.read_failed.map_or_else(Instant::now, |at| at + READ_RETRY)
+    }
+
     /// Loads written records into `outbox`, in order, while it has room.
     pub(crate) fn load(&mut self, outbox: &mut Outbox) -> Result<(), HandlerError> {
+        if self.load_due() > Instant::now() {
+            return Ok(());
+        }
         if self.file.nothing_buffered() {
             // A recovery may have cut the spool since it was opened.
             self.file.refresh_size();
@@ -236,9 +250,13 @@ impl Spool {
                 Ok(0) => break,
                 Ok(n) => got += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(cannot(e)),
+                Err(e) => {
+                    self.read_failed = Some(Instant::now());
+                    return Err(cannot(e));
+                }
             }
         }
+        self.read_failed = None;
         Ok(got)
     }
 
@@ -423,7 +441,9 @@ impl Sender {
     pub(crate) fn next_due(&self) -> Option<Instant> {
         match &self.spool {
             // Written records wait to be loaded as soon as there is room.
-            Some(s) if s.unloaded() && self.outbox.has_room() => Some(Instant::now()),
+            Some(s) if s.unloaded() && self.outbox.has_room() => {
+                Some(self.outbox.next_due().map_or(s.load_due(), |d| d.min(s.load_due())))
+            }
             _ => self.outbox.next_due(),
         }
     }
@@ -456,5 +476,31 @@ impl Sender {
         if let Some(s) = &mut self.spool {
             s.file_mut().attach_journal(journal);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_read_is_retried_after_a_pause_not_in_a_busy_loop() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(&dir.path().join("h.spool"), 1 << 20).unwrap();
+        spool.append(b"one record").unwrap();
+        spool.write_out().unwrap();
+        let counters = Arc::new(HandlerCounters::default());
+        let mut outbox = Outbox::new(DeliveryOptions::default(), OverflowPolicy::DropNewest, counters);
+
+        spool.read_failed = Some(Instant::now());
+        assert!(spool.load_due() >= Instant::now() + READ_RETRY / 2, "the next read waits");
+        spool.load(&mut outbox).unwrap();
+        assert_eq!(outbox.held_in_memory(), 0, "no read while the pause lasts");
+
+        spool.read_failed = Instant::now().checked_sub(READ_RETRY);
+        assert!(spool.load_due() <= Instant::now());
+        spool.load(&mut outbox).unwrap();
+        assert_eq!(outbox.held_in_memory(), 1, "read once the pause is over");
+        assert!(spool.read_failed.is_none(), "a good read clears the failure");
     }
 }
