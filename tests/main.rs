@@ -12,6 +12,7 @@ mod docs;
 mod examples;
 mod faults;
 mod first_run;
+mod http;
 mod install;
 mod journal;
 mod metrics;

@@ -21,6 +21,7 @@
 
 pub(crate) mod datagram;
 pub(crate) mod link;
+pub(crate) mod offload;
 pub(crate) mod relp;
 pub(crate) mod spool;
 pub(crate) mod stream;
@@ -259,7 +260,6 @@ pub(crate) enum Attempt {
     /// The remote refused the rest of the batch for good (an HTTP
     /// collector's 4xx; syslog transports refuse single records instead,
     /// with [`OutBatch::reject_next`]).
-    #[allow(dead_code)]
     Reject(String),
 }
 
@@ -274,6 +274,11 @@ pub(crate) trait Transport: Send {
     fn take_unconfirmed(&mut self) -> u64 {
         0
     }
+    /// After [`Attempt::Retry`]: how long the remote asked to be left alone
+    /// (HTTP's Retry-After); the next attempt waits at least that long.
+    fn retry_after(&mut self) -> Option<Duration> {
+        None
+    }
     /// Nothing is pending: a chance to notice that the peer has gone.
     fn idle(&mut self) {}
     /// The hub is stopping: end the session politely.
@@ -286,6 +291,10 @@ pub(crate) trait Transport: Send {
 /// first, less often while it keeps waiting.
 const POLL_MIN: Duration = Duration::from_micros(200);
 const POLL_MAX: Duration = Duration::from_millis(50);
+
+/// The longest wait a remote's Retry-After may impose (a bogus header must
+/// not park a handler for days).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 
 /// What a network handler holds for delivery; see the module docs.
 pub(crate) struct Outbox {
@@ -548,7 +557,8 @@ impl Outbox {
                         )));
                         continue;
                     }
-                    self.not_before = Some(Instant::now() + self.retry.next_delay());
+                    let asked = t.retry_after().map_or(Duration::ZERO, |d| d.min(MAX_RETRY_AFTER));
+                    self.not_before = Some(Instant::now() + self.retry.next_delay().max(asked));
                     result = Err(self.note(format!("{message} (will retry)")));
                     break;
                 }

@@ -11,7 +11,9 @@
 //! and [`Handler::close`] at shutdown.
 
 mod file_handler;
+mod http_handler;
 mod memory_handler;
+mod nt_event_log_handler;
 mod null_handler;
 mod python_socket_handler;
 mod rotating_file_handler;
@@ -22,6 +24,7 @@ mod watched_file_handler;
 
 pub use file_handler::FileHandler;
 pub(crate) use file_handler::LogFile;
+pub use http_handler::{HttpFormat, HttpHandler, HttpMethod, HttpOptions};
 pub use memory_handler::MemoryHandler;
 pub use null_handler::NullHandler;
 pub use python_socket_handler::PythonSocketHandler;
@@ -34,6 +37,7 @@ pub use watched_file_handler::WatchedFileHandler;
 
 pub use file_handler::FileOptions;
 pub use memory_handler::MemoryOptions;
+pub use nt_event_log_handler::NtEventLogOptions;
 pub use null_handler::NullOptions;
 pub use python_socket_handler::{PythonAddress, PythonDatagramOptions, PythonSocketOptions};
 pub use rotating_file_handler::RotatingFileOptions;
@@ -63,6 +67,8 @@ pub(crate) const CLASSES: &[Class] = &[
     Class::network::<SysLogOptions>("SysLogHandler"),
     Class::network::<PythonSocketOptions>("SocketHandler"),
     Class::network::<PythonDatagramOptions>("DatagramHandler"),
+    Class::network::<HttpOptions>("HTTPHandler"),
+    Class::local::<NtEventLogOptions>("NTEventLogHandler"),
 ];
 
 /// A handler class; see [`CLASSES`].

@@ -1,0 +1,163 @@
+//! Transports whose one attempt is a blocking exchange (an HTTP request, an
+//! SMTP session): the exchange runs on a thread of its own, so the
+//! handler's worker never waits on the remote. The worker hands the thread
+//! a copy of the batch's records and comes back for the answer
+//! ([`Attempt::Wait`] meanwhile); a remote that hangs costs its timeout on
+//! that thread, never a stalled queue.
+
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
+use std::time::Duration;
+
+use super::{Attempt, OutBatch, Transport};
+
+/// What happened to one record of a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Settled {
+    /// Delivered.
+    Delivered,
+    /// Refused for good by the remote (why).
+    Rejected(String),
+}
+
+/// The answer of one exchange: the records settled, in order, and, when it
+/// stopped early, why (the rest is retried), or that the remote refused
+/// the rest of the batch for good.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    /// One entry per record settled, from the first of the job.
+    pub(crate) settled: Vec<Settled>,
+    /// Set when the remaining records must be tried again: why, and how
+    /// long the remote asked to be left alone (HTTP's Retry-After).
+    pub(crate) retry: Option<(String, Option<Duration>)>,
+    /// Set when the remote refused every remaining record.
+    pub(crate) reject: Option<String>,
+}
+
+/// The blocking side: makes one exchange for `records` (each the bytes a
+/// handler encoded for it).
+pub(crate) trait Exchange: Send + 'static {
+    /// Delivers what it can of `records`, in order.
+    fn exchange(&mut self, records: &[&[u8]]) -> Outcome;
+}
+
+struct Job {
+    data: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+/// A [`Transport`] running an [`Exchange`] on its own thread.
+pub(crate) struct Offload {
+    jobs: SyncSender<Job>,
+    answers: Receiver<Outcome>,
+    /// The batch (id) and its first record (index) of the job in flight.
+    in_flight: Option<(u64, usize)>,
+    /// Retry-After of the last failed exchange.
+    retry_after: Option<Duration>,
+    describe: String,
+    /// Called with the reason of every record refused one by one (the
+    /// outbox counts them; this says why).
+    on_reject: Box<dyn FnMut(&str) + Send>,
+}
+
+impl Offload {
+    /// Starts the exchange's thread (named `thread_name`).
+    pub(crate) fn new(
+        mut exchange: impl Exchange,
+        thread_name: &str,
+        describe: String,
+        on_reject: Box<dyn FnMut(&str) + Send>,
+    ) -> std::io::Result<Offload> {
+        let (jobs, job_rx) = sync_channel::<Job>(1);
+        let (answer_tx, answers) = sync_channel::<Outcome>(1);
+        std::thread::Builder::new().name(thread_name.into()).spawn(move || {
+            // Ends when the transport (and its sender) is dropped.
+            while let Ok(job) = job_rx.recv() {
+                let mut start = 0;
+                let records: Vec<&[u8]> = job
+                    .ends
+                    .iter()
+                    .map(|&end| {
+                        let r = &job.data[start..end];
+                        start = end;
+                        r
+                    })
+                    .collect();
+                let outcome = exchange.exchange(&records);
+                if answer_tx.send(outcome).is_err() {
+                    break;
+                }
+            }
+        })?;
+        Ok(Offload { jobs, answers, in_flight: None, retry_after: None, describe, on_reject })
+    }
+
+    fn apply(&mut self, batch: &mut OutBatch, outcome: Outcome) -> Attempt {
+        for s in outcome.settled {
+            if batch.is_settled() {
+                break;
+            }
+            match s {
+                Settled::Delivered => batch.advance(1),
+                Settled::Rejected(why) => {
+                    (self.on_reject)(&why);
+                    batch.reject_next();
+                }
+            }
+        }
+        if let Some(why) = outcome.reject
+            && !batch.is_settled()
+        {
+            return Attempt::Reject(why);
+        }
+        if let Some((why, after)) = outcome.retry
+            && !batch.is_settled()
+        {
+            self.retry_after = after;
+            return Attempt::Retry(why);
+        }
+        if batch.is_settled() { Attempt::Done } else { Attempt::Wait }
+    }
+}
+
+impl Transport for Offload {
+    fn attempt(&mut self, batch: &mut OutBatch) -> Attempt {
+        if let Some((id, from)) = self.in_flight {
+            match self.answers.try_recv() {
+                Ok(outcome) => {
+                    self.in_flight = None;
+                    if id != batch.id() || from != batch.done() {
+                        // Not this batch's answer (cannot happen: a started
+                        // batch stays at the front until settled); send again.
+                        return Attempt::Wait;
+                    }
+                    return self.apply(batch, outcome);
+                }
+                Err(TryRecvError::Empty) => return Attempt::Wait,
+                Err(TryRecvError::Disconnected) => {
+                    self.in_flight = None;
+                    return Attempt::Retry("the delivery thread ended".into());
+                }
+            }
+        }
+        let from = batch.done();
+        let job = Job {
+            data: batch.bytes_from(from).to_vec(),
+            ends: (from..batch.len()).map(|i| batch.offset_of(i + 1) - batch.offset_of(from)).collect(),
+        };
+        match self.jobs.try_send(job) {
+            Ok(()) => {
+                self.in_flight = Some((batch.id(), from));
+                Attempt::Wait
+            }
+            Err(_) => Attempt::Retry("the delivery thread is not running".into()),
+        }
+    }
+
+    fn retry_after(&mut self) -> Option<Duration> {
+        self.retry_after.take()
+    }
+
+    fn describe(&self) -> String {
+        self.describe.clone()
+    }
+}

@@ -1,0 +1,145 @@
+"""An HTTP server that records what it is sent, and python3's own HTTPHandler
+as the oracle of the hub's form fields.
+
+usage:
+  python3 http_collector.py serve OUT.jsonl [--plan 503,200] [--hang SECONDS]
+      [--retry-after N]
+      Prints its port on the first line of stdout, then answers requests:
+      the plan's statuses in turn (then 200), the first request after a
+      wait of --hang seconds (a server that hangs). Each request is one
+      JSON line in OUT: method, path, headers, the body (gunzipped when
+      Content-Encoding says gzip), the status answered, and for OTLP bodies
+      (Content-Type application/json on /v1/logs) the request as parsed by
+      the opentelemetry-proto package (google.protobuf.json_format), or the
+      parser's error.
+  python3 http_collector.py send SPEC.json
+      Logs SPEC's records through logging.handlers.HTTPHandler behind a
+      QueueHandler's prepare(), as a QueueListener hands them on.
+"""
+
+import base64
+import gzip
+import http.server
+import json
+import logging
+import logging.handlers
+import sys
+import threading
+import time
+
+
+def serve(out_path, plan, hang, retry_after):
+    lock = threading.Lock()
+    state = {"n": 0}
+    out = open(out_path, "a", buffering=1)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def handle_any(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            with lock:
+                n = state["n"]
+                state["n"] += 1
+            if hang and n == 0:
+                time.sleep(hang)
+            status = plan[n] if n < len(plan) else 200
+            entry = {
+                "n": n,
+                "method": self.command,
+                "path": self.path,
+                "headers": [[k, v] for k, v in self.headers.items()],
+                "status": status,
+            }
+            if self.headers.get("Content-Encoding") == "gzip":
+                body = gzip.decompress(body)
+                entry["gzip"] = True
+            entry["body_b64"] = base64.b64encode(body).decode("ascii")
+            if self.command == "POST" and self.path.endswith("/v1/logs"):
+                try:
+                    from google.protobuf import json_format
+                    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+                        ExportLogsServiceRequest,
+                    )
+
+                    msg = json_format.Parse(body.decode("utf-8"), ExportLogsServiceRequest())
+                    entry["otlp"] = json_format.MessageToDict(msg)
+                except Exception as e:  # the test shows it
+                    entry["otlp_error"] = "%s: %s" % (type(e).__name__, e)
+            text = b"" if status == 200 else ("status %d from the test server\nsecond line\n" % status).encode()
+            self.send_response(status)
+            if retry_after is not None and status in (429, 503):
+                self.send_header("Retry-After", str(retry_after))
+            self.send_header("Content-Length", str(len(text)))
+            self.end_headers()
+            self.wfile.write(text)
+            # Written once answered: the test sees what the sender saw.
+            with lock:
+                out.write(json.dumps(entry) + "\n")
+
+        do_GET = handle_any
+        do_POST = handle_any
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    print(server.server_address[1], flush=True)
+    server.serve_forever()
+
+
+class Clock:
+    now = 0.0
+
+    def __getattr__(self, name):
+        return getattr(time, name)
+
+    def time(self):
+        return self.now
+
+
+def send(spec_path):
+    spec = json.load(open(spec_path))
+    clock = Clock()
+    logging.time = clock
+    creds = tuple(spec["credentials"]) if spec.get("credentials") else None
+    handler = logging.handlers.HTTPHandler(spec["host"], spec["url"], method=spec["method"], credentials=creds)
+    queue_handler = logging.handlers.QueueHandler(None)
+    # relativeCreated counts from the hub's start, which only the hub knows:
+    # taken from what it sent for the same record.
+    import urllib.parse
+
+    relatives = [float(dict(urllib.parse.parse_qsl(q, keep_blank_values=True))["relativeCreated"]) for q in spec["hub_fields"]]
+    for r, relative in zip(spec["records"], relatives):
+        clock.now = r["created_ns"] / 1e9
+        record = logging.LogRecord(
+            r["name"],
+            r["levelno"],
+            r["pathname"] or "(unknown file)",
+            r["lineno"],
+            r["message"],
+            None,
+            None,
+            func=r["funcName"] or "(unknown function)",
+        )
+        record.relativeCreated = relative
+        record.thread = r["thread"]
+        record.threadName = r["threadName"] or "Thread-%d" % r["thread"]
+        record.processName = r["processName"]
+        record.process = r["process"]
+        record.exc_text = r["exc_text"]
+        for k, v in r["extra"].items():
+            setattr(record, k, v)
+        handler.handle(queue_handler.prepare(record))
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "serve":
+        args = sys.argv[3:]
+        opt = lambda name, default: args[args.index(name) + 1] if name in args else default
+        plan = [int(s) for s in opt("--plan", "").split(",") if s]
+        ra = opt("--retry-after", None)
+        serve(sys.argv[2], plan, float(opt("--hang", 0)), int(ra) if ra is not None else None)
+    else:
+        send(sys.argv[2])
