@@ -51,7 +51,7 @@ fn chown(path: &Path) {
 }
 
 /// `cmd` as `nobody` when the tests run as root, as itself otherwise.
-fn unprivileged(program: &Path, args: &[&str]) -> Command {
+pub fn unprivileged(program: &Path, args: &[&str]) -> Command {
     if euid() == 0 {
         let ok = Command::new("setpriv").arg("--version").output().is_ok_and(|o| o.status.success());
         assert!(ok, "setpriv(1) is missing: apt-get install util-linux (scripts/test installs it)");

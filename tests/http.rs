@@ -95,7 +95,7 @@ impl Rng {
 /// Random records as the oracle reads them: text that urlencoding must
 /// get right (spaces, `&=+%`, non-ASCII, newlines), extras of every type,
 /// records without caller, thread name or traceback.
-fn random_records(seed: u64, n: usize) -> Vec<Value> {
+pub fn random_records(seed: u64, n: usize) -> Vec<Value> {
     let mut rng = Rng(seed | 1);
     let pieces = ["a b", "&x=1", "100%", "+", "café", "日本", "\n", "~_.-", "'q'", "(z,)", "", "✓ ok", "/?#"];
     (0..n)

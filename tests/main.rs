@@ -20,5 +20,6 @@ mod python_clients;
 mod python_exact;
 mod robustness;
 mod security;
+mod smtp;
 mod syslog;
 mod tracing_layer;

@@ -1670,9 +1670,9 @@ target = "self"
         }
         let far = class_issue("KafkaHandler").unwrap();
         assert!(far.contains("(supported: StreamHandler, FileHandler"), "{far}");
-        let near_later = class_issue("logging.handlers.SMTPHandlr").unwrap();
+        let near_later = class_issue("logging.handlers.BufferingHandlr").unwrap();
         assert!(
-            near_later.contains("did you mean \"SMTPHandler\"? (SMTPHandler is one of Python's"),
+            near_later.contains("did you mean \"BufferingHandler\"? (BufferingHandler is one of Python's"),
             "{near_later}"
         );
         assert_eq!(edit_distance("kitten", "sitting"), 3);

@@ -15,6 +15,9 @@ usage:
   python3 http_collector.py send SPEC.json
       Logs SPEC's records through logging.handlers.HTTPHandler behind a
       QueueHandler's prepare(), as a QueueListener hands them on.
+  python3 http_collector.py mail SPEC.json
+      Logs SPEC's records through logging.handlers.SMTPHandler (the oracle
+      of the hub's mails).
 """
 
 import base64
@@ -112,27 +115,44 @@ def send(spec_path):
 
     relatives = [float(dict(urllib.parse.parse_qsl(q, keep_blank_values=True))["relativeCreated"]) for q in spec["hub_fields"]]
     for r, relative in zip(spec["records"], relatives):
-        clock.now = r["created_ns"] / 1e9
-        record = logging.LogRecord(
-            r["name"],
-            r["levelno"],
-            r["pathname"] or "(unknown file)",
-            r["lineno"],
-            r["message"],
-            None,
-            None,
-            func=r["funcName"] or "(unknown function)",
-        )
-        record.relativeCreated = relative
-        record.thread = r["thread"]
-        record.threadName = r["threadName"] or "Thread-%d" % r["thread"]
-        record.processName = r["processName"]
-        record.process = r["process"]
-        record.exc_text = r["exc_text"]
-        for k, v in r["extra"].items():
-            setattr(record, k, v)
-        handler.handle(queue_handler.prepare(record))
+        handler.handle(queue_handler.prepare(make_record(r, relative, clock)))
 
+
+def make_record(r, relative, clock):
+    """A LogRecord with the spec's attributes, in the order Python sets them."""
+    clock.now = r["created_ns"] / 1e9
+    record = logging.LogRecord(
+        r["name"],
+        r["levelno"],
+        r["pathname"] or "(unknown file)",
+        r["lineno"],
+        r["message"],
+        None,
+        None,
+        func=r["funcName"] or "(unknown function)",
+    )
+    record.relativeCreated = relative
+    record.thread = r["thread"]
+    record.threadName = r["threadName"] or "Thread-%d" % r["thread"]
+    record.processName = r["processName"]
+    record.process = r["process"]
+    record.exc_text = r["exc_text"]
+    for k, v in r["extra"].items():
+        setattr(record, k, v)
+    return record
+
+
+def mail(spec_path):
+    """SPEC's records through logging.handlers.SMTPHandler, formatted with SPEC's format."""
+    spec = json.load(open(spec_path))
+    clock = Clock()
+    logging.time = clock
+    handler = logging.handlers.SMTPHandler(
+        ("127.0.0.1", spec["port"]), spec["fromaddr"], spec["toaddrs"], spec["subject"]
+    )
+    handler.setFormatter(logging.Formatter(spec["format"]))
+    for r in spec["records"]:
+        handler.handle(make_record(r, 0.0, clock))
 
 if __name__ == "__main__":
     if sys.argv[1] == "serve":
@@ -141,5 +161,7 @@ if __name__ == "__main__":
         plan = [int(s) for s in opt("--plan", "").split(",") if s]
         ra = opt("--retry-after", None)
         serve(sys.argv[2], plan, float(opt("--hang", 0)), int(ra) if ra is not None else None)
+    elif sys.argv[1] == "mail":
+        mail(sys.argv[2])
     else:
         send(sys.argv[2])

@@ -17,6 +17,7 @@ mod nt_event_log_handler;
 mod null_handler;
 mod python_socket_handler;
 mod rotating_file_handler;
+mod smtp_handler;
 mod stream_handler;
 mod syslog_handler;
 mod timed_rotating_file_handler;
@@ -41,6 +42,7 @@ pub use nt_event_log_handler::NtEventLogOptions;
 pub use null_handler::NullOptions;
 pub use python_socket_handler::{PythonAddress, PythonDatagramOptions, PythonSocketOptions};
 pub use rotating_file_handler::RotatingFileOptions;
+pub use smtp_handler::{SmtpHandler, SmtpOptions, SmtpTls};
 pub use stream_handler::{StdStream, StreamOptions};
 pub use syslog_handler::{Framing, SockType, SysLogOptions, SyslogAddress, SyslogFormat};
 pub use timed_rotating_file_handler::{Schedule, TimedRotatingFileOptions, When};
@@ -68,6 +70,7 @@ pub(crate) const CLASSES: &[Class] = &[
     Class::network::<PythonSocketOptions>("SocketHandler"),
     Class::network::<PythonDatagramOptions>("DatagramHandler"),
     Class::network::<HttpOptions>("HTTPHandler"),
+    Class::network::<SmtpOptions>("SMTPHandler"),
     Class::local::<NtEventLogOptions>("NTEventLogHandler"),
 ];
 

@@ -38,3 +38,18 @@ impl HandlerOptions for NtEventLogOptions {
         Err(HandlerError::Delivery("NTEventLogHandler is not supported".into()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn a_python_config_with_it_is_refused_with_what_to_use_instead() {
+        let text = "[handlers.nt]\nclass = \"logging.handlers.NTEventLogHandler\"\nappname = \"app\"\nlogtype = \"Application\"\n";
+        let e = Config::from_toml_str(text, "test").unwrap_err();
+        let issues: Vec<String> = e.issues.iter().map(ToString::to_string).collect();
+        assert_eq!(issues.len(), 1, "{issues:?}");
+        assert!(issues[0].starts_with("handlers.nt: NTEventLogHandler is refused"), "{issues:?}");
+        assert!(issues[0].contains("use SysLogHandler") && issues[0].contains("/dev/log"), "{issues:?}");
+    }
+}
