@@ -111,3 +111,24 @@ fn tracing_service_events_reach_a_real_hub_with_their_spans_and_fields() {
     let other = std::fs::read_to_string(dir.path("other.log")).unwrap();
     assert_eq!(other, "startup|INFO||service up\nstartup|INFO||service down\n".repeat(2));
 }
+
+#[test]
+fn the_example_configurations_for_mail_and_opentelemetry_pass_check_config() {
+    for (name, var) in [("errors-by-mail.toml", "SMTP_PASSWORD"), ("otel-collector.toml", "OTEL_TOKEN")] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(name);
+        let out = Command::new(env!("CARGO_BIN_EXE_logfunnel"))
+            .args(["check-config", path.to_str().unwrap()])
+            .env(var, "example-secret")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+        // Without the secret, the error names the variable, not a value.
+        let out = Command::new(env!("CARGO_BIN_EXE_logfunnel"))
+            .args(["check-config", path.to_str().unwrap()])
+            .env_remove(var)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("{var} is not set")), "{name}");
+    }
+}
