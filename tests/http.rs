@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use logfunnel_protocol::{Record, Value as RecordValue};
 use serde_json::{Value, json};
 
+use crate::python_exact::to_record;
 use crate::util::*;
 
 const COLLECTOR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/http_collector.py");
@@ -135,40 +135,6 @@ pub fn random_records(seed: u64, n: usize) -> Vec<Value> {
             })
         })
         .collect()
-}
-
-fn to_record(v: &Value) -> Record {
-    let s = |k: &str| v[k].as_str().map(str::to_owned);
-    let extra = v["extra"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, x)| {
-            let value = match x {
-                Value::Number(n) if n.is_i64() => RecordValue::I64(n.as_i64().unwrap()),
-                Value::Number(n) => RecordValue::F64(n.as_f64().unwrap()),
-                Value::Bool(b) => RecordValue::Bool(*b),
-                other => RecordValue::Str(other.as_str().unwrap_or_default().to_owned()),
-            };
-            (k.clone(), value)
-        })
-        .collect();
-    Record {
-        created_ns: v["created_ns"].as_i64().unwrap(),
-        levelno: v["levelno"].as_u64().unwrap() as u32,
-        name: s("name").unwrap(),
-        message: s("message").unwrap(),
-        pathname: s("pathname"),
-        lineno: v["lineno"].as_u64().unwrap() as u32,
-        func_name: s("funcName"),
-        module_path: None,
-        process: v["process"].as_u64().unwrap() as u32,
-        process_name: s("processName"),
-        thread: v["thread"].as_u64().unwrap(),
-        thread_name: s("threadName"),
-        exc_text: s("exc_text"),
-        extra,
-    }
 }
 
 pub fn send(socket: &Path, records: &[Value]) {

@@ -32,7 +32,7 @@ fn record(created_ns: i64, name: &str, levelno: u32, message: &str) -> Value {
 }
 
 /// The same record for the hub.
-fn to_record(v: &Value) -> Record {
+pub fn to_record(v: &Value) -> Record {
     let s = |k: &str| v[k].as_str().map(str::to_owned);
     let extra = v["extra"]
         .as_object()

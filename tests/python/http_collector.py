@@ -73,6 +73,10 @@ def serve(out_path, plan, hang, retry_after):
                     entry["otlp"] = json_format.MessageToDict(msg)
                 except Exception as e:  # the test shows it
                     entry["otlp_error"] = "%s: %s" % (type(e).__name__, e)
+            # Written before the answer: a sender that waits for it sends
+            # the next request only then, so the mailbox keeps its order.
+            with lock:
+                out.write(json.dumps(entry) + "\n")
             text = b"" if status == 200 else ("status %d from the test server\nsecond line\n" % status).encode()
             self.send_response(status)
             if retry_after is not None and status in (429, 503):
@@ -80,9 +84,6 @@ def serve(out_path, plan, hang, retry_after):
             self.send_header("Content-Length", str(len(text)))
             self.end_headers()
             self.wfile.write(text)
-            # Written once answered: the test sees what the sender saw.
-            with lock:
-                out.write(json.dumps(entry) + "\n")
 
         do_GET = handle_any
         do_POST = handle_any

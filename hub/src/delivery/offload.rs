@@ -8,7 +8,9 @@
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use std::time::Duration;
 
-use super::{Attempt, OutBatch, Transport};
+use super::{Attempt, OutBatch, Outbox, Transport};
+use crate::formatter::RecordContext;
+use crate::handlers::{Handler, HandlerError};
 
 /// What happened to one record of a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,5 +161,65 @@ impl Transport for Offload {
 
     fn describe(&self) -> String {
         self.describe.clone()
+    }
+}
+
+/// How a handler turns a record into the bytes its [`Exchange`] reads.
+pub(crate) trait Encode: Send {
+    /// Appends the record's bytes to `out`.
+    fn encode(&mut self, ctx: &RecordContext<'_>, out: &mut Vec<u8>) -> Result<(), HandlerError>;
+}
+
+/// A network handler whose deliveries are blocking exchanges: records go
+/// into the outbox as `E` encodes them; an [`Offload`] delivers them.
+pub(crate) struct OffloadHandler<E> {
+    encoder: E,
+    outbox: Outbox,
+    transport: Offload,
+}
+
+impl<E: Encode> OffloadHandler<E> {
+    pub(crate) fn new(encoder: E, outbox: Outbox, transport: Offload) -> OffloadHandler<E> {
+        OffloadHandler { encoder, outbox, transport }
+    }
+}
+
+impl<E: Encode> Handler for OffloadHandler<E> {
+    fn emit(&mut self, ctx: &RecordContext<'_>) -> Result<(), HandlerError> {
+        let encoder = &mut self.encoder;
+        self.outbox.take(|buf| encoder.encode(ctx, buf))
+    }
+
+    fn emit_report(&mut self, ctx: &RecordContext<'_>) -> Result<(), HandlerError> {
+        let encoder = &mut self.encoder;
+        self.outbox.take_report(|buf| encoder.encode(ctx, buf))
+    }
+
+    fn flush(&mut self) -> Result<(), HandlerError> {
+        self.outbox.flush(&mut self.transport)
+    }
+
+    fn poll(&mut self) -> Result<(), HandlerError> {
+        self.outbox.poll(&mut self.transport)
+    }
+
+    fn next_due(&self) -> Option<std::time::Instant> {
+        self.outbox.next_due()
+    }
+
+    fn ready(&self) -> bool {
+        self.outbox.ready()
+    }
+
+    fn counts_deliveries(&self) -> bool {
+        true
+    }
+
+    fn drain(&mut self, deadline: std::time::Instant) -> Result<(), HandlerError> {
+        self.outbox.drain(&mut self.transport, deadline)
+    }
+
+    fn close(&mut self) -> Result<(), HandlerError> {
+        Ok(())
     }
 }

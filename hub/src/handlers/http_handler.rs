@@ -25,7 +25,7 @@ use toml::Value;
 
 use super::{BuildContext, Handler, HandlerError, HandlerOptions};
 use crate::config::keys::{Section, show};
-use crate::delivery::offload::{Exchange, Offload, Outcome, Settled};
+use crate::delivery::offload::{Encode, Exchange, Offload, OffloadHandler, Outcome, Settled};
 use crate::delivery::{DeliveryOptions, Outbox};
 use crate::formatter::{Formatter, JsonFields, JsonOptions, RecordContext, python_float_str, record_dict};
 use crate::secret::{self, Secret};
@@ -295,24 +295,18 @@ impl HandlerOptions for HttpOptions {
         )
         .map_err(|e| cx.named(HandlerError::io("starting the HTTP thread", e)))?;
         let policy = cx.handler.overflow;
-        Ok(Box::new(HttpHandler {
-            encoder: Encoder {
-                format: self.format,
-                formatter,
-                resource: self.resource_attributes.clone(),
-                scratch: Vec::new(),
-            },
-            outbox: Outbox::new(self.delivery.clone(), policy, Arc::clone(&cx.counters)),
+        let encoder = Encoder {
+            format: self.format,
+            formatter,
+            resource: self.resource_attributes.clone(),
+            scratch: Vec::new(),
+        };
+        Ok(Box::new(OffloadHandler::new(
+            encoder,
+            Outbox::new(self.delivery.clone(), policy, Arc::clone(&cx.counters)),
             transport,
-        }))
+        )))
     }
-}
-
-/// The handler: the shared outbox, and requests on their own thread.
-pub struct HttpHandler {
-    encoder: Encoder,
-    outbox: Outbox,
-    transport: Offload,
 }
 
 struct Encoder {
@@ -765,43 +759,9 @@ impl Exchange for HttpExchange {
     }
 }
 
-impl Handler for HttpHandler {
-    fn emit(&mut self, ctx: &RecordContext<'_>) -> Result<(), HandlerError> {
-        let encoder = &mut self.encoder;
-        self.outbox.take(|buf| encoder.encode(ctx, buf))
-    }
-
-    fn emit_report(&mut self, ctx: &RecordContext<'_>) -> Result<(), HandlerError> {
-        let encoder = &mut self.encoder;
-        self.outbox.take_report(|buf| encoder.encode(ctx, buf))
-    }
-
-    fn flush(&mut self) -> Result<(), HandlerError> {
-        self.outbox.flush(&mut self.transport)
-    }
-
-    fn poll(&mut self) -> Result<(), HandlerError> {
-        self.outbox.poll(&mut self.transport)
-    }
-
-    fn next_due(&self) -> Option<std::time::Instant> {
-        self.outbox.next_due()
-    }
-
-    fn ready(&self) -> bool {
-        self.outbox.ready()
-    }
-
-    fn counts_deliveries(&self) -> bool {
-        true
-    }
-
-    fn drain(&mut self, deadline: std::time::Instant) -> Result<(), HandlerError> {
-        self.outbox.drain(&mut self.transport, deadline)
-    }
-
-    fn close(&mut self) -> Result<(), HandlerError> {
-        Ok(())
+impl Encode for Encoder {
+    fn encode(&mut self, ctx: &RecordContext<'_>, out: &mut Vec<u8>) -> Result<(), HandlerError> {
+        Encoder::encode(self, ctx, out)
     }
 }
 

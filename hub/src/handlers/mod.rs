@@ -25,7 +25,7 @@ mod watched_file_handler;
 
 pub use file_handler::FileHandler;
 pub(crate) use file_handler::LogFile;
-pub use http_handler::{HttpFormat, HttpHandler, HttpMethod, HttpOptions};
+pub use http_handler::{HttpFormat, HttpMethod, HttpOptions};
 pub use memory_handler::MemoryHandler;
 pub use null_handler::NullHandler;
 pub use python_socket_handler::PythonSocketHandler;
@@ -42,7 +42,7 @@ pub use nt_event_log_handler::NtEventLogOptions;
 pub use null_handler::NullOptions;
 pub use python_socket_handler::{PythonAddress, PythonDatagramOptions, PythonSocketOptions};
 pub use rotating_file_handler::RotatingFileOptions;
-pub use smtp_handler::{SmtpHandler, SmtpOptions, SmtpTls};
+pub use smtp_handler::{SmtpOptions, SmtpTls};
 pub use stream_handler::{StdStream, StreamOptions};
 pub use syslog_handler::{Framing, SockType, SysLogOptions, SyslogAddress, SyslogFormat};
 pub use timed_rotating_file_handler::{Schedule, TimedRotatingFileOptions, When};

@@ -26,7 +26,7 @@ use toml::Value;
 use super::http_handler::{read_credentials, root_certs};
 use super::{BuildContext, Handler, HandlerError, HandlerOptions};
 use crate::config::keys::{Section, show};
-use crate::delivery::offload::{Exchange, Offload, Outcome, Settled};
+use crate::delivery::offload::{Encode, Exchange, Offload, OffloadHandler, Outcome, Settled};
 use crate::delivery::{DeliveryOptions, Outbox};
 use crate::formatter::{Formatter, RecordContext, Style};
 use crate::secret::Secret;
@@ -253,11 +253,9 @@ impl HandlerOptions for SmtpOptions {
             Some(f) => Some(Formatter::new(Some(f), None, Style::Percent).map_err(HandlerError::Format)?),
             None => None,
         };
-        Ok(Box::new(SmtpHandler {
-            encoder: MailEncoder { formatter: cx.formatter(), subject, scratch: Vec::new() },
-            outbox: Outbox::new(self.delivery.clone(), cx.handler.overflow, Arc::clone(&cx.counters)),
-            transport,
-        }))
+        let encoder = MailEncoder { formatter: cx.formatter(), subject, scratch: Vec::new() };
+        let outbox = Outbox::new(self.delivery.clone(), cx.handler.overflow, Arc::clone(&cx.counters));
+        Ok(Box::new(OffloadHandler::new(encoder, outbox, transport)))
     }
 }
 
@@ -276,20 +274,13 @@ fn envelope_address(text: &str) -> Option<Address> {
 /// The longest subject `subject_format` makes, in characters.
 const SUBJECT_MAX_CHARS: usize = 200;
 
-/// The handler: records formatted into the outbox, mails on their own thread.
-pub struct SmtpHandler {
-    encoder: MailEncoder,
-    outbox: Outbox,
-    transport: Offload,
-}
-
 struct MailEncoder {
     formatter: Formatter,
     subject: Option<Formatter>,
     scratch: Vec<u8>,
 }
 
-impl MailEncoder {
+impl Encode for MailEncoder {
     /// A record as the mail thread reads it: the subject it brings (its
     /// length as 4 bytes, then the text; empty without `subject_format`),
     /// then the formatted record.
@@ -549,46 +540,6 @@ impl Exchange for MailExchange {
             Err(e) => outcome.retry = Some((e.to_string(), None)),
         }
         outcome
-    }
-}
-
-impl Handler for SmtpHandler {
-    fn emit(&mut self, ctx: &RecordContext<'_>) -> Result<(), HandlerError> {
-        let encoder = &mut self.encoder;
-        self.outbox.take(|buf| encoder.encode(ctx, buf))
-    }
-
-    fn emit_report(&mut self, ctx: &RecordContext<'_>) -> Result<(), HandlerError> {
-        let encoder = &mut self.encoder;
-        self.outbox.take_report(|buf| encoder.encode(ctx, buf))
-    }
-
-    fn flush(&mut self) -> Result<(), HandlerError> {
-        self.outbox.flush(&mut self.transport)
-    }
-
-    fn poll(&mut self) -> Result<(), HandlerError> {
-        self.outbox.poll(&mut self.transport)
-    }
-
-    fn next_due(&self) -> Option<std::time::Instant> {
-        self.outbox.next_due()
-    }
-
-    fn ready(&self) -> bool {
-        self.outbox.ready()
-    }
-
-    fn counts_deliveries(&self) -> bool {
-        true
-    }
-
-    fn drain(&mut self, deadline: std::time::Instant) -> Result<(), HandlerError> {
-        self.outbox.drain(&mut self.transport, deadline)
-    }
-
-    fn close(&mut self) -> Result<(), HandlerError> {
-        Ok(())
     }
 }
 
