@@ -1,6 +1,6 @@
 //! HTTPHandler against a real HTTP server (python3's http.server, started
 //! by the tests, recording every request): Python's form fields byte for
-//! byte against python3's own HTTPHandler, JSON lines, OTLP bodies parsed by
+//! byte against python3's own HTTPHandler, JSON lines over HTTPS, OTLP bodies parsed by
 //! the opentelemetry-proto package, retries on 503, no retry on 400, and a
 //! server that hangs while a FileHandler beside it keeps pace.
 
@@ -242,7 +242,9 @@ fn need_otlp_parser() {
 fn http_json_lines_and_otlp_reach_collectors_and_parse() {
     need_otlp_parser();
     let d = Dir::new();
-    let lines = Collector::start(&d, "lines", &[]);
+    let pki = crate::daemons::Pki::new(&d.path(""));
+    let lines =
+        Collector::start(&d, "lines", &["--tls", pki.cert.to_str().unwrap(), pki.key.to_str().unwrap()]);
     let otlp = Collector::start(&d, "otlp", &[]);
     let token = d.write("token", "t0k3n\n");
     std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
@@ -250,7 +252,10 @@ fn http_json_lines_and_otlp_reach_collectors_and_parse() {
         r#"
 [handlers.lines]
 class = "HTTPHandler"
-url = "http://127.0.0.1:{l}/ingest"
+host = "localhost:{l}"
+url = "/ingest"
+secure = true
+tls_ca_file = {ca:?}
 format = "json_lines"
 fields = ["name", "levelname", "message", "process"]
 escape_control_chars = false
@@ -269,7 +274,8 @@ level = "NOTSET"
 handlers = ["lines", "otlp"]
 "#,
         l = lines.port,
-        o = otlp.port
+        o = otlp.port,
+        ca = pki.ca
     );
     let hub = HubProc::start(&d, &d.write("hub.toml", &config));
     let records = random_records(7, 300);

@@ -3,10 +3,10 @@ as the oracle of the hub's form fields.
 
 usage:
   python3 http_collector.py serve OUT.jsonl [--plan 503,200] [--hang SECONDS]
-      [--retry-after N]
+      [--retry-after N] [--tls CERT KEY]
       Prints its port on the first line of stdout, then answers requests:
       the plan's statuses in turn (then 200), the first request after a
-      wait of --hang seconds (a server that hangs). Each request is one
+      wait of --hang seconds (a server that hangs); over HTTPS with --tls. Each request is one
       JSON line in OUT: method, path, headers, the body (gunzipped when
       Content-Encoding says gzip), the status answered, and for OTLP bodies
       (Content-Type application/json on /v1/logs) the request as parsed by
@@ -31,7 +31,7 @@ import threading
 import time
 
 
-def serve(out_path, plan, hang, retry_after):
+def serve(out_path, plan, hang, retry_after, tls=None):
     lock = threading.Lock()
     state = {"n": 0}
     out = open(out_path, "a", buffering=1)
@@ -89,6 +89,12 @@ def serve(out_path, plan, hang, retry_after):
         do_POST = handle_any
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if tls:
+        import ssl
+
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(*tls)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
     print(server.server_address[1], flush=True)
     server.serve_forever()
 
@@ -161,7 +167,8 @@ if __name__ == "__main__":
         opt = lambda name, default: args[args.index(name) + 1] if name in args else default
         plan = [int(s) for s in opt("--plan", "").split(",") if s]
         ra = opt("--retry-after", None)
-        serve(sys.argv[2], plan, float(opt("--hang", 0)), int(ra) if ra is not None else None)
+        tls = (args[args.index("--tls") + 1], args[args.index("--tls") + 2]) if "--tls" in args else None
+        serve(sys.argv[2], plan, float(opt("--hang", 0)), int(ra) if ra is not None else None, tls)
     elif sys.argv[1] == "mail":
         mail(sys.argv[2])
     else:
