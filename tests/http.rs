@@ -472,18 +472,7 @@ handlers = ["file", "web"]
     let hub = HubProc::start(&d, &d.write("hub.toml", &config));
     // A worker logging steadily while the first request hangs.
     let w = worker(&hub.socket, 0, 3000, &["--rate", "1000", "--message-bytes", "40"]);
-    let start = Instant::now();
-    let (mut last_size, mut last_growth, mut longest_still) = (0, Instant::now(), Duration::ZERO);
-    while start.elapsed() < Duration::from_millis(2500) {
-        let size = std::fs::metadata(&out).map_or(0, |m| m.len());
-        let now = Instant::now();
-        if size > last_size {
-            (last_size, last_growth) = (size, now);
-        } else if start.elapsed() > Duration::from_millis(300) {
-            longest_still = longest_still.max(now - last_growth);
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let longest_still = longest_still(&out, Duration::from_millis(2500), Duration::from_millis(300));
     finish_worker(w);
     let s = stats_when(&hub.socket, |s| handler(s, "web")["emitted"] == 3000);
     hub.stop();

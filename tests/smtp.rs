@@ -298,18 +298,7 @@ handlers = ["file", "mail"]
     let workers: Vec<_> = (0..4)
         .map(|i| worker(&hub.socket, i, PER_WORKER, &["--rate", "500", "--message-bytes", "60", "--latency"]))
         .collect();
-    let start = Instant::now();
-    let (mut last_size, mut last_growth, mut longest_still) = (0, Instant::now(), Duration::ZERO);
-    while start.elapsed() < Duration::from_secs(30) {
-        let size = std::fs::metadata(&out).map_or(0, |m| m.len());
-        let now = Instant::now();
-        if size > last_size {
-            (last_size, last_growth) = (size, now);
-        } else if start.elapsed() > Duration::from_secs(1) {
-            longest_still = longest_still.max(now - last_growth);
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let longest_still = longest_still(&out, Duration::from_secs(30), Duration::from_secs(1));
     let during = stats(&hub.socket);
     let mail = handler(&during, "mail");
     assert!(mail["held"].as_u64().unwrap() > 0 && mail["retries"].as_u64().unwrap() > 0, "{mail}");

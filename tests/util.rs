@@ -332,3 +332,21 @@ impl Drop for Mount {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
 }
+
+/// Watches `path` grow for `run`: the longest it stood still after the
+/// first `grace` (how long a handler writing it stalled).
+pub fn longest_still(path: &Path, run: Duration, grace: Duration) -> Duration {
+    let start = Instant::now();
+    let (mut last_size, mut last_growth, mut longest) = (0, Instant::now(), Duration::ZERO);
+    while start.elapsed() < run {
+        let size = std::fs::metadata(path).map_or(0, |m| m.len());
+        let now = Instant::now();
+        if size > last_size {
+            (last_size, last_growth) = (size, now);
+        } else if start.elapsed() > grace {
+            longest = longest.max(now - last_growth);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    longest
+}
