@@ -124,11 +124,39 @@ fn smtp_mails_match_pythons_smtp_handler_headers_and_bodies() {
     let d = Dir::new();
     let ours = MailServer::start(free_port(), &[]);
     let theirs = MailServer::start(free_port(), &[]);
-    let mut records = random_records(0x3a11, 12);
+    let mut records = random_records(0x3a11, 40);
     // Long lines: quoted-printable and base64, as Python's heuristics pick.
     records[3]["message"] = json!("x".repeat(120) + " end");
     records[4]["message"] = json!("✓".repeat(60));
     records[5]["message"] = json!(format!("{}\nsecond line\n.leading dot", "café ".repeat(30)));
+    // And random bodies made of what the encoders must get right: long
+    // runs, `=`, trailing spaces and tabs, CR, CRLF, dots, non-ASCII.
+    let pieces = [
+        "x".repeat(37),
+        "é".repeat(13),
+        " ".into(),
+        "\t".into(),
+        "=".into(),
+        "\r".into(),
+        "\r\n".into(),
+        "\n".into(),
+        ".".into(),
+        "=3D ".into(),
+        "日本語".into(),
+        "a b c".into(),
+    ];
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for r in records.iter_mut().skip(6) {
+        let mut text = String::new();
+        for _ in 0..1 + seed % 24 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            text.push_str(&pieces[(seed % pieces.len() as u64) as usize]);
+        }
+        r["message"] = json!(text);
+        r["exc_text"] = Value::Null;
+    }
     let hub = HubProc::start(&d, &d.write("hub.toml", &mail_config(&ours, "")));
     send(&hub.socket, &records);
     let got = ours.wait_mails(records.len(), Duration::from_secs(30));
