@@ -223,3 +223,114 @@ impl<E: Encode> Handler for OffloadHandler<E> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    use super::*;
+    use crate::config::OverflowPolicy;
+    use crate::delivery::DeliveryOptions;
+    use crate::stats::{HandlerCounters, load};
+
+    /// What a test's exchange or callback saw.
+    type Seen<T> = Arc<Mutex<Vec<T>>>;
+
+    /// An exchange answering from a script; it records what it was given.
+    struct Scripted {
+        answers: VecDeque<Outcome>,
+        seen: Seen<Vec<String>>,
+    }
+
+    impl Exchange for Scripted {
+        fn exchange(&mut self, records: &[&[u8]]) -> Outcome {
+            self.seen
+                .lock()
+                .unwrap()
+                .push(records.iter().map(|r| String::from_utf8_lossy(r).into_owned()).collect());
+            self.answers.pop_front().unwrap_or_else(|| Outcome {
+                settled: vec![Settled::Delivered; records.len()],
+                ..Outcome::default()
+            })
+        }
+    }
+
+    fn setup(
+        answers: Vec<Outcome>,
+    ) -> (Outbox, Offload, Arc<HandlerCounters>, Seen<Vec<String>>, Seen<String>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let why = Arc::new(Mutex::new(Vec::new()));
+        let w = Arc::clone(&why);
+        let t = Offload::new(
+            Scripted { answers: answers.into(), seen: Arc::clone(&seen) },
+            "test-offload",
+            "test".into(),
+            Box::new(move |m: &str| w.lock().unwrap().push(m.to_owned())),
+        )
+        .unwrap();
+        let c = Arc::new(HandlerCounters::default());
+        let opts = DeliveryOptions {
+            retry_initial: Duration::from_millis(1),
+            retry_max: Duration::from_millis(2),
+            ..DeliveryOptions::default()
+        };
+        (Outbox::new(opts, OverflowPolicy::DropNewest, Arc::clone(&c)), t, c, seen, why)
+    }
+
+    fn take(o: &mut Outbox, text: &str) {
+        o.take(|b| {
+            b.extend_from_slice(text.as_bytes());
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    fn settle(o: &mut Outbox, t: &mut Offload, c: &HandlerCounters, n: u64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let _ = o.flush(t);
+        while load(&c.emitted) + load(&c.failed) < n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+            let _ = o.poll(t);
+        }
+    }
+
+    #[test]
+    fn records_refused_one_by_one_fail_alone_and_the_rest_is_retried_after_what_the_remote_asked() {
+        let answers = vec![
+            // a, b delivered, c refused; then the server is away.
+            Outcome {
+                settled: vec![Settled::Delivered, Settled::Delivered, Settled::Rejected("HTTP 400".into())],
+                retry: Some(("HTTP 503".into(), Some(Duration::from_millis(300)))),
+                reject: None,
+            },
+        ];
+        let (mut o, mut t, c, seen, why) = setup(answers);
+        for r in ["a", "b", "c", "d", "e"] {
+            take(&mut o, r);
+        }
+        let start = Instant::now();
+        settle(&mut o, &mut t, &c, 5);
+        assert!(start.elapsed() >= Duration::from_millis(300), "Retry-After was not honoured");
+        assert_eq!((load(&c.emitted), load(&c.failed), load(&c.retries)), (4, 1, 1));
+        assert_eq!(*seen.lock().unwrap(), [vec!["a", "b", "c", "d", "e"], vec!["d", "e"]]);
+        assert_eq!(*why.lock().unwrap(), ["HTTP 400"]);
+    }
+
+    #[test]
+    fn a_batch_refused_whole_is_counted_as_failed_and_never_sent_again() {
+        let answers =
+            vec![Outcome { reject: Some("HTTP 413 Payload Too Large".into()), ..Outcome::default() }];
+        let (mut o, mut t, c, seen, _) = setup(answers);
+        take(&mut o, "a");
+        take(&mut o, "b");
+        settle(&mut o, &mut t, &c, 2);
+        assert_eq!((load(&c.emitted), load(&c.failed), load(&c.retries)), (0, 2, 0));
+        assert!(c.last_error().unwrap().0.contains("refused 2 records: HTTP 413"));
+        take(&mut o, "c");
+        settle(&mut o, &mut t, &c, 3);
+        assert_eq!(seen.lock().unwrap().len(), 2, "the refused batch was not sent again");
+        assert_eq!(load(&c.emitted), 1);
+    }
+}

@@ -838,4 +838,14 @@ mod tests {
         );
         assert_eq!(otlp_request(&[]), b"{\"resourceLogs\":[]}");
     }
+
+    #[test]
+    fn retry_after_is_seconds_or_a_date() {
+        assert_eq!(parse_retry_after(" 120 "), Some(Duration::from_secs(120)));
+        let soon = chrono::Utc::now() + chrono::Duration::seconds(30);
+        let got = parse_retry_after(&soon.format("%a, %d %b %Y %H:%M:%S GMT").to_string()).unwrap();
+        assert!((28..=30).contains(&got.as_secs()), "{got:?}");
+        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT"), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon"), None);
+    }
 }
