@@ -598,4 +598,79 @@ mod tests {
         assert_eq!(encode_header("Log ✓ subj"), "Log =?utf-8?b?4pyT?= subj");
         assert_eq!(encode_header("plain"), "plain");
     }
+
+    /// Undoes a transfer encoding (RFC 2045's rules, written independently
+    /// of the encoder).
+    fn decode(cte: &str, data: &[u8]) -> Vec<u8> {
+        use base64::Engine as _;
+        match cte {
+            "base64" => {
+                let text: Vec<u8> = data.iter().copied().filter(|b| *b != b'\n').collect();
+                base64::engine::general_purpose::STANDARD.decode(text).unwrap()
+            }
+            "quoted-printable" => {
+                let mut out = Vec::new();
+                let mut i = 0;
+                while i < data.len() {
+                    match data[i] {
+                        b'=' if data.get(i + 1) == Some(&b'\n') => i += 2,
+                        b'=' => {
+                            let hex = std::str::from_utf8(&data[i + 1..i + 3]).unwrap();
+                            out.push(u8::from_str_radix(hex, 16).unwrap());
+                            i += 3;
+                        }
+                        b => {
+                            out.push(b);
+                            i += 1;
+                        }
+                    }
+                }
+                out
+            }
+            _ => data.to_vec(),
+        }
+    }
+
+    #[test]
+    fn every_body_survives_its_transfer_encoding_and_lines_stay_short() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let alphabet: &[&[u8]] = &[
+            b"x",
+            b" ",
+            b"\t",
+            b"=",
+            b"\r",
+            b"\n",
+            b"\r\n",
+            b".",
+            "\u{e9}".as_bytes(),
+            "\u{2713}".as_bytes(),
+            b"\x7f",
+        ];
+        for _ in 0..3000 {
+            let len = next() % 300;
+            let mut body = Vec::new();
+            for _ in 0..len {
+                let piece = alphabet[(next() % alphabet.len() as u64) as usize];
+                let run = if next() % 8 == 0 { 1 + next() % 90 } else { 1 };
+                for _ in 0..run {
+                    body.extend_from_slice(piece);
+                }
+            }
+            let (cte, data) = encode_text(&body);
+            // What Python's encoders encode: the lines joined by LF, with one at the end.
+            let mut want = split_lines(&body).join(&b'\n');
+            want.push(b'\n');
+            assert_eq!(decode(cte, &data), want, "{cte} of {:?}", String::from_utf8_lossy(&body));
+            if cte == "quoted-printable" || cte == "base64" {
+                assert!(data.split(|b| *b == b'\n').all(|l| l.len() <= 78), "{cte} line too long");
+            }
+        }
+    }
 }
