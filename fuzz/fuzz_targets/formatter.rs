@@ -38,6 +38,9 @@ struct In {
     exc_text: Option<String>,
     extra: Vec<(String, FuzzValue)>,
     start_ns: i64,
+    /// A Python client's record: the formatter reads Python's own
+    /// attributes (created, msecs, relativeCreated…) from its extras.
+    python: bool,
 }
 
 fuzz_target!(|input: In| {
@@ -81,6 +84,7 @@ fuzz_target!(|input: In| {
         process_name: "fuzz",
         host_name: "fuzz-host",
         start_ns: input.start_ns,
+        python: input.python,
     };
     let mut out = b"kept".to_vec();
     if formatter.format(&ctx, &mut out).is_err() {
