@@ -34,6 +34,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use logfunnel_hub::formatter::{Formatter, PeerCred, RecordContext, Style};
 use logfunnel_hub::handlers::FileHandler;
 use logfunnel_hub::{Config, Handler, HandlerError, HubBuilder};
+use logfunnel_protocol::sync::LockExt;
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
@@ -152,7 +153,7 @@ impl Handler for Verifier {
         if let Some((k, e)) = self.last {
             self.local.next.insert(k, e);
         }
-        let mut shared = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut shared = self.state.locked();
         shared.unique = self.local.unique;
         shared.duplicates = self.local.duplicates;
         shared.out_of_order = self.local.out_of_order;
@@ -227,7 +228,7 @@ impl E2e {
     }
     fn publish(&mut self) {
         self.written();
-        self.shared.lock().unwrap_or_else(|e| e.into_inner()).add(&self.hist).expect("same bounds");
+        self.shared.locked().add(&self.hist).expect("same bounds");
         self.hist.reset();
     }
 }
@@ -425,16 +426,16 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     }
     if file_mode {
         // Outside the clock: every line of the file against every sequence.
-        let mut v = state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v = state.locked();
         check_file(&out_file, &mut v)?;
     }
-    let v = state.lock().unwrap_or_else(|e| e.into_inner());
+    let v = state.locked();
     // Records below a logger's level (with --config) are filtered, not lost.
     let filtered = stats.as_ref().map_or(0, |s| s.filtered);
     let lost = if own_hub { args.records.saturating_sub(v.unique + filtered) } else { client_dropped };
     let output_lines = (file_mode).then(|| v.unique + v.duplicates + v.foreign);
     let output_bytes = file_mode.then(|| std::fs::metadata(&out_file).map_or(0, |m| m.len()));
-    let e2e = e2e.lock().unwrap_or_else(|e| e.into_inner());
+    let e2e = e2e.locked();
     let us = |ns: Option<u64>| ns.map(|n| n as f64 / 1e3);
     let report = Report {
         records: args.records,

@@ -12,6 +12,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, Once};
 
+use logfunnel_protocol::sync::LockExt;
+
 use crate::{QueueHandler, Shared};
 
 static PROCESS_CLIENTS: Mutex<Vec<QueueHandler>> = Mutex::new(Vec::new());
@@ -29,7 +31,7 @@ pub(crate) fn install() {
 
 /// A client that serves the whole process (`init`, `build_tracing`).
 pub(crate) fn add_process_client(handler: QueueHandler) {
-    PROCESS_CLIENTS.lock().unwrap_or_else(|e| e.into_inner()).push(handler);
+    PROCESS_CLIENTS.locked().push(handler);
 }
 
 /// A record given to a client whose sender is stopped.
@@ -46,7 +48,7 @@ pub(crate) fn after_fork() {
 extern "C" fn at_exit() {
     // A panic must not unwind into libc's exit.
     let _ = std::panic::catch_unwind(|| {
-        let clients = PROCESS_CLIENTS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let clients = PROCESS_CLIENTS.locked().clone();
         for handler in clients {
             if let Err(e) = handler.shutdown_at_exit() {
                 eprintln!("logfunnel client: at exit: {e}");

@@ -43,6 +43,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use logfunnel_protocol::sync::LockExt;
+
 pub use error::{FlushError, InitError, SendError};
 pub use filter::{DirectiveError, Directives};
 #[cfg(feature = "tracing")]
@@ -317,7 +319,7 @@ impl Shared {
         };
         match spawned {
             Ok(thread) => {
-                *shared.sender.lock().unwrap_or_else(|e| e.into_inner()) = Some(thread);
+                *shared.sender.locked() = Some(thread);
                 Ok(shared)
             }
             Err(e) => Err((shared, InitError::Spawn(e))),
@@ -506,24 +508,14 @@ impl QueueHandler {
         let s = self.shared();
         let start = Instant::now();
         s.report_drops_now.store(true, Ordering::Release);
-        let targets: Vec<(Arc<Ring>, u64)> = s
-            .rings
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|r| (Arc::clone(r), r.head()))
-            .collect();
+        let targets: Vec<(Arc<Ring>, u64)> =
+            s.rings.locked().iter().map(|r| (Arc::clone(r), r.head())).collect();
         let timed_out = |s: &Shared| {
             s.failed_flush_at.store(s.assigned.load(Ordering::Acquire), Ordering::Release);
             FlushError::Timeout {
                 waited: start.elapsed(),
                 unacked: s.assigned.load(Ordering::Acquire).saturating_sub(s.acked.load(Ordering::Acquire)),
-                last_error: s
-                    .last_error
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone()
-                    .unwrap_or_else(|| "none".into()),
+                last_error: s.last_error.locked().clone().unwrap_or_else(|| "none".into()),
             }
         };
         let wait = |cond: &dyn Fn() -> bool| -> bool {
@@ -590,7 +582,7 @@ impl QueueHandler {
 
     fn register_thread(shared: &Shared) -> Local {
         let ring = Arc::new(Ring::new(shared.settings.queue_capacity));
-        shared.rings.lock().unwrap_or_else(|e| e.into_inner()).push(Arc::clone(&ring));
+        shared.rings.locked().push(Arc::clone(&ring));
         Local {
             handler_id: shared.id,
             ring,
@@ -826,7 +818,7 @@ impl QueueHandler {
         // A child that never logged has nothing of its own to flush, and
         // the parent's sender is not its to stop.
         let Some(s) = self.current() else { return Ok(ClientStats::default()) };
-        let Some(thread) = s.sender.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        let Some(thread) = s.sender.locked().take() else {
             return Ok(self.stats());
         };
         let flushed = self.flush_timeout(s.settings.flush_timeout);
@@ -842,7 +834,7 @@ impl QueueHandler {
         if failed != 0
             && s.assigned.load(Ordering::Acquire) == failed
             && s.acked.load(Ordering::Acquire) < failed
-            && s.rings.lock().unwrap_or_else(|e| e.into_inner()).iter().all(|r| r.is_empty())
+            && s.rings.locked().iter().all(|r| r.is_empty())
         {
             // The guard's flush already timed out and said so, and nothing
             // was logged or acknowledged since: do not wait twice.

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use interprocess::local_socket::Stream;
 use interprocess::local_socket::prelude::*;
+use logfunnel_protocol::sync::LockExt;
 use logfunnel_protocol::{
     Backoff, BatchBuilder, ClientFrame, FrameBuf, HubFrame, Level, MAX_FRAME_BYTES, ProtocolError, RecordRef,
     decode_hub_frame, encode_client_frame, encode_record_ref,
@@ -184,7 +185,7 @@ impl Sender {
         // Producers take this lock only to register a new thread, so holding
         // it through the pass costs them nothing in steady state.
         let shared = Arc::clone(&self.shared);
-        let mut rings = shared.rings.lock().unwrap_or_else(|e| e.into_inner());
+        let mut rings = shared.rings.locked();
         // Forget the rings of threads that exited, once drained.
         rings.retain(|r| !(r.is_closed() && r.is_empty()));
         let limit = self.shared.settings.max_unacked;
@@ -293,7 +294,7 @@ impl Sender {
     }
 
     fn note_error(&mut self, error: String) {
-        *self.shared.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(error);
+        *self.shared.last_error.locked() = Some(error);
     }
 
     fn try_connect(&mut self) -> bool {

@@ -19,6 +19,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use logfunnel_protocol::sync::LockExt;
+
 /// Lines one kind of message may print at once.
 pub(crate) const KIND_BURST: f64 = 5.0;
 /// Then one line of that kind per this interval.
@@ -127,7 +129,7 @@ static PENDING: AtomicBool = AtomicBool::new(false);
 
 fn with_limiter(f: impl FnOnce(&mut Limiter, Instant, &mut dyn FnMut(String))) {
     let now = Instant::now();
-    let mut guard = LIMITER.lock().unwrap_or_else(|e| e.into_inner());
+    let mut guard = LIMITER.locked();
     let lim = guard.get_or_insert_with(|| Limiter::new(now));
     f(lim, now, &mut |line| eprintln!("{line}"));
     PENDING.store(lim.owes_summary(), Ordering::Relaxed);

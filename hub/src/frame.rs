@@ -14,6 +14,7 @@
 use std::mem::{ManuallyDrop, size_of};
 use std::sync::Mutex;
 
+use logfunnel_protocol::sync::{LockExt, WaitExt};
 use logfunnel_protocol::{
     ClientFrameView, MAX_MESSAGE_BYTES, MAX_NAME_BYTES, ProtocolError, RecordView, ValueRef, cut_str,
     decode_client_frame_view_in, is_cut_message,
@@ -224,7 +225,7 @@ impl Budget {
         stop: &std::sync::atomic::AtomicBool,
     ) -> Option<Ticket> {
         use std::sync::atomic::Ordering;
-        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        let mut used = self.used.locked();
         loop {
             let mine = conn.load(Ordering::Relaxed);
             let fits_total = *used == 0 || *used + bytes <= DECODED_TOTAL;
@@ -242,13 +243,13 @@ impl Budget {
                 return None;
             }
             let wait = std::time::Duration::from_millis(100);
-            used = self.freed.wait_timeout(used, wait).unwrap_or_else(|e| e.into_inner()).0;
+            used = self.freed.wait_timeout_locked(used, wait).0;
         }
     }
 
     /// Bytes held now.
     pub(crate) fn used(&self) -> usize {
-        *self.used.lock().unwrap_or_else(|e| e.into_inner())
+        *self.used.locked()
     }
 }
 
@@ -262,7 +263,7 @@ impl Ticket {
     }
 
     fn give_back(&self, n: usize) {
-        let mut used = self.budget.used.lock().unwrap_or_else(|e| e.into_inner());
+        let mut used = self.budget.used.locked();
         *used -= n;
         self.conn.fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
         drop(used);
@@ -296,7 +297,7 @@ fn detach(mut records: Vec<RecordView<'_>>) -> Vec<RecordView<'static>> {
 }
 
 fn take<T>(pool: &Mutex<Pool<T>>, size: impl FnOnce(&T) -> usize) -> Option<T> {
-    let mut pool = pool.lock().unwrap_or_else(|e| e.into_inner());
+    let mut pool = pool.locked();
     let item = pool.free.pop()?;
     pool.bytes -= size(&item);
     Some(item)
@@ -307,7 +308,7 @@ fn take<T>(pool: &Mutex<Pool<T>>, size: impl FnOnce(&T) -> usize) -> Option<T> {
 fn give<T>(pool: &Mutex<Pool<T>>, item: T, size: impl FnOnce(&T) -> usize) {
     let n = size(&item);
     if (1..=KEEP_ONE_MAX).contains(&n) {
-        let mut pool = pool.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pool = pool.locked();
         if pool.bytes + n <= KEEP_BYTES {
             pool.bytes += n;
             pool.free.push(item);

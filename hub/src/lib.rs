@@ -32,6 +32,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use logfunnel_protocol::sync::LockExt;
+
 pub use config::{Config, ConfigError};
 pub use handlers::{Handler, HandlerError};
 use interprocess::local_socket::prelude::*;
@@ -165,7 +167,7 @@ impl HandlerSlot {
 
 impl HubShared {
     pub(crate) fn register_conn(&self, c: Arc<stats::ConnCounters>) {
-        let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        let mut conns = self.conns.locked();
         let closed = conns.iter().filter(|c| !c.open.load(Ordering::Relaxed)).count();
         if closed >= CLOSED_CONNECTIONS_KEPT
             && let Some(i) = conns.iter().position(|c| !c.open.load(Ordering::Relaxed))
@@ -183,7 +185,7 @@ impl HubShared {
     }
 
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        *self.shutdown_deadline.lock().unwrap_or_else(|e| e.into_inner())
+        *self.shutdown_deadline.locked()
     }
 
     /// The counters now.
@@ -210,13 +212,7 @@ impl HubShared {
             decoded_bytes: self.decoded.used() as u64,
             python_objects: load(&c.python_objects),
             handlers: self.handlers.iter().map(HandlerSlot::stats).collect(),
-            clients: self
-                .conns
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .iter()
-                .map(|c| c.snapshot())
-                .collect(),
+            clients: self.conns.locked().iter().map(|c| c.snapshot()).collect(),
         }
     }
 }
@@ -439,7 +435,7 @@ impl Hub {
     fn stop(&mut self) {
         let Some(acceptor) = self.acceptor.take() else { return };
         let deadline = Instant::now() + self.shared.policy.shutdown_timeout;
-        *self.shared.shutdown_deadline.lock().unwrap_or_else(|e| e.into_inner()) = Some(deadline);
+        *self.shared.shutdown_deadline.locked() = Some(deadline);
         self.shared.stopping.store(true, Ordering::Release);
         // Wake the blocking accept with a connection of our own.
         if let Ok(name) = self.socket.as_path().to_fs_name::<GenericFilePath>() {

@@ -17,6 +17,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
+use logfunnel_protocol::sync::LockExt;
+
 const MAX_SESSIONS: usize = 65_536;
 
 /// Marks its batch settled when the last clone is dropped.
@@ -122,7 +124,7 @@ impl Sessions {
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<u64, Entry>> {
-        self.map.lock().unwrap_or_else(|e| e.into_inner())
+        self.map.locked()
     }
 
     #[cfg(test)]
@@ -132,7 +134,7 @@ impl Sessions {
 }
 
 pub(crate) fn lock(state: &Mutex<SessionState>) -> MutexGuard<'_, SessionState> {
-    state.lock().unwrap_or_else(|e| e.into_inner())
+    state.locked()
 }
 
 #[cfg(test)]

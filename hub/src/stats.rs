@@ -2,6 +2,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use logfunnel_protocol::sync::LockExt;
+
 /// A handler's counters (shared between its queue and its worker).
 #[derive(Debug, Default)]
 pub struct HandlerCounters {
@@ -47,12 +49,12 @@ impl HandlerCounters {
             .map_or(0, |d| d.as_millis() as u64);
         // Errors may quote what a client sent; `stats` must always fit its frame.
         let message = logfunnel_protocol::cut_str(message, LAST_ERROR_BYTES);
-        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some((message.to_owned(), now));
+        *self.last_error.locked() = Some((message.to_owned(), now));
     }
 
     /// The last delivery error and when it happened (ms since the epoch).
     pub fn last_error(&self) -> Option<(String, u64)> {
-        self.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.last_error.locked().clone()
     }
 }
 

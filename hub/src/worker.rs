@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use logfunnel_protocol::sync::{LockExt, WaitExt};
 use logfunnel_protocol::{Level, MAX_MESSAGE_BYTES, Record, RecordView, Value, ValueRef, cut_message};
 
 use crate::config::OverflowPolicy;
@@ -102,7 +103,7 @@ impl HandlerQueue {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.locked()
     }
 
     /// Queues `work` under the overflow policy.
@@ -119,7 +120,7 @@ impl HandlerQueue {
                 if !fits(&st) {
                     st.pushers_waiting += 1;
                     while !fits(&st) && !st.closed {
-                        st = self.not_full.wait(st).unwrap_or_else(|e| e.into_inner());
+                        st = self.not_full.wait_locked(st);
                     }
                     st.pushers_waiting -= 1;
                 }
@@ -239,7 +240,7 @@ impl HandlerQueue {
                 return Ok(None);
             };
             st.poppers_waiting += 1;
-            st = self.not_empty.wait_timeout(st, timeout).unwrap_or_else(|e| e.into_inner()).0;
+            st = self.not_empty.wait_timeout_locked(st, timeout).0;
             st.poppers_waiting -= 1;
         }
     }
@@ -300,7 +301,7 @@ pub(crate) fn run(
             uncommitted.clear();
             return;
         };
-        let mut j = j.lock().unwrap_or_else(|e| e.into_inner());
+        let mut j = j.locked();
         let result = j.commit();
         for e in j.take_errors() {
             add(&queue.counters.journal_errors, 1);
@@ -407,14 +408,13 @@ pub(crate) fn run(
     queue.counters.unflushed.store(0, std::sync::atomic::Ordering::Relaxed);
     let deadline = opts
         .deadline
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
+        .locked()
         .map(|d| d.checked_sub(Duration::from_millis(50)).unwrap_or(d))
         .unwrap_or_else(|| Instant::now() + Duration::from_secs(10));
     count_write(handler.drain(deadline), &queue.counters, &mut errors);
     count_write(handler.close(), &queue.counters, &mut errors);
     if let Some(j) = &opts.journal {
-        let mut j = j.lock().unwrap_or_else(|e| e.into_inner());
+        let mut j = j.locked();
         let result = j.commit();
         for e in j.take_errors() {
             add(&queue.counters.journal_errors, 1);
@@ -618,11 +618,8 @@ fn emit_work(
     // skipped, never journaled.
     let sequenced = batch.first_seq.is_some();
     let first_seq = batch.first_seq.unwrap_or(0);
-    let written_below = if sequenced {
-        opts.journal.as_ref().map_or(0, |j| j.lock().unwrap_or_else(|e| e.into_inner()).next_seq(session))
-    } else {
-        0
-    };
+    let written_below =
+        if sequenced { opts.journal.as_ref().map_or(0, |j| j.locked().next_seq(session)) } else { 0 };
     let mut last_seq = None;
     let escape_on = opts.escape;
     let renders = handler.renders();
@@ -703,7 +700,7 @@ fn emit_work(
         errors.report(&e.to_string());
     }
     if let (Some(j), Some(seq), true) = (opts.journal.as_mut(), last_seq, sequenced) {
-        j.lock().unwrap_or_else(|e| e.into_inner()).advance(session, seq + 1);
+        j.locked().advance(session, seq + 1);
     }
 }
 

@@ -27,6 +27,7 @@ pub mod pickle;
 pub mod python;
 mod record;
 mod stats;
+pub mod sync;
 
 pub use append::append_short;
 pub use backoff::Backoff;

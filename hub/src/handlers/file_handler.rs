@@ -9,6 +9,8 @@ use std::io::Write;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use logfunnel_protocol::sync::LockExt;
+
 use super::{BuildContext, Handler, HandlerError, HandlerOptions};
 use crate::config::keys::Section;
 use crate::formatter::{Formatter, RecordContext};
@@ -168,7 +170,7 @@ impl LogFile {
     pub(crate) fn attach_journal(&mut self, journal: &crate::journal::Shared) {
         self.journal = Some(std::sync::Arc::clone(journal));
         if let Some(file) = &self.file {
-            journal.lock().unwrap_or_else(|e| e.into_inner()).opened(file);
+            journal.locked().opened(file);
         }
     }
 
@@ -224,7 +226,7 @@ impl LogFile {
         self.on_disk = meta.len();
         self.regular = meta.is_file();
         if let Some(j) = &self.journal {
-            j.lock().unwrap_or_else(|e| e.into_inner()).opened(&file);
+            j.locked().opened(&file);
         }
         self.file = Some(file);
         // Mode "w" truncates once, at the first open; a reopen appends.
