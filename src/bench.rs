@@ -34,6 +34,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use logfunnel_hub::formatter::{Formatter, PeerCred, RecordContext, Style};
 use logfunnel_hub::handlers::FileHandler;
 use logfunnel_hub::{Config, Handler, HandlerError, HubBuilder};
+use logfunnel_protocol::now_ns;
 use logfunnel_protocol::sync::LockExt;
 
 #[derive(clap::Args)]
@@ -235,10 +236,6 @@ impl E2e {
 
 fn new_hist() -> Histogram<u64> {
     Histogram::<u64>::new_with_bounds(1, 3_600_000_000_000, 3).expect("bounds")
-}
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
 }
 
 /// The hub's FileHandler, noting when records reach the file.

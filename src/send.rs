@@ -10,7 +10,7 @@
 use std::io::BufRead;
 use std::path::PathBuf;
 use std::sync::mpsc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use logfunnel_protocol::{MAX_MESSAGE_BYTES, Record, cut_message_read, parse_level};
@@ -47,7 +47,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     let socket = crate::resolve_socket(args.socket, None);
     let timeout = crate::wait::seconds(args.timeout)?;
     let record = |message: String| Record {
-        created_ns: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0),
+        created_ns: logfunnel_protocol::now_ns(),
         process: std::process::id(),
         ..Record::new(level.0, &args.logger, message)
     };

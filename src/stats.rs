@@ -123,9 +123,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
 
 /// How long ago a time in ms since the epoch was, for people.
 fn ago(unix_ms: u64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let now = logfunnel_protocol::now_ns() as u64 / 1_000_000;
     let secs = now.saturating_sub(unix_ms) as f64 / 1000.0;
     if secs < 120.0 { format!("{secs:.1}s") } else { format!("{:.0}m", secs / 60.0) }
 }

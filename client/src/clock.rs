@@ -17,7 +17,9 @@
 //! progress falls back to `SystemTime` rather than wait.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering, fence};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use logfunnel_protocol::now_ns as system_ns;
 
 /// Whether the TSC path is in use.
 static ENABLED: AtomicBool = AtomicBool::new(false);
@@ -73,10 +75,6 @@ fn convert(tsc: u64, base_tsc: u64, base_ns: i64, mult: u64) -> i64 {
     // Signed: another core's counter may read a few ticks behind the anchor.
     let ticks = tsc.wrapping_sub(base_tsc) as i64 as i128;
     base_ns + ((ticks * mult as i128) >> 32) as i64
-}
-
-fn system_ns() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
 }
 
 /// The sender thread's side: keeps the anchor fresh.

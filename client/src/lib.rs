@@ -41,7 +41,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use logfunnel_protocol::sync::LockExt;
 
@@ -232,7 +232,7 @@ pub(crate) fn new_session_id() -> u64 {
     // RandomState is seeded from the OS; mixing in time and pid keeps two
     // sessions of one process apart even if the seed were reused.
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.write_i64(logfunnel_protocol::now_ns());
     h.write_u32(std::process::id());
     h.write_u64(NEXT_HANDLER_ID.load(Ordering::Relaxed));
     h.finish()

@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use interprocess::local_socket::Stream;
 use interprocess::local_socket::prelude::*;
@@ -267,10 +267,7 @@ impl Sender {
             dropped
         );
         let rec = RecordRef {
-            created_ns: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_nanos() as i64)
-                .unwrap_or(0),
+            created_ns: logfunnel_protocol::now_ns(),
             levelno: Level::WARNING.0,
             name: "logfunnel.client",
             message: &message,

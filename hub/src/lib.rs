@@ -241,7 +241,7 @@ impl HubBuilder {
     /// once the socket accepts connections.
     pub fn start(self) -> Result<Hub, HubError> {
         let HubBuilder { mut config, socket, extra_root } = self;
-        let start_ns = worker::now_ns();
+        let start_ns = logfunnel_protocol::now_ns();
         // The extra handlers join the configuration as NullHandlers on the
         // root (their entries only give them a name, a level and a queue).
         let extra_names: Vec<String> = extra_root.iter().map(|(n, _)| n.clone()).collect();

@@ -44,9 +44,7 @@ const LAST_ERROR_BYTES: usize = 1 << 10;
 impl HandlerCounters {
     /// Remembers a delivery error for `stats`.
     pub fn set_last_error(&self, message: &str) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let now = logfunnel_protocol::now_ns() as u64 / 1_000_000;
         // Errors may quote what a client sent; `stats` must always fit its frame.
         let message = logfunnel_protocol::cut_str(message, LAST_ERROR_BYTES);
         *self.last_error.locked() = Some((message.to_owned(), now));

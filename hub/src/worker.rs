@@ -545,7 +545,7 @@ impl DropReporter {
             dropped - self.reported
         );
         let rec = Record {
-            created_ns: now_ns(),
+            created_ns: logfunnel_protocol::now_ns(),
             levelno: Level::WARNING.0,
             process: std::process::id(),
             ..Record::new(Level::WARNING.0, "logfunnel.hub", text.clone())
@@ -803,13 +803,6 @@ fn prefetch(records: &[RecordView<'_>], i: usize) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = (records, i);
-}
-
-pub(crate) fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
 }
 
 /// Reports a handler's errors on the hub's stderr through the hub's one

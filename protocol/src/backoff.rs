@@ -65,9 +65,7 @@ impl Backoff {
 
     /// A seed that differs between processes and calls (for `with_jitter`).
     pub fn random_seed() -> u64 {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
+        let t = crate::now_ns() as u64;
         let local = 0u8;
         t ^ (u64::from(std::process::id()) << 32) ^ (&local as *const u8 as u64).rotate_left(17)
     }

@@ -28,6 +28,7 @@ pub mod python;
 mod record;
 mod stats;
 pub mod sync;
+mod time;
 
 pub use append::append_short;
 pub use backoff::Backoff;
@@ -44,6 +45,7 @@ pub use record::{
     Batch, ClientFrame, ClientFrameView, Hello, HubFrame, Record, RecordRef, RecordView, Value, ValueRef,
 };
 pub use stats::{ConnectionStats, HandlerStats, HubStats};
+pub use time::now_ns;
 
 /// The four bytes every logfunnel connection starts with, in both directions.
 pub const MAGIC: [u8; 4] = *b"LFNL";

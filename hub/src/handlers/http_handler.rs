@@ -484,9 +484,7 @@ impl Encoder {
         out.extend_from_slice(b"]}\0{\"name\":");
         json_str(out, r.name);
         out.extend_from_slice(b"}\0");
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
+        let now = logfunnel_protocol::now_ns() as u64;
         let _ = write!(
             out,
             "{{\"timeUnixNano\":\"{}\",\"observedTimeUnixNano\":\"{now}\",\"severityNumber\":{},\"severityText\":",

@@ -93,9 +93,7 @@ impl HandlerOptions for TimedRotatingFileOptions {
     }
 
     fn build(&self, cx: &BuildContext<'_>) -> Result<Box<dyn Handler>, HandlerError> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let now = logfunnel_protocol::now_ns() / 1_000_000_000;
         let h = TimedRotatingFileHandler::open(&self.file, &self.schedule, cx.formatter(), now);
         Ok(Box::new(h.map_err(|e| cx.named(e))?))
     }
@@ -251,7 +249,7 @@ impl TimedRotatingFileHandler {
 const FUTURE_SLACK_SECS: i64 = 1;
 
 fn wall_clock() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+    logfunnel_protocol::now_ns() / 1_000_000_000
 }
 
 fn mtime(meta: &std::fs::Metadata) -> i64 {
