@@ -46,7 +46,9 @@ pub use python_in::{PythonAddrs, PythonInputs};
 use stats::{HandlerStats, HubStats, load};
 use worker::HandlerQueue;
 
-/// Why the hub could not start.
+/// Why the hub could not start. Where a variant holds an `io::Error`, that
+/// error is its `source()`: print the chain (anyhow's `{:#}`) for the whole
+/// message.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HubError {
@@ -54,35 +56,38 @@ pub enum HubError {
     #[error("another hub is already listening on {0} (stop it first, or pick another --socket)")]
     AlreadyRunning(PathBuf),
     /// The socket could not be set up.
-    #[error("socket {path}: {what}: {error}")]
+    #[error("socket {path}: {what}")]
     Socket {
         /// The socket path.
         path: PathBuf,
         /// What failed.
         what: String,
         /// The error.
+        #[source]
         error: std::io::Error,
     },
     /// A handler could not be built (a file that cannot be opened…).
     #[error(transparent)]
     Handler(#[from] HandlerError),
     /// A thread could not be started.
-    #[error("cannot start a hub thread: {0}")]
-    Thread(std::io::Error),
+    #[error("cannot start a hub thread")]
+    Thread(#[source] std::io::Error),
     /// The metrics endpoint (`[hub] metrics`) could not be bound.
-    #[error("metrics endpoint {address}: {error}")]
+    #[error("metrics endpoint {address}")]
     Metrics {
         /// The configured `HOST:PORT`.
         address: String,
         /// The error.
+        #[source]
         error: std::io::Error,
     },
     /// A listener for Python clients (`[hub] python_tcp`…) could not be set up.
-    #[error("{address}: {error}")]
+    #[error("{address}")]
     Python {
         /// The key and its address or path (`python_tcp 127.0.0.1:9020`).
         address: String,
         /// The error.
+        #[source]
         error: std::io::Error,
     },
     /// A delivery journal could not be opened or recovered.

@@ -212,3 +212,16 @@ pub(crate) fn accept_loop(
         let _ = h.join();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_socket_keeps_its_reason_as_the_source() {
+        let Err(e) = bind(Path::new("@abstract"), 0o600, None) else { panic!("an abstract name was bound") };
+        assert_eq!(e.to_string(), "socket @abstract: refusing to serve it");
+        let source = std::error::Error::source(&e).expect("the reason is the source");
+        assert!(source.to_string().starts_with("abstract socket names are refused"), "{source}");
+    }
+}
