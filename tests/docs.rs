@@ -68,9 +68,10 @@ fn links(text: &str) -> Vec<String> {
 
 /// Repository paths mentioned in the text (`docs/X.md`, `hub/src/y.rs`…).
 fn paths(text: &str) -> Vec<String> {
-    const TOP: [&str; 12] = [
+    const TOP: [&str; 13] = [
         "src/",
         "client/",
+        "formatter/",
         "hub/",
         "protocol/",
         "tests/",
