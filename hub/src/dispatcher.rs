@@ -26,22 +26,10 @@ use logfunnel_protocol::{Level, RecordView};
 
 use crate::config::Config;
 use crate::frame::Frame;
+pub(crate) use crate::frame::Peer;
 use crate::sessions::SettleGuard;
 use crate::stats::add;
 use crate::worker::{HandlerQueue, Work};
-
-/// Who sent a batch.
-#[derive(Debug)]
-pub(crate) struct Peer {
-    pub(crate) process_name: String,
-    pub(crate) host_name: String,
-    /// The client's session id (durable handlers drop resends by it).
-    pub(crate) session: u64,
-    /// The kernel's credentials of the connection.
-    pub(crate) creds: crate::formatter::PeerCred,
-    /// A Python SocketHandler/DatagramHandler client (see `python_in.rs`).
-    pub(crate) python: bool,
-}
 
 /// A decoded batch on its way to the handlers.
 pub(crate) struct InBatch {

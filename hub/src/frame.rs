@@ -20,6 +20,19 @@ use logfunnel_protocol::{
     decode_client_frame_view_in, is_cut_message,
 };
 
+/// Who sent a batch.
+#[derive(Debug)]
+pub(crate) struct Peer {
+    pub(crate) process_name: String,
+    pub(crate) host_name: String,
+    /// The client's session id (durable handlers drop resends by it).
+    pub(crate) session: u64,
+    /// The kernel's credentials of the connection.
+    pub(crate) creds: crate::formatter::PeerCred,
+    /// A Python SocketHandler/DatagramHandler client (see `python_in.rs`).
+    pub(crate) python: bool,
+}
+
 /// Memory kept for reuse, per kind of buffer: enough for the batches in
 /// flight with 64 clients sending 128 KiB frames (one being read per
 /// connection, plus the queues').

@@ -279,7 +279,9 @@ impl HubBuilder {
                 ))
             })
             .collect();
-        let queue_of = |n: &str| names.iter().position(|x| x == n).map(|i| Arc::clone(&queues[i]));
+        let queue_of = |n: &str| {
+            names.iter().position(|x| x == n).map(|i| Arc::clone(&queues[i]) as Arc<dyn handlers::Forward>)
+        };
         // Build handlers first: a file that cannot be opened stops start-up
         // before the socket exists.
         let mut extra: std::collections::HashMap<String, Box<dyn Handler>> = extra_root.into_iter().collect();

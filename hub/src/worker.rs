@@ -21,7 +21,8 @@ use crate::config::OverflowPolicy;
 use crate::dispatcher::InBatch;
 use crate::escape::{escape, escape_keeping_newlines, needs_escape, needs_escape_keeping_newlines};
 use crate::formatter::{PeerCred, RecordContext};
-use crate::handlers::{Handler, HandlerError};
+use crate::frame::{Frame, Peer};
+use crate::handlers::{Forward, Handler, HandlerError};
 use crate::journal::Shared as Journal;
 use crate::sessions::SettleGuard;
 use crate::stats::{HandlerCounters, add, load, sub};
@@ -243,6 +244,21 @@ impl HandlerQueue {
             st = self.not_empty.wait_timeout_locked(st, timeout).0;
             st.poppers_waiting -= 1;
         }
+    }
+}
+
+impl Forward for HandlerQueue {
+    fn add_producer(&self) {
+        HandlerQueue::add_producer(self);
+    }
+
+    fn forward(&self, peer: Arc<Peer>, frame: Frame) {
+        let batch = InBatch::new(peer, frame, None, None);
+        self.push(Work { batch: Arc::new(batch), indices: None, settle: None });
+    }
+
+    fn close(&self) {
+        HandlerQueue::close(self);
     }
 }
 

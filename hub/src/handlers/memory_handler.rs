@@ -5,13 +5,12 @@ use std::sync::Arc;
 
 use logfunnel_protocol::{BatchBuilder, Level, ProtocolError, encode_record_ref, encoded_record_len};
 
+use super::Forward;
 use super::{BuildContext, Handler, HandlerError, HandlerOptions};
 use crate::config::FilterConfig;
 use crate::config::keys::Section;
-use crate::dispatcher::{InBatch, Peer};
 use crate::formatter::RecordContext;
-use crate::frame::{Frame, Kind};
-use crate::worker::{HandlerQueue, Work};
+use crate::frame::{Frame, Kind, Peer};
 
 /// A run of records is split into frames of at most this many bytes.
 const RUN_BYTES: usize = 1 << 20;
@@ -81,7 +80,7 @@ impl HandlerOptions for MemoryOptions {
 pub struct MemoryHandler {
     capacity: usize,
     flush_level: u32,
-    target: Arc<HandlerQueue>,
+    target: Arc<dyn Forward>,
     target_filters: Vec<FilterConfig>,
     /// Encoded records, in runs that share a sender.
     runs: Vec<(Arc<Peer>, BatchBuilder)>,
@@ -108,7 +107,7 @@ impl MemoryHandler {
     pub(crate) fn new(
         capacity: usize,
         flush_level: u32,
-        target: Arc<HandlerQueue>,
+        target: Arc<dyn Forward>,
         target_filters: Vec<FilterConfig>,
     ) -> MemoryHandler {
         target.add_producer();
@@ -178,10 +177,7 @@ impl MemoryHandler {
                 }
                 Err(e) => return Err(forward_error(e, left)),
             };
-            // Not a client's sequence; the original batches were settled
-            // when this handler took them.
-            let batch = InBatch::new(peer, frame, None, None);
-            self.target.push(Work { batch: Arc::new(batch), indices: None, settle: None });
+            self.target.forward(peer, frame);
             left -= count;
         }
         Ok(())

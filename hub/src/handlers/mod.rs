@@ -53,8 +53,8 @@ use std::sync::Arc;
 use crate::config::keys::Section;
 use crate::config::{Config, HandlerConfig, OverflowPolicy};
 use crate::formatter::{FormatError, Formatter, RecordContext, Style};
+use crate::frame::{Frame, Peer};
 use crate::stats::HandlerCounters;
-use crate::worker::HandlerQueue;
 
 /// Every handler class a configuration may name: its Python name, how its
 /// options are read, and its default overflow policy.
@@ -138,7 +138,7 @@ pub struct BuildContext<'a> {
     pub(crate) config: &'a Config,
     pub(crate) handler: &'a HandlerConfig,
     /// Another handler's queue (a MemoryHandler's target).
-    pub(crate) queue_of: &'a dyn Fn(&str) -> Option<Arc<HandlerQueue>>,
+    pub(crate) queue_of: &'a dyn Fn(&str) -> Option<Arc<dyn Forward>>,
     /// This handler's counters (for handlers that count their deliveries).
     pub(crate) counters: Arc<HandlerCounters>,
 }
@@ -169,6 +169,21 @@ impl BuildContext<'_> {
             other => other,
         }
     }
+}
+
+/// Another handler's queue as a handler that passes records on sees it (a
+/// MemoryHandler's target): the one door from the handlers to the worker's
+/// plumbing, so that handlers depend on records and formatting only.
+pub(crate) trait Forward: Send + Sync {
+    /// One more handler will pass records on here (the queue finishes once
+    /// every producer has closed).
+    fn add_producer(&self);
+    /// Passes one batch frame of records from `peer` on, in order. It is not
+    /// a client's sequence: the original batches were settled when the
+    /// passing handler took them.
+    fn forward(&self, peer: Arc<Peer>, frame: Frame);
+    /// This producer will pass nothing more.
+    fn close(&self);
 }
 
 /// Why a handler could not be built or could not write a record.
@@ -316,7 +331,7 @@ pub trait Handler: Send {
 pub(crate) fn build(
     config: &Config,
     name: &str,
-    queue_of: &dyn Fn(&str) -> Option<Arc<HandlerQueue>>,
+    queue_of: &dyn Fn(&str) -> Option<Arc<dyn Forward>>,
     counters: Arc<HandlerCounters>,
 ) -> Result<Box<dyn Handler>, HandlerError> {
     let handler = &config.handlers[name];
