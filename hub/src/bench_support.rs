@@ -45,7 +45,7 @@ impl Pipeline {
         let mut emitted = 0;
         let mut current: Option<(&str, std::sync::Arc<crate::dispatcher::Route>)> = None;
         for rec in &records {
-            if current.as_ref().is_none_or(|(name, _)| !crate::dispatcher::same_str(name, rec.name)) {
+            if current.as_ref().is_none_or(|(name, _)| !crate::frame::same_str(name, rec.name)) {
                 current = Some((rec.name, self.router.route(rec.name)));
             }
             let route = &current.as_ref().expect("set above").1;

@@ -24,9 +24,9 @@ use logfunnel_protocol::{
 use crossbeam_channel::Sender;
 
 use crate::HubShared;
-use crate::dispatcher::{InBatch, Peer};
 use crate::formatter::PeerCred;
 use crate::frame::{Frame, Kind};
+use crate::frame::{InBatch, Peer};
 use crate::sessions::{self, SettleGuard};
 use crate::stats::{ConnCounters, HubCounters, add};
 

@@ -22,77 +22,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crossbeam_channel::Receiver;
-use logfunnel_protocol::{Level, RecordView};
+use logfunnel_protocol::Level;
 
 use crate::config::Config;
-use crate::frame::Frame;
-pub(crate) use crate::frame::Peer;
-use crate::sessions::SettleGuard;
+use crate::frame::InBatch;
 use crate::stats::add;
 use crate::worker::{HandlerQueue, Work};
-
-/// A decoded batch on its way to the handlers.
-pub(crate) struct InBatch {
-    pub(crate) peer: Arc<Peer>,
-    pub(crate) frame: Frame,
-    /// Sequence number of `records()[0]` in its client's session; `None`
-    /// for records a MemoryHandler passes on (no client's sequence: never
-    /// deduplicated or journaled by the handler that receives them).
-    pub(crate) first_seq: Option<u64>,
-    /// Settles the batch (lets the hub acknowledge it) when every handler
-    /// that must write it first has done so; see `sessions.rs`.
-    pub(crate) settle: Option<Arc<SettleGuard>>,
-    /// Its share of the decoded-memory budget, given back once it is in
-    /// the handler queues (see `frame::Budget`).
-    pub(crate) ticket: Option<crate::frame::Ticket>,
-    /// The records in runs that share a logger name, so that the
-    /// dispatcher routes a run at once instead of reading every record on
-    /// its own core (computed by the connection reader while they are hot).
-    runs: Vec<Run>,
-}
-
-/// Records `previous run's end..end` share one logger name; `min_level` is
-/// the lowest level among them.
-#[derive(Debug, Clone, Copy)]
-struct Run {
-    end: u32,
-    min_level: u32,
-}
-
-impl InBatch {
-    pub(crate) fn new(
-        peer: Arc<Peer>,
-        frame: Frame,
-        first_seq: Option<u64>,
-        settle: Option<Arc<SettleGuard>>,
-    ) -> InBatch {
-        let mut runs: Vec<Run> = Vec::new();
-        let records = frame.records();
-        let mut start = 0;
-        for (i, rec) in records.iter().enumerate() {
-            match runs.last_mut() {
-                Some(run) if same_str(records[start].name, rec.name) => {
-                    run.end = i as u32 + 1;
-                    run.min_level = run.min_level.min(rec.levelno);
-                }
-                _ => {
-                    start = i;
-                    runs.push(Run { end: i as u32 + 1, min_level: rec.levelno });
-                }
-            }
-        }
-        InBatch { peer, frame, first_seq, settle, ticket: None, runs }
-    }
-
-    pub(crate) fn records(&self) -> &[RecordView<'_>] {
-        self.frame.records()
-    }
-
-    /// The bytes this batch keeps in memory.
-    pub(crate) fn memory(&self) -> usize {
-        self.frame.memory() + self.runs.capacity() * std::mem::size_of::<Run>()
-    }
-}
 
 /// The records of a batch one handler takes: `0..n` while every record so
 /// far was taken, then a list.
@@ -279,13 +214,6 @@ impl Router {
     }
 }
 
-/// String equality that first asks whether both are the same bytes (the
-/// decoder points consecutive equal logger names at one copy).
-#[inline]
-pub(crate) fn same_str(a: &str, b: &str) -> bool {
-    (std::ptr::eq(a.as_ptr(), b.as_ptr()) && a.len() == b.len()) || a == b
-}
-
 /// Runs until every sender of `rx` is gone, then closes the handler queues.
 pub(crate) fn run(
     rx: Receiver<InBatch>,
@@ -362,6 +290,7 @@ pub(crate) fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frame::{Frame, Peer};
 
     fn router(toml: &str) -> (Router, Vec<String>) {
         let config = Config::from_toml_str(toml, "test").unwrap();

@@ -12,13 +12,15 @@
 //! 308 CPU ns per record once the pages stayed; docs/BENCHMARKS.md).
 
 use std::mem::{ManuallyDrop, size_of};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use logfunnel_protocol::sync::{LockExt, WaitExt};
 use logfunnel_protocol::{
     ClientFrameView, MAX_MESSAGE_BYTES, MAX_NAME_BYTES, ProtocolError, RecordView, ValueRef, cut_str,
     decode_client_frame_view_in, is_cut_message,
 };
+
+use crate::sessions::SettleGuard;
 
 /// Who sent a batch.
 #[derive(Debug)]
@@ -31,6 +33,76 @@ pub(crate) struct Peer {
     pub(crate) creds: crate::formatter::PeerCred,
     /// A Python SocketHandler/DatagramHandler client (see `python_in.rs`).
     pub(crate) python: bool,
+}
+
+/// A decoded batch on its way to the handlers.
+pub(crate) struct InBatch {
+    pub(crate) peer: Arc<Peer>,
+    pub(crate) frame: Frame,
+    /// Sequence number of `records()[0]` in its client's session; `None`
+    /// for records a MemoryHandler passes on (no client's sequence: never
+    /// deduplicated or journaled by the handler that receives them).
+    pub(crate) first_seq: Option<u64>,
+    /// Settles the batch (lets the hub acknowledge it) when every handler
+    /// that must write it first has done so; see `sessions.rs`.
+    pub(crate) settle: Option<Arc<SettleGuard>>,
+    /// Its share of the decoded-memory budget, given back once it is in
+    /// the handler queues (see `frame::Budget`).
+    pub(crate) ticket: Option<Ticket>,
+    /// The records in runs that share a logger name, so that the
+    /// dispatcher routes a run at once instead of reading every record on
+    /// its own core (computed by the connection reader while they are hot).
+    pub(crate) runs: Vec<Run>,
+}
+
+/// Records `previous run's end..end` share one logger name; `min_level` is
+/// the lowest level among them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Run {
+    pub(crate) end: u32,
+    pub(crate) min_level: u32,
+}
+
+impl InBatch {
+    pub(crate) fn new(
+        peer: Arc<Peer>,
+        frame: Frame,
+        first_seq: Option<u64>,
+        settle: Option<Arc<SettleGuard>>,
+    ) -> InBatch {
+        let mut runs: Vec<Run> = Vec::new();
+        let records = frame.records();
+        let mut start = 0;
+        for (i, rec) in records.iter().enumerate() {
+            match runs.last_mut() {
+                Some(run) if same_str(records[start].name, rec.name) => {
+                    run.end = i as u32 + 1;
+                    run.min_level = run.min_level.min(rec.levelno);
+                }
+                _ => {
+                    start = i;
+                    runs.push(Run { end: i as u32 + 1, min_level: rec.levelno });
+                }
+            }
+        }
+        InBatch { peer, frame, first_seq, settle, ticket: None, runs }
+    }
+
+    pub(crate) fn records(&self) -> &[RecordView<'_>] {
+        self.frame.records()
+    }
+
+    /// The bytes this batch keeps in memory.
+    pub(crate) fn memory(&self) -> usize {
+        self.frame.memory() + self.runs.capacity() * std::mem::size_of::<Run>()
+    }
+}
+
+/// String equality that first asks whether both are the same bytes (the
+/// decoder points consecutive equal logger names at one copy).
+#[inline]
+pub(crate) fn same_str(a: &str, b: &str) -> bool {
+    (std::ptr::eq(a.as_ptr(), b.as_ptr()) && a.len() == b.len()) || a == b
 }
 
 /// Memory kept for reuse, per kind of buffer: enough for the batches in

@@ -159,7 +159,7 @@ fn wait_readable(_listener: &Listener, _timeout_ms: i32) -> bool {
 pub(crate) fn accept_loop(
     listener: Listener,
     shared: Arc<HubShared>,
-    tx: crossbeam_channel::Sender<crate::dispatcher::InBatch>,
+    tx: crossbeam_channel::Sender<crate::frame::InBatch>,
     socket: PathBuf,
 ) {
     let mut readers: Vec<std::thread::JoinHandle<()>> = Vec::new();

@@ -29,9 +29,9 @@ use logfunnel_protocol::{Batch, ClientFrame, FrameBuf, MAX_FRAME_BYTES, Record, 
 use toml::Value;
 
 use crate::config::keys::Section;
-use crate::dispatcher::{InBatch, Peer};
 use crate::formatter::PeerCred;
 use crate::frame::Frame;
+use crate::frame::{InBatch, Peer};
 use crate::stats::{ConnCounters, add};
 use crate::{HubError, HubShared};
 

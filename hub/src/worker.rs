@@ -18,10 +18,9 @@ use logfunnel_protocol::sync::{LockExt, WaitExt};
 use logfunnel_protocol::{Level, MAX_MESSAGE_BYTES, Record, RecordView, Value, ValueRef, cut_message};
 
 use crate::config::OverflowPolicy;
-use crate::dispatcher::InBatch;
 use crate::escape::{escape, escape_keeping_newlines, needs_escape, needs_escape_keeping_newlines};
 use crate::formatter::{PeerCred, RecordContext};
-use crate::frame::{Frame, Peer};
+use crate::frame::{Frame, InBatch, Peer};
 use crate::handlers::{Forward, Handler, HandlerError};
 use crate::journal::Shared as Journal;
 use crate::sessions::SettleGuard;
