@@ -9,7 +9,7 @@ use logfunnel_protocol::{ClientFrameView, ProtocolError, decode_client_frame_vie
 use crate::config::Config;
 use crate::dispatcher::Router;
 use crate::formatter::{PeerCred, RecordContext};
-use crate::handlers::{self, Handler, HandlerError};
+use crate::handler::{Handler, HandlerError};
 
 /// A compiled logger tree and its handlers, driven on the caller's thread.
 pub struct Pipeline {
@@ -24,7 +24,7 @@ impl Pipeline {
         let names: Vec<String> = config.handlers.keys().cloned().collect();
         let mut built = Vec::new();
         for name in &names {
-            built.push(handlers::build(config, name, &|_| None, Default::default())?);
+            built.push(config.build_handler(name, &|_| None, Default::default())?);
         }
         Ok(Pipeline { router: Router::new(config, &names), handlers: built, start_ns: 0 })
     }

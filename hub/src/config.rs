@@ -7,9 +7,16 @@
 //! formatters, filters, loggers and the keys every handler shares, and each
 //! handler class reads its own keys in its own file (`handlers/*.rs`).
 
+pub mod common;
 mod dictconfig;
 pub mod keys;
 mod python;
+
+pub use common::{
+    DEFAULT_HANDLER_QUEUE, DEFAULT_HANDLER_QUEUE_BYTES, FilterConfig, MAX_HANDLER_QUEUE,
+    MAX_HANDLER_QUEUE_BYTES, OverflowPolicy,
+};
+pub use keys::ConfigIssue;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -22,7 +29,9 @@ use python::Construct;
 use toml::{Table, Value};
 
 use crate::formatter::{Formatter, JsonFields, JsonOptions, JsonValue, Style};
-use crate::handlers::{CLASSES, HandlerOptions};
+use crate::handler::{BuildContext, Forward, Handler, HandlerError, HandlerOptions, default_formatter};
+use crate::handlers::CLASSES;
+use crate::stats::HandlerCounters;
 
 /// The configuration used when none is given: every record to stderr.
 pub const EMBEDDED_DEFAULT: &str = r#"
@@ -39,25 +48,6 @@ formatter = "default"
 level = "NOTSET"
 handlers = ["console"]
 "#;
-
-/// One problem in a configuration, with the key path it concerns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigIssue {
-    /// Dotted key path, e.g. `handlers.file.filename`.
-    pub path: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl fmt::Display for ConfigIssue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            write!(f, "{}", self.message)
-        } else {
-            write!(f, "{}: {}", self.path, self.message)
-        }
-    }
-}
 
 /// Every problem found in a configuration.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -126,20 +116,8 @@ impl fmt::Display for ConfigError {
 /// see docs/BENCHMARKS.md. Clients buffer bursts in their own rings.
 pub const DEFAULT_LISTENER_QUEUE: usize = 8;
 
-/// A handler queue's default capacity, in records.
-pub const DEFAULT_HANDLER_QUEUE: usize = 4096;
-
-/// A handler queue's default capacity, in bytes of the batches its records
-/// keep in memory: with large messages, 4096 records would be hundreds of
-/// MiB per handler.
-pub const DEFAULT_HANDLER_QUEUE_BYTES: usize = 16 << 20;
-
 /// The largest listener queue, in batches (its slots are allocated at start).
 pub const MAX_LISTENER_QUEUE: usize = 1 << 16;
-/// The largest handler queue, in records.
-pub const MAX_HANDLER_QUEUE: usize = 1 << 24;
-/// The largest handler queue, in bytes.
-pub const MAX_HANDLER_QUEUE_BYTES: usize = 1 << 34;
 
 /// The `[hub]` section.
 #[derive(Debug, Clone, PartialEq)]
@@ -163,47 +141,6 @@ pub struct HubConfig {
 pub struct FormatterConfig {
     /// The compiled formatter.
     pub formatter: Formatter,
-}
-
-/// Python's `Filter(name)`: passes records of this logger and its children.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FilterConfig {
-    /// Logger name prefix ("" passes everything).
-    pub name: String,
-}
-
-impl FilterConfig {
-    /// Python's `Filter.filter` on a record's logger name.
-    pub fn passes(&self, record_name: &str) -> bool {
-        let n = &self.name;
-        n.is_empty()
-            || record_name == n
-            || (record_name.starts_with(n.as_str()) && record_name.as_bytes()[n.len()] == b'.')
-    }
-}
-
-/// What a handler does when records arrive faster than it can take them:
-/// its queue is full, or (network handlers) what it holds for delivery is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OverflowPolicy {
-    /// Wait for room (backpressure up to the clients).
-    #[default]
-    Block,
-    /// Drop the records that do not fit, and count them.
-    DropNewest,
-    /// Drop the oldest queued records to make room, and count them.
-    DropOldest,
-}
-
-impl OverflowPolicy {
-    /// The policy as the configuration spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OverflowPolicy::Block => "block",
-            OverflowPolicy::DropNewest => "drop_newest",
-            OverflowPolicy::DropOldest => "drop_oldest",
-        }
-    }
 }
 
 /// A named handler: its class's options and the keys every handler has.
@@ -394,6 +331,44 @@ impl Config {
         let json =
             h.formatter.as_ref().and_then(|f| self.formatters.get(f)).is_some_and(|f| f.formatter.is_json());
         h.escape_control_chars && !json
+    }
+
+    /// Builds configured handler `name` from its options and what its table
+    /// and the hub's say about it; `queue_of` finds another handler's queue
+    /// (a MemoryHandler's target), `counters` are its own.
+    pub(crate) fn build_handler(
+        &self,
+        name: &str,
+        queue_of: &dyn Fn(&str) -> Option<Arc<dyn Forward>>,
+        counters: Arc<HandlerCounters>,
+    ) -> Result<Box<dyn Handler>, HandlerError> {
+        let handler = &self.handlers[name];
+        let named = |name: Option<&String>| {
+            name.and_then(|f| self.formatters.get(f))
+                .map(|f| f.formatter.clone())
+                .unwrap_or_else(default_formatter)
+        };
+        let mut formatter =
+            named(handler.formatter.as_ref()).with_control_escapes(handler.escape_control_chars);
+        if let Some(queue_formatter) = self.prepared.get(name) {
+            // Behind a QueueHandler: its formatter prepares each record.
+            formatter = formatter.prepared_by(named(queue_formatter.as_ref()));
+        }
+        let target_filters =
+            handler.options.target().and_then(|t| self.handlers.get(t)).map_or_else(Vec::new, |t| {
+                t.filters.iter().filter_map(|f| self.filters.get(f).cloned()).collect()
+            });
+        let access = &self.hub.access;
+        handler.options.build(&BuildContext {
+            name,
+            formatter,
+            names_formatter: handler.formatter.is_some(),
+            overflow: handler.overflow,
+            state_dir: access.state_dir.as_deref().filter(|_| access.journal),
+            target_filters,
+            queue_of,
+            counters,
+        })
     }
 }
 
@@ -895,7 +870,7 @@ impl Parser {
         hub: &crate::access::AccessConfig,
     ) {
         for (name, h) in handlers {
-            if !h.options.delivery().is_some_and(|d| d.disk) {
+            if !h.options.disk_buffer() {
                 continue;
             }
             let path = join("handlers", name);

@@ -16,6 +16,7 @@ mod diag;
 mod dispatcher;
 mod escape;
 mod frame;
+pub mod handler;
 pub mod handlers;
 mod journal;
 mod listener;
@@ -35,7 +36,7 @@ use std::time::{Duration, Instant};
 use logfunnel_protocol::sync::LockExt;
 
 pub use config::{Config, ConfigError};
-pub use handlers::{Handler, HandlerError};
+pub use handler::{Handler, HandlerError};
 use interprocess::local_socket::prelude::*;
 use interprocess::local_socket::{GenericFilePath, Stream};
 /// Python's `logging.Formatter` (the `logfunnel-formatter` crate).
@@ -280,7 +281,7 @@ impl HubBuilder {
             })
             .collect();
         let queue_of = |n: &str| {
-            names.iter().position(|x| x == n).map(|i| Arc::clone(&queues[i]) as Arc<dyn handlers::Forward>)
+            names.iter().position(|x| x == n).map(|i| Arc::clone(&queues[i]) as Arc<dyn handler::Forward>)
         };
         // Build handlers first: a file that cannot be opened stops start-up
         // before the socket exists.
@@ -289,7 +290,7 @@ impl HubBuilder {
         for (name, queue) in names.iter().zip(&queues) {
             let handler = match extra.remove(name) {
                 Some(h) => h,
-                None => handlers::build(&config, name, &queue_of, Arc::clone(&queue.counters))?,
+                None => config.build_handler(name, &queue_of, Arc::clone(&queue.counters))?,
             };
             built.push(handler);
         }
@@ -657,7 +658,9 @@ mod tests {
     use std::path::Path;
 
     /// Each file's module (`worker`, `handlers`, `handlers/memory_handler`)
-    /// and the modules its `use crate::…` / `use super::…` lines name.
+    /// and the modules its code names through `crate::…` or `super::…`
+    /// (in `use` lines or inline; comments and the test module at the end
+    /// of a file are not read).
     fn imports(src: &Path, dir: &Path, out: &mut BTreeMap<String, BTreeSet<String>>) {
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
@@ -674,65 +677,94 @@ mod tests {
             let parent = module.rsplit_once('/').map_or("", |(p, _)| p).to_owned();
             let is_module =
                 |m: &str| src.join(format!("{m}.rs")).exists() || src.join(m).join("mod.rs").exists();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let code = text.split("#[cfg(test)]\nmod tests").next().unwrap();
             let mut named = BTreeSet::new();
-            for line in std::fs::read_to_string(&path).unwrap().lines() {
-                let line = line.trim_start();
-                let line =
-                    line.strip_prefix("pub(crate) ").or_else(|| line.strip_prefix("pub ")).unwrap_or(line);
-                let (base, rest) = if let Some(r) = line.strip_prefix("use crate::") {
-                    (String::new(), r)
-                } else if let Some(r) = line.strip_prefix("use super::") {
-                    (parent.clone(), r)
-                } else {
-                    continue;
-                };
-                // The longest prefix of the path that is a module of its own.
-                let mut target = base.clone();
-                for seg in rest.split("::") {
-                    let seg: String = seg.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
-                    let next = if target.is_empty() { seg } else { format!("{target}/{seg}") };
-                    if !is_module(&next) {
-                        break;
+            for line in code.lines().filter(|l| !l.trim_start().starts_with("//")) {
+                for (base, prefix) in [("", "crate::"), (parent.as_str(), "super::")] {
+                    for (at, _) in line.match_indices(prefix) {
+                        let before = line[..at].chars().next_back();
+                        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                            continue;
+                        }
+                        // The longest prefix of the path that is a module of its own.
+                        let mut target = base.to_owned();
+                        for seg in line[at + prefix.len()..].split("::") {
+                            let seg: String =
+                                seg.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                            let next =
+                                if target.is_empty() { seg.clone() } else { format!("{target}/{seg}") };
+                            if seg.is_empty() || !is_module(&next) {
+                                break;
+                            }
+                            target = next;
+                        }
+                        if !target.is_empty() && target != module {
+                            named.insert(target);
+                        }
                     }
-                    target = next;
-                }
-                if !target.is_empty() && target != module {
-                    named.insert(target);
                 }
             }
             out.insert(module, named);
         }
     }
 
-    /// No module of the hub imports one that imports it back (a parent
-    /// declaring and re-exporting its own children is not an import).
-    #[test]
-    fn no_module_imports_one_that_imports_it_back() {
-        // Left as it is: the configuration holds each handler's options,
-        // which the class table in handlers/ parses, and handlers are built
-        // from the configuration.
-        const KNOWN: [(&str, &str); 1] = [("config", "handlers")];
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-        let mut graph = BTreeMap::new();
-        imports(&src, &src, &mut graph);
-        assert!(graph["handlers/memory_handler"].contains("handlers"), "the scan reads super:: {graph:?}");
-        assert!(graph["dispatcher"].contains("worker"), "the scan reads crate:: {graph:?}");
-        let mut circles = Vec::new();
-        for (a, named) in &graph {
-            for b in named {
-                if a < b
-                    && graph.get(b).is_some_and(|n| n.contains(a))
-                    && !KNOWN.contains(&(a.as_str(), b.as_str()))
-                {
-                    circles.push(format!("{a} <-> {b}"));
+    /// A path of imports from `from` back to itself, if there is one.
+    fn circle(graph: &BTreeMap<String, BTreeSet<String>>, from: &str) -> Option<Vec<String>> {
+        let mut seen = BTreeSet::new();
+        let mut stack = vec![vec![from.to_owned()]];
+        while let Some(path) = stack.pop() {
+            for next in graph.get(path.last().unwrap()).into_iter().flatten() {
+                let mut longer = path.clone();
+                longer.push(next.clone());
+                if next == from {
+                    return Some(longer);
+                }
+                if seen.insert(next.clone()) {
+                    stack.push(longer);
                 }
             }
         }
-        assert!(circles.is_empty(), "modules that import each other: {circles:?}");
-        for plumbing in ["worker", "dispatcher"] {
-            for (m, named) in graph.iter().filter(|(m, _)| m.starts_with("handlers")) {
-                assert!(!named.contains(plumbing), "{m} imports {plumbing}: handlers use handlers::Forward");
+        None
+    }
+
+    /// No module of the hub imports one that imports it back, directly or
+    /// through others (a parent declaring and re-exporting its own children
+    /// is not an import): the modules are layers, read bottom to top.
+    #[test]
+    fn no_module_imports_one_that_imports_it_back() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut graph = BTreeMap::new();
+        imports(&src, &src, &mut graph);
+        assert!(graph["handlers/memory_handler"].contains("handler"), "the scan reads crate:: {graph:?}");
+        assert!(graph["delivery/spool"].contains("delivery"), "the scan reads super:: {graph:?}");
+        assert!(
+            graph["handlers/memory_handler"].contains("config/common"),
+            "the scan reads inline paths {graph:?}"
+        );
+        let circles: Vec<String> =
+            graph.keys().filter_map(|m| circle(&graph, m)).map(|c| c.join(" -> ")).collect();
+        assert!(circles.is_empty(), "modules that import each other: {circles:#?}");
+        for plumbing in ["worker", "dispatcher", "config"] {
+            for (m, named) in
+                graph.iter().filter(|(m, _)| m.starts_with("handler") || m.starts_with("delivery"))
+            {
+                assert!(
+                    !named.contains(plumbing),
+                    "{m} imports {plumbing}: handlers see their BuildContext and handler::Forward"
+                );
             }
         }
+    }
+
+    /// The scan finds a circle through three modules.
+    #[test]
+    fn a_circle_through_three_modules_is_found() {
+        let graph: BTreeMap<String, BTreeSet<String>> = [("a", "b"), ("b", "c"), ("c", "a"), ("d", "a")]
+            .into_iter()
+            .map(|(m, n)| (m.to_owned(), BTreeSet::from([n.to_owned()])))
+            .collect();
+        assert_eq!(circle(&graph, "a").unwrap(), ["a", "b", "c", "a"]);
+        assert_eq!(circle(&graph, "d"), None);
     }
 }

@@ -21,7 +21,7 @@ use crate::config::OverflowPolicy;
 use crate::escape::{escape, escape_keeping_newlines, needs_escape, needs_escape_keeping_newlines};
 use crate::formatter::{PeerCred, RecordContext};
 use crate::frame::{Frame, InBatch, Peer};
-use crate::handlers::{Forward, Handler, HandlerError};
+use crate::handler::{Forward, Handler, HandlerError};
 use crate::journal::Shared as Journal;
 use crate::sessions::SettleGuard;
 use crate::stats::{HandlerCounters, add, load, sub};

@@ -9,12 +9,30 @@
 //! options and their parsing live together in its own file, and a typo never
 //! silently does nothing.
 
+use std::fmt;
 use std::time::Duration;
 
 use logfunnel_protocol::{Level, parse_level};
 use toml::{Table, Value};
 
-use super::ConfigIssue;
+/// One problem in a configuration, with the key path it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// Dotted key path, e.g. `handlers.file.filename`.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
 
 /// Accepted spellings of a key: snake_case first, then Python's names.
 pub type Keys = &'static [&'static str];

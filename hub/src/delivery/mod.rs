@@ -32,9 +32,9 @@ use std::time::{Duration, Instant};
 
 use logfunnel_protocol::Backoff;
 
-use crate::config::OverflowPolicy;
+use crate::config::common::OverflowPolicy;
 use crate::config::keys::Section;
-use crate::handlers::HandlerError;
+use crate::handler::HandlerError;
 use crate::stats::{HandlerCounters, add, sub};
 
 /// Batching, buffering and retry settings: the keys every network handler

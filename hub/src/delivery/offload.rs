@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::{Attempt, OutBatch, Outbox, Transport};
 use crate::formatter::RecordContext;
-use crate::handlers::{Handler, HandlerError};
+use crate::handler::{Handler, HandlerError};
 
 /// What happened to one record of a job.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -31,8 +31,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{DeliveryOptions, Outbox, Transport};
-use crate::config::OverflowPolicy;
-use crate::handlers::{BuildContext, HandlerError, LogFile};
+use crate::config::common::OverflowPolicy;
+use crate::handler::{BuildContext, HandlerError};
+use crate::handlers::LogFile;
 use crate::journal::checksum;
 use crate::stats::HandlerCounters;
 
@@ -365,16 +366,15 @@ impl Sender {
         transport: Box<dyn Transport>,
     ) -> Result<Sender, HandlerError> {
         let spool = if opts.disk {
-            let hub = &cx.config.hub.access;
             let refuse = |why: &str| {
                 cx.named(HandlerError::io("buffer = \"disk\"", std::io::Error::other(why.to_owned())))
             };
-            let Some(dir) = hub.state_dir.as_ref().filter(|_| hub.journal) else {
+            let Some(dir) = cx.state_dir else {
                 return Err(refuse(
                     "needs [hub] state_dir (where the buffer lives) and journal = true (which makes what it acknowledges durable)",
                 ));
             };
-            if cx.handler.overflow == OverflowPolicy::DropOldest {
+            if cx.overflow == OverflowPolicy::DropOldest {
                 return Err(refuse(
                     "overflow = \"drop_oldest\" cannot drop from a disk buffer: use drop_newest or block",
                 ));
@@ -385,10 +385,10 @@ impl Sender {
             None
         };
         Ok(Sender {
-            outbox: Outbox::new(opts.clone(), cx.handler.overflow, Arc::clone(&cx.counters)),
+            outbox: Outbox::new(opts.clone(), cx.overflow, Arc::clone(&cx.counters)),
             transport,
             spool,
-            policy: cx.handler.overflow,
+            policy: cx.overflow,
             counters: Arc::clone(&cx.counters),
             scratch: Vec::new(),
         })

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 
 use logfunnel_protocol::sync::LockExt;
 
-use super::{BuildContext, Handler, HandlerError, HandlerOptions};
 use crate::config::keys::Section;
 use crate::formatter::{Formatter, RecordContext};
+use crate::handler::{BuildContext, Handler, HandlerError, HandlerOptions};
 
 /// Where and how a file handler opens its file: Python's FileHandler
 /// arguments, shared by every file handler.

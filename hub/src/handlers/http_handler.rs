@@ -23,11 +23,11 @@ use logfunnel_protocol::pickle::Scalar;
 use logfunnel_protocol::{ValueRef, level_name};
 use toml::Value;
 
-use super::{BuildContext, Handler, HandlerError, HandlerOptions};
 use crate::config::keys::{Section, show};
 use crate::delivery::offload::{Encode, Exchange, Offload, OffloadHandler, Outcome, Settled};
 use crate::delivery::{DeliveryOptions, Outbox};
 use crate::formatter::{Formatter, JsonFields, JsonOptions, RecordContext, python_float_str, record_dict};
+use crate::handler::{BuildContext, Handler, HandlerError, HandlerOptions};
 use crate::secret::{self, Secret};
 
 /// Python's `method`.
@@ -279,7 +279,7 @@ impl HandlerOptions for HttpOptions {
                 .map_err(HandlerError::Format)?,
             ),
             (HttpFormat::JsonLines, None) => Some(cx.formatter()),
-            (HttpFormat::OtlpJson, _) if cx.handler.formatter.is_some() => Some(cx.formatter()),
+            (HttpFormat::OtlpJson, _) if cx.names_formatter => Some(cx.formatter()),
             _ => None,
         };
         let exchange =
@@ -294,7 +294,7 @@ impl HandlerOptions for HttpOptions {
             Box::new(move |why: &str| counters.set_last_error(why)),
         )
         .map_err(|e| cx.named(HandlerError::io("starting the HTTP thread", e)))?;
-        let policy = cx.handler.overflow;
+        let policy = cx.overflow;
         let encoder = Encoder {
             format: self.format,
             formatter,

@@ -5,12 +5,11 @@ use std::sync::Arc;
 
 use logfunnel_protocol::{BatchBuilder, Level, ProtocolError, encode_record_ref, encoded_record_len};
 
-use super::Forward;
-use super::{BuildContext, Handler, HandlerError, HandlerOptions};
-use crate::config::FilterConfig;
+use crate::config::common::FilterConfig;
 use crate::config::keys::Section;
 use crate::formatter::RecordContext;
 use crate::frame::{Frame, Kind, Peer};
+use crate::handler::{BuildContext, Forward, Handler, HandlerError, HandlerOptions};
 
 /// A run of records is split into frames of at most this many bytes.
 const RUN_BYTES: usize = 1 << 20;
@@ -34,7 +33,7 @@ pub struct MemoryOptions {
 impl HandlerOptions for MemoryOptions {
     fn parse(s: &mut Section<'_>) -> Option<MemoryOptions> {
         let capacity = if s.has(&["capacity"]) {
-            s.positive_at_most(&["capacity"], crate::config::MAX_HANDLER_QUEUE)
+            s.positive_at_most(&["capacity"], crate::config::common::MAX_HANDLER_QUEUE)
         } else {
             s.missing(&["capacity"], "how many records to hold");
             None
@@ -58,11 +57,7 @@ impl HandlerOptions for MemoryOptions {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "no such handler"),
             )
         })?;
-        let filters = cx.config.handlers[&self.target]
-            .filters
-            .iter()
-            .filter_map(|f| cx.config.filters.get(f).cloned())
-            .collect();
+        let filters = cx.target_filters.clone();
         Ok(Box::new(MemoryHandler::new(self.capacity, self.flush_level.0, target_queue, filters)))
     }
 

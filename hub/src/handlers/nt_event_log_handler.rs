@@ -4,8 +4,8 @@
 //! on other systems there is no event log, and on Windows logfunnel does not
 //! write to it yet.
 
-use super::{BuildContext, Handler, HandlerError, HandlerOptions};
 use crate::config::keys::Section;
+use crate::handler::{BuildContext, Handler, HandlerError, HandlerOptions};
 
 /// Python's `appname`, `dllname` and `logtype`; never built.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,8 +1,8 @@
 //! `logging.NullHandler`: takes records and does nothing with them.
 
-use super::{BuildContext, Handler, HandlerError, HandlerOptions};
 use crate::config::keys::Section;
 use crate::formatter::RecordContext;
+use crate::handler::{BuildContext, Handler, HandlerError, HandlerOptions};
 
 /// NullHandler has no options.
 #[derive(Debug, Clone, PartialEq, Eq)]

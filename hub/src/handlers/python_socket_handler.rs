@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use logfunnel_protocol::pickle::dumps_dict;
 
-use super::{BuildContext, Handler, HandlerError, HandlerOptions};
 use crate::config::keys::{Section, show};
 use crate::delivery::datagram::{DatagramTransport, Target};
 use crate::delivery::link::{Endpoint, Link};
@@ -26,6 +25,7 @@ use crate::delivery::spool::Sender;
 use crate::delivery::stream::StreamTransport;
 use crate::delivery::{DeliveryOptions, Transport};
 use crate::formatter::{RecordContext, record_dict};
+use crate::handler::{BuildContext, Handler, HandlerError, HandlerOptions};
 
 /// Where records go: Python's `(host, port)`, or `host` alone as a Unix
 /// socket path (`port=None`).
@@ -108,8 +108,8 @@ impl HandlerOptions for PythonSocketOptions {
         self.build_with(cx, Box::new(StreamTransport::new(Link::new(endpoint, None, self.timeout), "python")))
     }
 
-    fn delivery(&self) -> Option<&DeliveryOptions> {
-        Some(&self.delivery)
+    fn disk_buffer(&self) -> bool {
+        self.delivery.disk
     }
 }
 
@@ -126,8 +126,8 @@ impl HandlerOptions for PythonDatagramOptions {
         self.0.build_with(cx, Box::new(DatagramTransport::new(target)))
     }
 
-    fn delivery(&self) -> Option<&DeliveryOptions> {
-        Some(&self.0.delivery)
+    fn disk_buffer(&self) -> bool {
+        self.0.delivery.disk
     }
 }
 

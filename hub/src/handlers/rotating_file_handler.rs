@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use super::file_handler::{FileOptions, LogFile};
-use super::{BuildContext, Handler, HandlerError, HandlerOptions};
 use crate::config::keys::Section;
 use crate::formatter::{Formatter, RecordContext};
+use crate::handler::{BuildContext, Handler, HandlerError, HandlerOptions};
 
 /// RotatingFileHandler's options.
 #[derive(Debug, Clone, PartialEq)]

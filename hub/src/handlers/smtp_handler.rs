@@ -24,11 +24,11 @@ use lettre::{Address, SmtpTransport, Transport as _};
 use toml::Value;
 
 use super::http_handler::{read_credentials, root_certs};
-use super::{BuildContext, Handler, HandlerError, HandlerOptions};
 use crate::config::keys::{Section, show};
 use crate::delivery::offload::{Encode, Exchange, Offload, OffloadHandler, Outcome, Settled};
 use crate::delivery::{DeliveryOptions, Outbox};
 use crate::formatter::{Formatter, RecordContext, Style};
+use crate::handler::{BuildContext, Handler, HandlerError, HandlerOptions};
 use crate::secret::Secret;
 
 /// How the connection is protected.
@@ -254,7 +254,7 @@ impl HandlerOptions for SmtpOptions {
             None => None,
         };
         let encoder = MailEncoder { formatter: cx.formatter(), subject, scratch: Vec::new() };
-        let outbox = Outbox::new(self.delivery.clone(), cx.handler.overflow, Arc::clone(&cx.counters));
+        let outbox = Outbox::new(self.delivery.clone(), cx.overflow, Arc::clone(&cx.counters));
         Ok(Box::new(OffloadHandler::new(encoder, outbox, transport)))
     }
 }

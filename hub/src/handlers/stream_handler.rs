@@ -2,9 +2,9 @@
 
 use std::io::Write;
 
-use super::{BuildContext, Handler, HandlerError, HandlerOptions};
 use crate::config::keys::Section;
 use crate::formatter::{Formatter, RecordContext};
+use crate::handler::{BuildContext, Handler, HandlerError, HandlerOptions};
 
 /// Which standard stream a StreamHandler writes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

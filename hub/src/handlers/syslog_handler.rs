@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use logfunnel_protocol::{Level, ValueRef, parse_level};
 use toml::Value;
 
-use super::{BuildContext, Handler, HandlerError, HandlerOptions};
 use crate::config::keys::{Section, show};
 use crate::delivery::datagram::{DatagramTransport, Target, UnixAuto};
 use crate::delivery::link::{Endpoint, Link, TlsOptions};
@@ -28,6 +27,7 @@ use crate::delivery::stream::StreamTransport;
 use crate::delivery::{DeliveryOptions, Transport};
 use crate::formatter::unix_time::broken_down;
 use crate::formatter::{Formatter, RecordContext};
+use crate::handler::{BuildContext, Handler, HandlerError, HandlerOptions};
 
 /// Where records go: Python's `address`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -411,8 +411,8 @@ impl HandlerOptions for SysLogOptions {
         }))
     }
 
-    fn delivery(&self) -> Option<&DeliveryOptions> {
-        Some(&self.delivery)
+    fn disk_buffer(&self) -> bool {
+        self.delivery.disk
     }
 }
 
@@ -770,7 +770,7 @@ mod tests {
     fn encoder(extra: &str) -> Encoder {
         let o = options(extra).unwrap();
         Encoder {
-            formatter: crate::handlers::default_formatter(),
+            formatter: crate::handler::default_formatter(),
             octets: o.framing == Framing::OctetCounting,
             newline: o.framing == Framing::Newline,
             options: Arc::new(o),

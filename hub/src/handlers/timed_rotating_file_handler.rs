@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use toml::Value;
 
 use super::file_handler::{FileOptions, LogFile};
-use super::{BuildContext, Handler, HandlerError, HandlerOptions};
 use crate::config::keys::Section;
 use crate::formatter::unix_time::{broken_down, strftime_tm};
 use crate::formatter::{Formatter, RecordContext};
+use crate::handler::{BuildContext, Handler, HandlerError, HandlerOptions};
 
 const DAY: i64 = 24 * 60 * 60;
 

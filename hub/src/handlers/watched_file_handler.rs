@@ -10,9 +10,9 @@ use notify::event::ModifyKind;
 use notify::{EventKind, RecursiveMode, Watcher};
 
 use super::file_handler::{FileOptions, LogFile};
-use super::{BuildContext, Handler, HandlerError, HandlerOptions};
 use crate::config::keys::Section;
 use crate::formatter::{Formatter, RecordContext};
+use crate::handler::{BuildContext, Handler, HandlerError, HandlerOptions};
 
 /// WatchedFileHandler's options: FileHandler's.
 #[derive(Debug, Clone, PartialEq)]
