@@ -141,6 +141,13 @@ pub(crate) fn say(kind: &str, text: &str) {
     with_limiter(|lim, now, out| lim.say(now, kind, text, out));
 }
 
+/// Prints `logfunnel hub: <text>` whatever was printed lately: for what
+/// happens once per start or per handler (a journal recovered, a stale
+/// socket replaced), which a limit must not hide. Escaped like the rest.
+pub(crate) fn notice(text: &str) {
+    eprintln!("logfunnel hub: {}", crate::escape::escape(text));
+}
+
 /// Prints `text` as it is (Python's last resort: a record's bare message)
 /// under the same limits as [`say`].
 pub(crate) fn say_bare(kind: &str, text: &str) {

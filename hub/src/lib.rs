@@ -536,23 +536,23 @@ impl JournalNames {
         let sharing = &self.old[&old_file];
         if sharing.len() == 1 && !self.new.contains(&old_file) {
             match std::fs::rename(&old, &path) {
-                Ok(()) => eprintln!(
-                    "logfunnel hub: handler {name:?}: journal {} renamed to {} (journal names now keep every handler name apart)",
+                Ok(()) => diag::notice(&format!(
+                    "handler {name:?}: journal {} renamed to {} (journal names now keep every handler name apart)",
                     old.display(),
                     path.display()
-                ),
-                Err(e) => eprintln!(
-                    "logfunnel hub: handler {name:?}: cannot rename journal {} to {}: {e}; starting a new journal (records resent after the last hub's death may be written twice)",
+                )),
+                Err(e) => diag::notice(&format!(
+                    "handler {name:?}: cannot rename journal {} to {}: {e}; starting a new journal (records resent after the last hub's death may be written twice)",
                     old.display(),
                     path.display()
-                ),
+                )),
             }
         } else {
-            eprintln!(
-                "logfunnel hub: handler {name:?}: journal {} (an older naming) may belong to any of {:?}, and is not used; records resent after the last hub's death may be written twice",
+            diag::notice(&format!(
+                "handler {name:?}: journal {} (an older naming) may belong to any of {:?}, and is not used; records resent after the last hub's death may be written twice",
                 old.display(),
                 sharing
-            );
+            ));
         }
         path
     }
@@ -574,13 +574,13 @@ fn open_journal(
         Ok(None) => Ok((None, 0)),
         Ok(Some((j, r))) => {
             for (file, bytes) in &r.cuts {
-                eprintln!(
-                    "logfunnel hub: handler {name:?}: cut {bytes} bytes from the end of {} (written after the last journal entry, never acknowledged: clients still running resend theirs; lines the hub wrote there itself, its drop reports and what a MemoryHandler flushed, are not resent)",
+                diag::notice(&format!(
+                    "handler {name:?}: cut {bytes} bytes from the end of {} (written after the last journal entry, never acknowledged: clients still running resend theirs; lines the hub wrote there itself, its drop reports and what a MemoryHandler flushed, are not resent)",
                     file.display()
-                );
+                ));
             }
             for note in r.notes {
-                eprintln!("logfunnel hub: handler {name:?}: {note}");
+                diag::notice(&format!("handler {name:?}: {note}"));
             }
             let shared = Arc::new(Mutex::new(j));
             handler.attach_journal(&shared);

@@ -56,7 +56,10 @@ pub(crate) fn bind(path: &Path, mode: u32, group: Option<&str>) -> Result<Listen
                 Err(probe)
                     if matches!(probe.kind(), io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound) =>
                 {
-                    eprintln!("logfunnel hub: replacing stale socket {} (nobody listening)", path.display());
+                    crate::diag::notice(&format!(
+                        "replacing stale socket {} (nobody listening)",
+                        path.display()
+                    ));
                     let _ = std::fs::remove_file(path);
                     create(path).map_err(|e| err("binding", e))?
                 }
