@@ -10,28 +10,28 @@
 //! only: other clients never notice.
 
 use std::io::{self, Read, Write};
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use interprocess::local_socket::Stream;
 use interprocess::local_socket::prelude::*;
 use logfunnel_protocol::{
-    ClientFrame, FrameBuf, HubFrame, MAX_FRAME_BYTES, MAX_NAME_BYTES, PROTOCOL_VERSION, Preamble,
+    ClientFrame, FrameBuf, Hello, HubFrame, MAX_FRAME_BYTES, MAX_NAME_BYTES, PROTOCOL_VERSION, Preamble,
     ProtocolError, cut_str, decode_client_frame, encode_hub_frame,
 };
 
 use crossbeam_channel::Sender;
 
 use crate::HubShared;
+use crate::access::AccessConfig;
 use crate::formatter::PeerCred;
-use crate::frame::{Frame, Kind};
+use crate::frame::{Frame, Kind, Ticket};
 use crate::frame::{InBatch, Peer};
-use crate::sessions::{self, SettleGuard};
-use crate::stats::{ConnCounters, HubCounters, add};
+use crate::sessions::{self, SessionState, SettleGuard};
+use crate::stats::{ConnCounters, add};
 
 const POLL: Duration = Duration::from_millis(200);
-const PROBE: &str = "closed before the handshake";
 /// How often a reader with unacknowledged batches looks for newly settled ones.
 const ACK_POLL_MS: i32 = 2;
 
@@ -82,15 +82,16 @@ pub(crate) fn serve(stream: Stream, id: u64, shared: Arc<HubShared>, tx: Sender<
     };
     match session(&mut conn, &shared, &tx, &who, creds, id) {
         Ok(()) => {}
-        Err(Ended::Refused(reason, counter)) => {
+        Err(Ended::Refused(reason, how)) => {
             add(&shared.refused, 1);
-            add(counter(&shared.counters), 1);
+            let broke = match how {
+                Refusal::Preamble => &shared.counters.bad_handshakes,
+                Refusal::Frame => &shared.counters.bad_frames,
+            };
+            add(broke, 1);
             shared.warn_limited("refused clients", &format!("refused {who}: {reason}"));
         }
-        Err(Ended::Stopping) => {}
-        // A connection that closes before sending a byte is a liveness probe
-        // (a second hub checking the socket, or our own shutdown wake-up).
-        Err(Ended::Lost(reason)) if reason == PROBE => {}
+        Err(Ended::Stopping) | Err(Ended::Probe) => {}
         Err(Ended::TimedOut(reason)) => {
             add(&shared.counters.timed_out, 1);
             shared.warn_limited("clients timed out", &format!("{who}: {reason}"));
@@ -103,27 +104,31 @@ pub(crate) fn serve(stream: Stream, id: u64, shared: Arc<HubShared>, tx: Sender<
     }
 }
 
-type Counter = fn(&HubCounters) -> &std::sync::atomic::AtomicU64;
-
-fn bad_frame(c: &HubCounters) -> &std::sync::atomic::AtomicU64 {
-    &c.bad_frames
-}
-
-fn bad_handshake(c: &HubCounters) -> &std::sync::atomic::AtomicU64 {
-    &c.bad_handshakes
-}
-
+/// How a session ended, other than well (a `Bye`, or a close between frames).
 enum Ended {
-    /// The client broke the protocol; it was told why (and which counter says so).
-    Refused(String, Counter),
+    /// The client broke the protocol; it was told why, in a refusing
+    /// preamble or a `Refuse` frame.
+    Refused(String, Refusal),
     /// The client idled, or sent too slowly.
     TimedOut(String),
     /// The client went away in the middle of a frame.
     Truncated(String),
-    /// The connection failed or ended mid-frame.
+    /// The connection failed, or closed during the handshake.
     Lost(String),
+    /// The connection closed before sending a byte: a liveness probe (a
+    /// second hub checking the socket, or our own shutdown wake-up).
+    Probe,
     /// The hub is shutting down.
     Stopping,
+}
+
+/// Where a client was refused, which says what it broke.
+enum Refusal {
+    /// In the preamble: a stranger or another protocol version (`bad_handshakes`).
+    Preamble,
+    /// By a `Refuse` frame after the preambles: a malformed or misplaced
+    /// frame (`bad_frames`).
+    Frame,
 }
 
 struct Conn {
@@ -277,13 +282,15 @@ impl Conn {
         (&self.stream).write_all(self.out.as_bytes())
     }
 
-    fn refuse(&mut self, reason: String, preamble: bool) -> Ended {
-        if preamble {
+    /// Tells the client why it is refused (in a refusing preamble first if
+    /// the preambles were not yet exchanged, then a `Refuse` frame).
+    fn refuse(&mut self, reason: String, how: Refusal) -> Ended {
+        if let Refusal::Preamble = how {
             let p = Preamble { version: PROTOCOL_VERSION, status: Preamble::REFUSED };
             let _ = (&self.stream).write_all(&p.to_bytes());
         }
         let _ = self.send(&HubFrame::Refuse { reason: reason.clone() });
-        Ended::Refused(reason, if preamble { bad_handshake } else { bad_frame })
+        Ended::Refused(reason, how)
     }
 
     /// Waits up to `ms` for bytes (or an end of stream) to read.
@@ -305,7 +312,7 @@ impl Conn {
             }
             match self.fill() {
                 Ok(true) => {}
-                Ok(false) if self.start == 0 && self.end == 0 => return Err(Ended::Lost(PROBE.into())),
+                Ok(false) if self.start == 0 && self.end == 0 => return Err(Ended::Probe),
                 Ok(false) => {
                     return Err(Ended::Lost(format!(
                         "closed during the handshake ({} of {n} bytes)",
@@ -319,6 +326,10 @@ impl Conn {
     }
 }
 
+/// One client's connection from its first byte to its last, in the order of
+/// docs/PROTOCOL.md: the handshake (preambles, then a `Hello`, or a `Stats`
+/// request answered at once), the `Welcome`, then batches and their
+/// acknowledgements until the client says `Bye` or the hub stops.
 fn session(
     conn: &mut Conn,
     shared: &HubShared,
@@ -328,227 +339,341 @@ fn session(
     id: u64,
 ) -> Result<(), Ended> {
     let deadline = Instant::now() + shared.policy.handshake_timeout;
-    conn.wait_for(8, shared, deadline)?;
-    let pre: [u8; 8] = conn.available()[..8].try_into().expect("8 bytes");
-    conn.start += 8;
-    let pre = match Preamble::parse(pre) {
-        Ok(p) => p,
-        Err(e) => return Err(conn.refuse(e.to_string(), true)),
-    };
-    if pre.version != PROTOCOL_VERSION {
-        let e = ProtocolError::UnsupportedVersion { found: pre.version, supported: PROTOCOL_VERSION };
-        return Err(conn.refuse(e.to_string(), true));
-    }
-    let _ =
-        (&conn.stream).write_all(&Preamble { version: PROTOCOL_VERSION, status: Preamble::OK }.to_bytes());
-    // The first frame must be a Hello.
-    let hello = loop {
-        match conn.next_frame() {
-            Ok(Some((at, len))) => match decode_client_frame(&conn.buf[at..at + len]) {
-                Ok(ClientFrame::Hello(h)) => break h,
-                Ok(ClientFrame::Stats) => {
-                    return conn
-                        .send(&HubFrame::Stats(shared.snapshot()))
-                        .map_err(|e| Ended::Lost(format!("cannot send stats: {e}")));
-                }
-                Ok(_) => return Err(conn.refuse("expected a Hello frame first".into(), false)),
-                Err(e) => return Err(conn.refuse(e.to_string(), false)),
-            },
-            Ok(None) => {
-                let need = conn.available().len() + 1;
-                conn.wait_for(need, shared, deadline)?;
-            }
-            Err(e) => return Err(conn.refuse(e.to_string(), false)),
+    conn.exchange_preambles(shared, deadline)?;
+    let hello = match conn.first_frame(shared, deadline)? {
+        First::Hello(hello) => hello,
+        First::Stats => {
+            return conn
+                .send(&HubFrame::Stats(shared.snapshot()))
+                .map_err(|e| Ended::Lost(format!("cannot send stats: {e}")));
         }
     };
-    // Every field a client sends is bounded: these are kept for the
-    // connection's life and shown by `stats`.
-    let mut hello = hello;
-    for field in [&mut hello.process_name, &mut hello.host_name] {
-        if field.len() > MAX_NAME_BYTES {
-            let keep = cut_str(field, MAX_NAME_BYTES).len();
-            field.truncate(keep);
-            add(&shared.counters.truncated_fields, 1);
-        }
-    }
-    // The kernel's word for the pid where there is one; the client's otherwise.
-    let counters =
-        Arc::new(ConnCounters::new(id, creds.pid.unwrap_or(hello.pid), hello.process_name.clone()));
-    shared.register_conn(Arc::clone(&counters));
-    // Marks the connection closed however the session ends.
-    struct Closed<'a>(&'a ConnCounters);
-    impl Drop for Closed<'_> {
-        fn drop(&mut self) {
-            self.0.open.store(false, Ordering::Relaxed);
-        }
-    }
-    let _closed = Closed(&counters);
-    let peer = Arc::new(Peer {
-        process_name: hello.process_name.clone(),
-        host_name: hello.host_name.clone(),
-        session: hello.session,
-        creds,
-        python: false,
-    });
-    // Resume where this session left off if it was here before: it resends
-    // from its oldest unacknowledged record; what is already here is dropped.
-    let state = shared.sessions.open(hello.session, hello.first_seq);
-    let mut sent_ack = {
-        let mut st = sessions::lock(&state);
-        st.skip_to(hello.first_seq);
-        st.settled_next().max(hello.first_seq)
-    };
-    conn.send(&HubFrame::Welcome { next_seq: sent_ack })
-        .map_err(|e| Ended::Lost(format!("cannot answer the hello: {e}")))?;
-    let policy = &shared.policy;
-    // This connection's share of the decoded-memory budget.
-    let decoded = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut last_input = Instant::now();
-    let mut partial_since: Option<Instant> = None;
-    loop {
-        while let Some(bytes) = conn.next_owned_frame().map_err(|e| conn.refuse(e.to_string(), false))? {
-            partial_since = None;
-            // Room for the most it can decode to, before decoding it.
-            let estimate = crate::frame::Budget::estimate(bytes.len(), bytes.capacity());
-            let Some(mut ticket) = shared.decoded.acquire(&decoded, estimate, &shared.stopping) else {
-                return Err(Ended::Stopping);
-            };
-            // The records keep pointing into their frame's bytes, which
-            // travel with them to the handlers (see `frame.rs`).
-            let (mut frame, kind) = match Frame::decode(bytes) {
-                Ok(decoded) => decoded,
-                Err(e) => return Err(conn.refuse(e.to_string(), false)),
-            };
-            ticket.shrink_to(frame.memory());
-            match kind {
-                Kind::Batch(first_seq) => {
-                    let count = frame.records().len() as u64;
-                    let end = first_seq.saturating_add(count);
-                    let mut st = sessions::lock(&state);
-                    if end <= st.received_next {
-                        drop(st);
-                        add(&shared.duplicates, count);
-                        add(&counters.duplicates, count);
-                        continue;
-                    }
-                    if first_seq > st.received_next {
-                        shared.warn_limited(
-                            "records clients dropped",
-                            &format!(
-                                "{who}: records {}..{first_seq} never arrived (the client dropped them)",
-                                st.received_next
-                            ),
-                        );
-                        st.skip_to(first_seq);
-                    }
-                    let skip = st.received_next - first_seq;
-                    let (guard, done) = SettleGuard::new();
-                    st.received(end, done);
-                    drop(st);
-                    if skip > 0 {
-                        add(&shared.duplicates, skip);
-                        add(&counters.duplicates, skip);
-                        frame.skip(skip as usize);
-                    }
-                    // Counted once: after what a resend repeats was skipped.
-                    let (messages, fields) = frame.bound_fields();
-                    if messages + fields > 0 {
-                        add(&shared.counters.truncated_messages, messages);
-                        add(&shared.counters.truncated_fields, fields);
-                    }
-                    let taken = count - skip;
-                    add(&shared.received, taken);
-                    add(&counters.received, taken);
-                    let mut batch =
-                        InBatch::new(Arc::clone(&peer), frame, Some(first_seq + skip), Some(guard));
-                    batch.ticket = Some(ticket);
-                    // Blocks when the hub is saturated: backpressure.
-                    if let Err(e) = tx.send(batch) {
-                        if let Some(g) = &e.0.settle {
-                            g.abandon();
-                        }
-                        return Err(Ended::Stopping);
-                    }
-                }
-                Kind::Bye => return Ok(()),
-                Kind::OutOfPlace => {
-                    return Err(conn.refuse("a Hello or Stats frame mid-session".into(), false));
-                }
-            }
-        }
-        // One acknowledgement per burst of settled batches, not per frame:
-        // fewer writes, and a client busy writing never faces a wall of acks.
-        let (acked, received) = {
-            let mut st = sessions::lock(&state);
-            (st.settled_next(), st.received_next)
+    let mut session = Session::welcome(conn, shared, hello, who, creds, id)?;
+    session.frames(conn, shared, tx)
+}
+
+impl Conn {
+    /// Reads the client's preamble and answers it: a stranger (wrong magic)
+    /// or another protocol version is refused in a preamble of its own, so
+    /// that it learns why before anything is decoded.
+    fn exchange_preambles(&mut self, shared: &HubShared, deadline: Instant) -> Result<(), Ended> {
+        self.wait_for(8, shared, deadline)?;
+        let pre: [u8; 8] = self.available()[..8].try_into().expect("8 bytes");
+        self.start += 8;
+        let pre = match Preamble::parse(pre) {
+            Ok(p) => p,
+            Err(e) => return Err(self.refuse(e.to_string(), Refusal::Preamble)),
         };
-        if acked > sent_ack {
-            conn.send(&HubFrame::Ack { next_seq: acked })
-                .map_err(|e| Ended::Lost(format!("cannot acknowledge: {e}")))?;
-            sent_ack = acked;
+        if pre.version != PROTOCOL_VERSION {
+            let e = ProtocolError::UnsupportedVersion { found: pre.version, supported: PROTOCOL_VERSION };
+            return Err(self.refuse(e.to_string(), Refusal::Preamble));
         }
-        if shared.stopping.load(Ordering::Acquire) {
-            // Acknowledge what the drain settles, so that the client does
-            // not resend it to the next hub.
-            let deadline = shared.deadline().unwrap_or_else(Instant::now);
-            loop {
-                let (acked, done) = {
-                    let mut st = sessions::lock(&state);
-                    let done = st.all_settled();
-                    (st.settled_next(), done)
-                };
-                if acked > sent_ack {
-                    let _ = conn.send(&HubFrame::Ack { next_seq: acked });
-                    sent_ack = acked;
+        let ok = Preamble { version: PROTOCOL_VERSION, status: Preamble::OK };
+        let _ = (&self.stream).write_all(&ok.to_bytes());
+        Ok(())
+    }
+
+    /// The first frame, which must be a `Hello` (or a `Stats` request from
+    /// `logfunnel stats`); anything else is refused. Still bounded by the
+    /// handshake's deadline.
+    fn first_frame(&mut self, shared: &HubShared, deadline: Instant) -> Result<First, Ended> {
+        loop {
+            match self.next_frame() {
+                Ok(Some((at, len))) => {
+                    return match decode_client_frame(&self.buf[at..at + len]) {
+                        Ok(ClientFrame::Hello(h)) => Ok(First::Hello(h)),
+                        Ok(ClientFrame::Stats) => Ok(First::Stats),
+                        Ok(_) => Err(self.refuse("expected a Hello frame first".into(), Refusal::Frame)),
+                        Err(e) => Err(self.refuse(e.to_string(), Refusal::Frame)),
+                    };
                 }
-                if done || Instant::now() >= deadline {
-                    return Err(Ended::Stopping);
+                Ok(None) => {
+                    let need = self.available().len() + 1;
+                    self.wait_for(need, shared, deadline)?;
                 }
-                std::thread::sleep(Duration::from_millis(ACK_POLL_MS as u64));
+                Err(e) => return Err(self.refuse(e.to_string(), Refusal::Frame)),
             }
         }
-        let waiting_for_acks = acked < received;
-        if !conn.readable(if waiting_for_acks { ACK_POLL_MS } else { POLL.as_millis() as i32 }) {
+    }
+
+    /// Waits for the client's next bytes after the frames buffered so far.
+    /// Closes a client that idles (`idle_timeout`) or trickles a frame
+    /// (`frame_timeout`); a client that closes between frames ends the
+    /// session, one that closes inside a frame loses only that frame.
+    fn read_more(
+        &mut self,
+        policy: &AccessConfig,
+        pace: &mut Pace,
+        waiting_for_acks: bool,
+    ) -> Result<Input, Ended> {
+        if !self.readable(if waiting_for_acks { ACK_POLL_MS } else { POLL.as_millis() as i32 }) {
             let now = Instant::now();
-            if let Some(since) = partial_since
+            if let Some(since) = pace.partial_since
                 && now.duration_since(since) >= policy.frame_timeout
             {
                 return Err(Ended::TimedOut(format!(
                     "sent {} bytes of a frame in {:.1}s (frame_timeout); closed",
-                    conn.partial(),
+                    self.partial(),
                     policy.frame_timeout.as_secs_f64()
                 )));
             }
             if !policy.idle_timeout.is_zero()
                 && !waiting_for_acks
-                && conn.partial() == 0
-                && now.duration_since(last_input) >= policy.idle_timeout
+                && self.partial() == 0
+                && now.duration_since(pace.last_input) >= policy.idle_timeout
             {
                 return Err(Ended::TimedOut(format!(
                     "idle for {:.0}s (idle_timeout); closed",
                     policy.idle_timeout.as_secs_f64()
                 )));
             }
-            continue;
+            return Ok(Input::More);
         }
-        let before = conn.partial();
-        match conn.fill() {
+        let before = self.partial();
+        match self.fill() {
             Ok(true) => {
-                if conn.partial() != before {
-                    last_input = Instant::now();
+                if self.partial() != before {
+                    pace.last_input = Instant::now();
                 }
-                if conn.partial() != 0 && partial_since.is_none() {
-                    partial_since = Some(Instant::now());
+                if self.partial() != 0 && pace.partial_since.is_none() {
+                    pace.partial_since = Some(Instant::now());
                 }
+                Ok(Input::More)
             }
-            Ok(false) if conn.partial() == 0 => return Ok(()),
+            Ok(false) if self.partial() == 0 => Ok(Input::Closed),
             Ok(false) => {
-                let got = conn.partial();
-                return Err(Ended::Truncated(format!(
+                let got = self.partial();
+                Err(Ended::Truncated(format!(
                     "ended mid-frame ({got} bytes of an incomplete frame dropped; earlier records kept)"
-                )));
+                )))
             }
-            Err(e) => return Err(Ended::Lost(format!("read failed: {e}"))),
+            Err(e) => Err(Ended::Lost(format!("read failed: {e}"))),
+        }
+    }
+}
+
+/// What the first frame asked for.
+enum First {
+    Hello(Hello),
+    Stats,
+}
+
+/// What reading on brought.
+enum Input {
+    /// Bytes, or nothing yet: look for frames again.
+    More,
+    /// The client closed between frames.
+    Closed,
+}
+
+/// When the client last sent anything, and since when a frame has been
+/// arriving: what `idle_timeout` and `frame_timeout` are measured from.
+struct Pace {
+    last_input: Instant,
+    partial_since: Option<Instant>,
+}
+
+/// A welcomed client session on this connection.
+struct Session<'a> {
+    who: &'a str,
+    peer: Arc<Peer>,
+    /// This connection's line in `stats`; marked closed when dropped.
+    counters: Arc<ConnCounters>,
+    state: Arc<Mutex<SessionState>>,
+    /// The `next_seq` of the last Welcome or Ack sent.
+    sent_ack: u64,
+    /// This connection's share of the decoded-memory budget.
+    decoded: Arc<AtomicUsize>,
+}
+
+impl Drop for Session<'_> {
+    fn drop(&mut self) {
+        self.counters.open.store(false, Ordering::Relaxed);
+    }
+}
+
+impl<'a> Session<'a> {
+    /// Takes the client in: bounds the Hello's names (they are kept for the
+    /// connection's life and shown by `stats`), registers the connection,
+    /// and answers with a Welcome saying where the session resumes: a
+    /// client that was here before resends from its oldest unacknowledged
+    /// record, and what the hub already holds is dropped.
+    fn welcome(
+        conn: &mut Conn,
+        shared: &HubShared,
+        mut hello: Hello,
+        who: &'a str,
+        creds: PeerCred,
+        id: u64,
+    ) -> Result<Session<'a>, Ended> {
+        for field in [&mut hello.process_name, &mut hello.host_name] {
+            if field.len() > MAX_NAME_BYTES {
+                let keep = cut_str(field, MAX_NAME_BYTES).len();
+                field.truncate(keep);
+                add(&shared.counters.truncated_fields, 1);
+            }
+        }
+        // The kernel's word for the pid where there is one; the client's otherwise.
+        let counters =
+            Arc::new(ConnCounters::new(id, creds.pid.unwrap_or(hello.pid), hello.process_name.clone()));
+        shared.register_conn(Arc::clone(&counters));
+        let peer = Arc::new(Peer {
+            process_name: hello.process_name,
+            host_name: hello.host_name,
+            session: hello.session,
+            creds,
+            python: false,
+        });
+        let state = shared.sessions.open(hello.session, hello.first_seq);
+        let sent_ack = {
+            let mut st = sessions::lock(&state);
+            st.skip_to(hello.first_seq);
+            st.settled_next().max(hello.first_seq)
+        };
+        let session =
+            Session { who, peer, counters, state, sent_ack, decoded: Arc::new(AtomicUsize::new(0)) };
+        conn.send(&HubFrame::Welcome { next_seq: sent_ack })
+            .map_err(|e| Ended::Lost(format!("cannot answer the hello: {e}")))?;
+        Ok(session)
+    }
+
+    /// Batches, acknowledged as they settle, until the client says `Bye` or
+    /// closes between frames (`Ok`), breaks the protocol, times out, or the
+    /// hub stops (then the drain acknowledges what settles).
+    fn frames(&mut self, conn: &mut Conn, shared: &HubShared, tx: &Sender<InBatch>) -> Result<(), Ended> {
+        let mut pace = Pace { last_input: Instant::now(), partial_since: None };
+        loop {
+            while let Some(bytes) =
+                conn.next_owned_frame().map_err(|e| conn.refuse(e.to_string(), Refusal::Frame))?
+            {
+                pace.partial_since = None;
+                // Room for the most it can decode to, before decoding it.
+                let estimate = crate::frame::Budget::estimate(bytes.len(), bytes.capacity());
+                let Some(mut ticket) = shared.decoded.acquire(&self.decoded, estimate, &shared.stopping)
+                else {
+                    return Err(Ended::Stopping);
+                };
+                // The records keep pointing into their frame's bytes, which
+                // travel with them to the handlers (see `frame.rs`).
+                let (frame, kind) = match Frame::decode(bytes) {
+                    Ok(decoded) => decoded,
+                    Err(e) => return Err(conn.refuse(e.to_string(), Refusal::Frame)),
+                };
+                ticket.shrink_to(frame.memory());
+                match kind {
+                    Kind::Batch(first_seq) => self.take_batch(shared, tx, frame, first_seq, ticket)?,
+                    Kind::Bye => return Ok(()),
+                    Kind::OutOfPlace => {
+                        return Err(conn.refuse("a Hello or Stats frame mid-session".into(), Refusal::Frame));
+                    }
+                }
+            }
+            let waiting_for_acks = self.acknowledge(conn)?;
+            if shared.stopping.load(Ordering::Acquire) {
+                return Err(self.drain(conn, shared));
+            }
+            match conn.read_more(&shared.policy, &mut pace, waiting_for_acks)? {
+                Input::More => {}
+                Input::Closed => return Ok(()),
+            }
+        }
+    }
+
+    /// Hands a batch on to the listener queue, without the records this
+    /// session already sent (a resend after a reconnect), and notes a gap
+    /// the client declared by starting past what it sent before.
+    fn take_batch(
+        &self,
+        shared: &HubShared,
+        tx: &Sender<InBatch>,
+        mut frame: Frame,
+        first_seq: u64,
+        ticket: Ticket,
+    ) -> Result<(), Ended> {
+        let count = frame.records().len() as u64;
+        let end = first_seq.saturating_add(count);
+        let mut st = sessions::lock(&self.state);
+        if end <= st.received_next {
+            drop(st);
+            add(&shared.duplicates, count);
+            add(&self.counters.duplicates, count);
+            return Ok(());
+        }
+        if first_seq > st.received_next {
+            shared.warn_limited(
+                "records clients dropped",
+                &format!(
+                    "{}: records {}..{first_seq} never arrived (the client dropped them)",
+                    self.who, st.received_next
+                ),
+            );
+            st.skip_to(first_seq);
+        }
+        let skip = st.received_next - first_seq;
+        let (guard, done) = SettleGuard::new();
+        st.received(end, done);
+        drop(st);
+        if skip > 0 {
+            add(&shared.duplicates, skip);
+            add(&self.counters.duplicates, skip);
+            frame.skip(skip as usize);
+        }
+        // Counted once: after what a resend repeats was skipped.
+        let (messages, fields) = frame.bound_fields();
+        if messages + fields > 0 {
+            add(&shared.counters.truncated_messages, messages);
+            add(&shared.counters.truncated_fields, fields);
+        }
+        let taken = count - skip;
+        add(&shared.received, taken);
+        add(&self.counters.received, taken);
+        let mut batch = InBatch::new(Arc::clone(&self.peer), frame, Some(first_seq + skip), Some(guard));
+        batch.ticket = Some(ticket);
+        // Blocks when the hub is saturated: backpressure.
+        if let Err(e) = tx.send(batch) {
+            if let Some(g) = &e.0.settle {
+                g.abandon();
+            }
+            return Err(Ended::Stopping);
+        }
+        Ok(())
+    }
+
+    /// Sends one acknowledgement per burst of settled batches, not per
+    /// frame: fewer writes, and a client busy writing never faces a wall of
+    /// acks. Returns whether batches received are still waiting to settle.
+    fn acknowledge(&mut self, conn: &mut Conn) -> Result<bool, Ended> {
+        let (acked, received) = {
+            let mut st = sessions::lock(&self.state);
+            (st.settled_next(), st.received_next)
+        };
+        if acked > self.sent_ack {
+            conn.send(&HubFrame::Ack { next_seq: acked })
+                .map_err(|e| Ended::Lost(format!("cannot acknowledge: {e}")))?;
+            self.sent_ack = acked;
+        }
+        Ok(acked < received)
+    }
+
+    /// The hub is stopping: acknowledges what the drain settles (until all
+    /// is settled or the shutdown's deadline passes), so that the client
+    /// does not resend it to the next hub.
+    fn drain(&mut self, conn: &mut Conn, shared: &HubShared) -> Ended {
+        let deadline = shared.deadline().unwrap_or_else(Instant::now);
+        loop {
+            let (acked, done) = {
+                let mut st = sessions::lock(&self.state);
+                let done = st.all_settled();
+                (st.settled_next(), done)
+            };
+            if acked > self.sent_ack {
+                let _ = conn.send(&HubFrame::Ack { next_seq: acked });
+                self.sent_ack = acked;
+            }
+            if done || Instant::now() >= deadline {
+                return Ended::Stopping;
+            }
+            std::thread::sleep(Duration::from_millis(ACK_POLL_MS as u64));
         }
     }
 }
