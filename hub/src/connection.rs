@@ -35,6 +35,8 @@ const POLL: Duration = Duration::from_millis(200);
 /// How often a reader with unacknowledged batches looks for newly settled ones.
 const ACK_POLL_MS: i32 = 2;
 
+/// Serves one client connection on its own thread: the access check, the
+/// session, then how it ended, counted and reported.
 pub(crate) fn serve(stream: Stream, id: u64, shared: Arc<HubShared>, tx: Sender<InBatch>) {
     let creds = peer_creds(&stream);
     let peer_pid = creds.pid;
@@ -51,20 +53,7 @@ pub(crate) fn serve(stream: Stream, id: u64, shared: Arc<HubShared>, tx: Sender<
         Some(pid) => format!("connection {id} (pid {pid})"),
         None => format!("connection {id}"),
     };
-    // Decided on the kernel's word before a byte of the client is read.
-    if !shared.policy.admits(creds.uid, creds.gid) {
-        add(&shared.counters.refused_peers, 1);
-        add(&shared.refused, 1);
-        let show = |v: Option<u32>| v.map_or("?".to_owned(), |v| v.to_string());
-        shared.warn_limited(
-            "peers refused by allowed_uids/allowed_gids",
-            &format!(
-                "refused {who}: uid {} gid {} pid {} is not in allowed_uids/allowed_gids",
-                show(creds.uid),
-                show(creds.gid),
-                show(creds.pid)
-            ),
-        );
+    if !admit_peer(&shared, creds, &who) {
         return;
     }
     let _ = stream.set_recv_timeout(Some(POLL));
@@ -102,6 +91,29 @@ pub(crate) fn serve(stream: Stream, id: u64, shared: Arc<HubShared>, tx: Sender<
         }
         Err(Ended::Lost(reason)) => shared.warn_limited("lost connections", &format!("{who}: {reason}")),
     }
+}
+
+/// Whether the access policy (`allowed_uids`, `allowed_gids`) admits a peer,
+/// decided on the kernel's word before a byte of the client is read. A
+/// refused peer is counted (`refused`, `refused_peers`) and reported as
+/// "refused {who}: …"; the caller closes it unread.
+pub(crate) fn admit_peer(shared: &HubShared, creds: PeerCred, who: &str) -> bool {
+    if shared.policy.admits(creds.uid, creds.gid) {
+        return true;
+    }
+    add(&shared.counters.refused_peers, 1);
+    add(&shared.refused, 1);
+    let show = |v: Option<u32>| v.map_or("?".to_owned(), |v| v.to_string());
+    shared.warn_limited(
+        "peers refused by allowed_uids/allowed_gids",
+        &format!(
+            "refused {who}: uid {} gid {} pid {} is not in allowed_uids/allowed_gids",
+            show(creds.uid),
+            show(creds.gid),
+            show(creds.pid)
+        ),
+    );
+    false
 }
 
 /// How a session ended, other than well (a `Bye`, or a close between frames).

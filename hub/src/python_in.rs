@@ -267,19 +267,7 @@ fn accept_unix(l: interprocess::local_socket::Listener, shared: Arc<HubShared>, 
         match l.accept() {
             Ok(stream) => {
                 let creds = crate::connection::peer_creds(&stream);
-                if !shared.policy.admits(creds.uid, creds.gid) {
-                    add(&shared.counters.refused_peers, 1);
-                    add(&shared.refused, 1);
-                    let show = |v: Option<u32>| v.map_or("?".to_owned(), |v| v.to_string());
-                    shared.warn_limited(
-                        "peers refused by allowed_uids/allowed_gids",
-                        &format!(
-                            "refused a python_unix client: uid {} gid {} pid {} is not in allowed_uids/allowed_gids",
-                            show(creds.uid),
-                            show(creds.gid),
-                            show(creds.pid)
-                        ),
-                    );
+                if !crate::connection::admit_peer(&shared, creds, "a python_unix client") {
                     continue;
                 }
                 let _ = stream.set_nonblocking(false);
