@@ -34,6 +34,7 @@ use logfunnel_protocol::Backoff;
 
 use crate::config::common::OverflowPolicy;
 use crate::config::keys::Section;
+use crate::formatter::RecordContext;
 use crate::handler::HandlerError;
 use crate::stats::{HandlerCounters, add, sub};
 
@@ -261,6 +262,13 @@ pub(crate) enum Attempt {
     /// collector's 4xx; syslog transports refuse single records instead,
     /// with [`OutBatch::reject_next`]).
     Reject(String),
+}
+
+/// How a handler turns a record into the bytes its transport sends
+/// (or its [`offload::Exchange`] reads).
+pub(crate) trait Encode: Send {
+    /// Appends the record's bytes to `out`.
+    fn encode(&mut self, ctx: &RecordContext<'_>, out: &mut Vec<u8>) -> Result<(), HandlerError>;
 }
 
 /// One way of delivering batches: a connection, its framing, its protocol.

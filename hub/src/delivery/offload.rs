@@ -8,7 +8,7 @@
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
 use std::time::Duration;
 
-use super::{Attempt, OutBatch, Outbox, Transport};
+use super::{Attempt, Encode, OutBatch, Outbox, Transport};
 use crate::formatter::RecordContext;
 use crate::handler::{Handler, HandlerError};
 
@@ -162,12 +162,6 @@ impl Transport for Offload {
     fn describe(&self) -> String {
         self.describe.clone()
     }
-}
-
-/// How a handler turns a record into the bytes its [`Exchange`] reads.
-pub(crate) trait Encode: Send {
-    /// Appends the record's bytes to `out`.
-    fn encode(&mut self, ctx: &RecordContext<'_>, out: &mut Vec<u8>) -> Result<(), HandlerError>;
 }
 
 /// A network handler whose deliveries are blocking exchanges: records go

@@ -30,9 +30,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{DeliveryOptions, Outbox, Transport};
+use super::{DeliveryOptions, Encode, Outbox, Transport};
 use crate::config::common::OverflowPolicy;
-use crate::handler::{BuildContext, HandlerError};
+use crate::formatter::RecordContext;
+use crate::handler::{BuildContext, Handler, HandlerError};
 use crate::handlers::LogFile;
 use crate::journal::checksum;
 use crate::stats::HandlerCounters;
@@ -476,6 +477,74 @@ impl Sender {
         if let Some(s) = &mut self.spool {
             s.file_mut().attach_journal(journal);
         }
+    }
+}
+
+/// A network handler that delivers through a [`Sender`] (a stream,
+/// datagrams or RELP, with its disk buffer when it has one): `E` encodes
+/// each record (SysLogHandler's syslog message, SocketHandler's pickle).
+pub(crate) struct SenderHandler<E> {
+    encoder: E,
+    sender: Sender,
+}
+
+impl<E: Encode> SenderHandler<E> {
+    pub(crate) fn new(encoder: E, sender: Sender) -> SenderHandler<E> {
+        SenderHandler { encoder, sender }
+    }
+}
+
+impl<E> std::fmt::Debug for SenderHandler<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SenderHandler").field("sender", &self.sender).finish()
+    }
+}
+
+impl<E: Encode> Handler for SenderHandler<E> {
+    fn emit(&mut self, ctx: &RecordContext<'_>) -> Result<(), HandlerError> {
+        let encoder = &mut self.encoder;
+        self.sender.take(|buf| encoder.encode(ctx, buf))
+    }
+
+    fn emit_report(&mut self, ctx: &RecordContext<'_>) -> Result<(), HandlerError> {
+        let encoder = &mut self.encoder;
+        self.sender.outbox.take_report(|buf| encoder.encode(ctx, buf))
+    }
+
+    fn flush(&mut self) -> Result<(), HandlerError> {
+        self.sender.flush()
+    }
+
+    fn poll(&mut self) -> Result<(), HandlerError> {
+        self.sender.poll()
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        self.sender.next_due()
+    }
+
+    fn ready(&self) -> bool {
+        self.sender.ready()
+    }
+
+    fn counts_deliveries(&self) -> bool {
+        true
+    }
+
+    fn drain(&mut self, deadline: Instant) -> Result<(), HandlerError> {
+        self.sender.drain(deadline)
+    }
+
+    fn close(&mut self) -> Result<(), HandlerError> {
+        self.sender.close()
+    }
+
+    fn journal_target(&self) -> Option<&Path> {
+        self.sender.journal_target()
+    }
+
+    fn attach_journal(&mut self, journal: &crate::journal::Shared) {
+        self.sender.attach_journal(journal);
     }
 }
 

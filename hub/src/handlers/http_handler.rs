@@ -24,7 +24,8 @@ use logfunnel_protocol::{ValueRef, level_name};
 use toml::Value;
 
 use crate::config::keys::{Section, show};
-use crate::delivery::offload::{Encode, Exchange, Offload, OffloadHandler, Outcome, Settled};
+use crate::delivery::Encode;
+use crate::delivery::offload::{Exchange, Offload, OffloadHandler, Outcome, Settled};
 use crate::delivery::{DeliveryOptions, Outbox};
 use crate::formatter::{Formatter, JsonFields, JsonOptions, RecordContext, python_float_str, record_dict};
 use crate::handler::{BuildContext, Handler, HandlerError, HandlerOptions};

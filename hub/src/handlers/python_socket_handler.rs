@@ -14,16 +14,16 @@
 //! are held (up to the buffer's bounds) or counted.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use logfunnel_protocol::pickle::dumps_dict;
 
 use crate::config::keys::{Section, show};
 use crate::delivery::datagram::{DatagramTransport, Target};
 use crate::delivery::link::{Endpoint, Link};
-use crate::delivery::spool::Sender;
+use crate::delivery::spool::{Sender, SenderHandler};
 use crate::delivery::stream::StreamTransport;
-use crate::delivery::{DeliveryOptions, Transport};
+use crate::delivery::{DeliveryOptions, Encode, Transport};
 use crate::formatter::{RecordContext, record_dict};
 use crate::handler::{BuildContext, Handler, HandlerError, HandlerOptions};
 
@@ -91,7 +91,7 @@ impl PythonSocketOptions {
         cx: &BuildContext<'_>,
         transport: Box<dyn Transport>,
     ) -> Result<Box<dyn Handler>, HandlerError> {
-        Ok(Box::new(PythonSocketHandler { sender: Sender::new(&self.delivery, cx, transport)? }))
+        Ok(Box::new(SenderHandler::new(Pickler, Sender::new(&self.delivery, cx, transport)?)))
     }
 }
 
@@ -131,14 +131,14 @@ impl HandlerOptions for PythonDatagramOptions {
     }
 }
 
-/// Python's SocketHandler or DatagramHandler; see the module docs.
-pub struct PythonSocketHandler {
-    sender: Sender,
-}
+/// Python's SocketHandler or DatagramHandler (see the module docs),
+/// delivered by a [`SenderHandler`]: `makePickle`, the length prefix and the
+/// pickled `__dict__`.
+struct Pickler;
 
-impl std::fmt::Debug for PythonSocketHandler {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PythonSocketHandler").field("sender", &self.sender).finish()
+impl Encode for Pickler {
+    fn encode(&mut self, ctx: &RecordContext<'_>, out: &mut Vec<u8>) -> Result<(), HandlerError> {
+        encode(ctx, out)
     }
 }
 
@@ -150,52 +150,6 @@ fn encode(ctx: &RecordContext<'_>, out: &mut Vec<u8>) -> Result<(), HandlerError
     let len = u32::try_from(out.len() - start - 4).unwrap_or(u32::MAX);
     out[start..start + 4].copy_from_slice(&len.to_be_bytes());
     Ok(())
-}
-
-impl Handler for PythonSocketHandler {
-    fn emit(&mut self, ctx: &RecordContext<'_>) -> Result<(), HandlerError> {
-        self.sender.take(|buf| encode(ctx, buf))
-    }
-
-    fn emit_report(&mut self, ctx: &RecordContext<'_>) -> Result<(), HandlerError> {
-        self.sender.outbox.take_report(|buf| encode(ctx, buf))
-    }
-
-    fn flush(&mut self) -> Result<(), HandlerError> {
-        self.sender.flush()
-    }
-
-    fn poll(&mut self) -> Result<(), HandlerError> {
-        self.sender.poll()
-    }
-
-    fn next_due(&self) -> Option<Instant> {
-        self.sender.next_due()
-    }
-
-    fn ready(&self) -> bool {
-        self.sender.ready()
-    }
-
-    fn counts_deliveries(&self) -> bool {
-        true
-    }
-
-    fn drain(&mut self, deadline: Instant) -> Result<(), HandlerError> {
-        self.sender.drain(deadline)
-    }
-
-    fn close(&mut self) -> Result<(), HandlerError> {
-        self.sender.close()
-    }
-
-    fn journal_target(&self) -> Option<&std::path::Path> {
-        self.sender.journal_target()
-    }
-
-    fn attach_journal(&mut self, journal: &crate::journal::Shared) {
-        self.sender.attach_journal(journal);
-    }
 }
 
 #[cfg(test)]

@@ -25,7 +25,8 @@ use toml::Value;
 
 use super::http_handler::{read_credentials, root_certs};
 use crate::config::keys::{Section, show};
-use crate::delivery::offload::{Encode, Exchange, Offload, OffloadHandler, Outcome, Settled};
+use crate::delivery::Encode;
+use crate::delivery::offload::{Exchange, Offload, OffloadHandler, Outcome, Settled};
 use crate::delivery::{DeliveryOptions, Outbox};
 use crate::formatter::{Formatter, RecordContext, Style};
 use crate::handler::{BuildContext, Handler, HandlerError, HandlerOptions};

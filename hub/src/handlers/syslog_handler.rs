@@ -13,7 +13,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use logfunnel_protocol::{Level, ValueRef, parse_level};
 use toml::Value;
@@ -22,9 +22,9 @@ use crate::config::keys::{Section, show};
 use crate::delivery::datagram::{DatagramTransport, Target, UnixAuto};
 use crate::delivery::link::{Endpoint, Link, TlsOptions};
 use crate::delivery::relp::RelpTransport;
-use crate::delivery::spool::Sender;
+use crate::delivery::spool::{Sender, SenderHandler};
 use crate::delivery::stream::StreamTransport;
-use crate::delivery::{DeliveryOptions, Transport};
+use crate::delivery::{DeliveryOptions, Encode, Transport};
 use crate::formatter::unix_time::broken_down;
 use crate::formatter::{Formatter, RecordContext};
 use crate::handler::{BuildContext, Handler, HandlerError, HandlerOptions};
@@ -397,8 +397,8 @@ impl HandlerOptions for SysLogOptions {
         };
         let octets = self.framing == Framing::OctetCounting && !self.relp;
         let newline = self.framing == Framing::Newline && !self.relp;
-        Ok(Box::new(SysLogHandler {
-            encoder: Encoder {
+        Ok(Box::new(SenderHandler::new(
+            Encoder {
                 formatter: cx.formatter(),
                 options: Arc::new(self.clone()),
                 octets,
@@ -407,8 +407,8 @@ impl HandlerOptions for SysLogOptions {
                 scratch: Vec::new(),
                 second: None,
             },
-            sender: Sender::new(&self.delivery, cx, transport)?,
-        }))
+            Sender::new(&self.delivery, cx, transport)?,
+        )))
     }
 
     fn disk_buffer(&self) -> bool {
@@ -416,19 +416,8 @@ impl HandlerOptions for SysLogOptions {
     }
 }
 
-/// Python's SysLogHandler; see the module docs.
-pub struct SysLogHandler {
-    encoder: Encoder,
-    sender: Sender,
-}
-
-impl std::fmt::Debug for SysLogHandler {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SysLogHandler").field("sender", &self.sender).finish()
-    }
-}
-
-/// Formats records into syslog messages.
+/// Formats records into syslog messages: Python's SysLogHandler (see the
+/// module docs), delivered by a [`SenderHandler`].
 struct Encoder {
     formatter: Formatter,
     options: Arc<SysLogOptions>,
@@ -458,6 +447,12 @@ struct Civil {
 const MONTHS: [&str; 12] =
     ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 
+impl Encode for Encoder {
+    fn encode(&mut self, ctx: &RecordContext<'_>, out: &mut Vec<u8>) -> Result<(), HandlerError> {
+        self.framed(ctx, out)
+    }
+}
+
 impl Encoder {
     /// The syslog priority of a record: `priority_map`, else Python's
     /// `mapPriority` (by level name; unknown levels are `warning`), with
@@ -476,7 +471,8 @@ impl Encoder {
         }
     }
 
-    fn encode(&mut self, ctx: &RecordContext<'_>, out: &mut Vec<u8>) -> Result<(), HandlerError> {
+    /// The record as one syslog message, framed as configured.
+    fn framed(&mut self, ctx: &RecordContext<'_>, out: &mut Vec<u8>) -> Result<(), HandlerError> {
         if self.octets {
             let mut msg = std::mem::take(&mut self.scratch);
             msg.clear();
@@ -661,54 +657,6 @@ pub(crate) fn hub_host_name() -> String {
     let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
     let len = buf.iter().position(|&b| b == 0).unwrap_or(0);
     if ok && len > 0 { String::from_utf8_lossy(&buf[..len]).into_owned() } else { "localhost".into() }
-}
-
-impl Handler for SysLogHandler {
-    fn emit(&mut self, ctx: &RecordContext<'_>) -> Result<(), HandlerError> {
-        let encoder = &mut self.encoder;
-        self.sender.take(|buf| encoder.encode(ctx, buf))
-    }
-
-    fn emit_report(&mut self, ctx: &RecordContext<'_>) -> Result<(), HandlerError> {
-        let encoder = &mut self.encoder;
-        self.sender.outbox.take_report(|buf| encoder.encode(ctx, buf))
-    }
-
-    fn flush(&mut self) -> Result<(), HandlerError> {
-        self.sender.flush()
-    }
-
-    fn poll(&mut self) -> Result<(), HandlerError> {
-        self.sender.poll()
-    }
-
-    fn next_due(&self) -> Option<Instant> {
-        self.sender.next_due()
-    }
-
-    fn ready(&self) -> bool {
-        self.sender.ready()
-    }
-
-    fn counts_deliveries(&self) -> bool {
-        true
-    }
-
-    fn drain(&mut self, deadline: Instant) -> Result<(), HandlerError> {
-        self.sender.drain(deadline)
-    }
-
-    fn close(&mut self) -> Result<(), HandlerError> {
-        self.sender.close()
-    }
-
-    fn journal_target(&self) -> Option<&std::path::Path> {
-        self.sender.journal_target()
-    }
-
-    fn attach_journal(&mut self, journal: &crate::journal::Shared) {
-        self.sender.attach_journal(journal);
-    }
 }
 
 #[cfg(test)]
