@@ -27,7 +27,7 @@ use logfunnel_protocol::Level;
 use crate::config::Config;
 use crate::frame::InBatch;
 use crate::stats::add;
-use crate::worker::{HandlerQueue, Work};
+use crate::worker::{HandlerQueue, RoutedRecords};
 
 /// The records of a batch one handler takes: `0..n` while every record so
 /// far was taken, then a list.
@@ -277,7 +277,7 @@ pub(crate) fn run(
                 Taken::List(list) => Some(list),
             };
             let settle = if queues[h].is_durable() { settle.clone() } else { None };
-            queues[h].push(Work { batch: Arc::clone(&batch), indices, settle });
+            queues[h].push(RoutedRecords { batch: Arc::clone(&batch), indices, settle });
         }
         // In the handler queues now, which bound it on their own.
         drop(ticket);

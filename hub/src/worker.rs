@@ -27,7 +27,7 @@ use crate::sessions::SettleGuard;
 use crate::stats::{HandlerCounters, add, load, sub};
 
 /// The records of one batch that go to one handler.
-pub(crate) struct Work {
+pub(crate) struct RoutedRecords {
     pub(crate) batch: Arc<InBatch>,
     /// Indices into `batch.records`; `None` means all of them.
     pub(crate) indices: Option<Vec<u32>>,
@@ -35,26 +35,26 @@ pub(crate) struct Work {
     pub(crate) settle: Option<Arc<SettleGuard>>,
 }
 
-impl Work {
+impl RoutedRecords {
     fn len(&self) -> usize {
         self.indices.as_ref().map_or(self.batch.records().len(), Vec::len)
     }
 
-    /// The memory this work keeps alive: its whole batch.
+    /// The memory these records keep alive: their whole batch.
     fn bytes(&self) -> usize {
         self.batch.memory() + self.indices.as_ref().map_or(0, |ix| ix.capacity() * 4)
     }
 }
 
 enum Job {
-    Records(Work),
+    Records(RoutedRecords),
     Reopen,
 }
 
 struct State {
     jobs: VecDeque<Job>,
     records: usize,
-    /// What the queued work keeps in memory (see [`Work::bytes`]).
+    /// What the queued records keep in memory (see [`RoutedRecords::bytes`]).
     bytes: usize,
     closed: bool,
     /// Threads blocked in `push` / `pop`: a condition variable is only
@@ -106,9 +106,9 @@ impl HandlerQueue {
         self.state.locked()
     }
 
-    /// Queues `work` under the overflow policy.
-    pub(crate) fn push(&self, work: Work) {
-        let (n, bytes) = (work.len(), work.bytes());
+    /// Queues `routed` under the overflow policy.
+    pub(crate) fn push(&self, routed: RoutedRecords) {
+        let (n, bytes) = (routed.len(), routed.bytes());
         let mut st = self.lock();
         // A batch larger than the whole queue is taken when the queue is
         // empty, so nothing is ever too big to deliver.
@@ -149,7 +149,7 @@ impl HandlerQueue {
         }
         st.records += n;
         st.bytes += bytes;
-        st.jobs.push_back(Job::Records(work));
+        st.jobs.push_back(Job::Records(routed));
         add(&self.counters.received, n as u64);
         let wake = st.poppers_waiting > 0;
         drop(st);
@@ -253,7 +253,7 @@ impl Forward for HandlerQueue {
 
     fn forward(&self, peer: Arc<Peer>, frame: Frame) {
         let batch = InBatch::new(peer, frame, None, None);
-        self.push(Work { batch: Arc::new(batch), indices: None, settle: None });
+        self.push(RoutedRecords { batch: Arc::new(batch), indices: None, settle: None });
     }
 
     fn close(&self) {
@@ -387,14 +387,14 @@ pub(crate) fn run(
         };
         match job {
             Job::Reopen => count_write(handler.reopen(), &queue.counters, &mut errors),
-            Job::Records(work) => {
+            Job::Records(routed) => {
                 let before = load(&queue.counters.emitted);
-                emit_work(&work, &mut handler, &queue.counters, &mut errors, &mut opts, counts_own);
+                emit_records(&routed, &mut handler, &queue.counters, &mut errors, &mut opts, counts_own);
                 if !counts_own {
                     // Once per batch, not per record: emitted but not yet flushed.
                     add(&queue.counters.unflushed, load(&queue.counters.emitted).saturating_sub(before));
                 }
-                if let Some(s) = work.settle {
+                if let Some(s) = routed.settle {
                     if uncommitted.is_empty() {
                         first_uncommitted = Instant::now();
                     }
@@ -617,15 +617,15 @@ fn count_write(result: Result<(), HandlerError>, counters: &HandlerCounters, err
     }
 }
 
-fn emit_work(
-    work: &Work,
+fn emit_records(
+    routed: &RoutedRecords,
     handler: &mut Contained,
     counters: &HandlerCounters,
     errors: &mut ErrorReporter,
     opts: &mut WorkerOptions,
     counts_own: bool,
 ) {
-    let batch = &work.batch;
+    let batch = &routed.batch;
     let session = batch.peer.session;
     // Records the output already holds (written before a restart and resent
     // because their acknowledgement never reached the client) are skipped.
@@ -684,8 +684,8 @@ fn emit_work(
         }
     };
     let records = batch.records();
-    let total = work.indices.as_ref().map_or(records.len(), Vec::len);
-    let index = |k: usize| work.indices.as_ref().map_or(k, |ix| ix[k] as usize);
+    let total = routed.indices.as_ref().map_or(records.len(), Vec::len);
+    let index = |k: usize| routed.indices.as_ref().map_or(k, |ix| ix[k] as usize);
     // One guard for the batch, not one per record: a record whose handling
     // panics fails alone, and the batch goes on from the next.
     let mut next = 0;
@@ -694,7 +694,7 @@ fn emit_work(
         let walked = crate::diag::contain(|| {
             while next < total {
                 let i = index(next);
-                if work.indices.is_none() {
+                if routed.indices.is_none() {
                     prefetch(records, i);
                 }
                 // Past it before it runs: after a panic, `next` is the record after.
