@@ -279,11 +279,12 @@ const IDLE_POLL: Duration = Duration::from_millis(500);
 /// down drops continuously; one report per batch would flood it).
 const DROP_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
-/// A durable handler flushes and journals at least this often under
-/// sustained load (its batches are acknowledged only then).
-const COMMIT_INTERVAL: Duration = Duration::from_millis(10);
-const COMMIT_BATCHES: usize = 256;
-/// How soon a commit is tried again after the journal could not be written.
+/// A durable handler settles what it wrote (flushes, commits its journal,
+/// lets the batches be acknowledged) at least this often under sustained
+/// load, and after at most this many batches.
+const SETTLE_INTERVAL: Duration = Duration::from_millis(10);
+const SETTLE_BATCHES: usize = 256;
+/// How soon settling is tried again after the journal could not be written.
 const JOURNAL_RETRY: Duration = Duration::from_millis(200);
 
 /// Runs a handler until its queue is closed and drained.
@@ -299,21 +300,23 @@ pub(crate) fn run(
     let mut errors = ErrorReporter::new(name.clone());
     let mut drops = DropReporter { reported: 0, last: None };
     let mut dirty = false;
-    // Batches written since the last commit; dropping them settles them.
-    let mut uncommitted: Vec<Arc<SettleGuard>> = Vec::new();
-    let mut first_uncommitted = Instant::now();
+    // Batches written but not yet settled; dropping their guards settles them.
+    let mut unsettled: Vec<Arc<SettleGuard>> = Vec::new();
+    let mut first_unsettled = Instant::now();
     // While the journal cannot be written, batches stay unsettled (their
-    // clients keep them) and the commit is retried at most this often.
-    let mut retry_commit: Option<Instant> = None;
-    let commit = |handler: &mut dyn Handler,
+    // clients keep them) and settling is retried at most this often.
+    let mut retry_settle: Option<Instant> = None;
+    // Flushes the handler, commits its journal (if any), and on success
+    // lets the batches written so far be acknowledged.
+    let settle = |handler: &mut dyn Handler,
                   journal: &mut Option<Journal>,
-                  uncommitted: &mut Vec<Arc<SettleGuard>>,
+                  unsettled: &mut Vec<Arc<SettleGuard>>,
                   errors: &mut ErrorReporter,
-                  retry_commit: &mut Option<Instant>| {
+                  retry_settle: &mut Option<Instant>| {
         count_write(handler.flush(), &queue.counters, errors);
         queue.counters.unflushed.store(0, std::sync::atomic::Ordering::Relaxed);
         let Some(j) = journal else {
-            uncommitted.clear();
+            unsettled.clear();
             return;
         };
         let mut j = j.locked();
@@ -325,8 +328,8 @@ pub(crate) fn run(
         drop(j);
         match result {
             Ok(()) => {
-                uncommitted.clear();
-                *retry_commit = None;
+                unsettled.clear();
+                *retry_settle = None;
             }
             Err(e) => {
                 // Written to the file but not vouched for: acknowledging them
@@ -335,9 +338,9 @@ pub(crate) fn run(
                 add(&queue.counters.journal_errors, 1);
                 errors.report(&format!(
                     "cannot write the delivery journal: {e} ({} batches stay unacknowledged until it can be written)",
-                    uncommitted.len()
+                    unsettled.len()
                 ));
-                *retry_commit = Some(Instant::now() + JOURNAL_RETRY);
+                *retry_settle = Some(Instant::now() + JOURNAL_RETRY);
             }
         }
     };
@@ -368,13 +371,13 @@ pub(crate) fn run(
         // not past the handler's next due time.
         let wait = (!dirty).then(|| {
             let until = handler.next_due().map_or(now + IDLE_POLL, |due| due.min(now + IDLE_POLL));
-            retry_commit.map_or(until, |r| r.min(until))
+            retry_settle.map_or(until, |r| r.min(until))
         });
         let job = match queue.pop(wait) {
             Ok(Some(job)) => job,
             Ok(None) => {
-                if dirty || retry_commit.is_some_and(|r| r <= Instant::now()) {
-                    commit(&mut handler, &mut opts.journal, &mut uncommitted, &mut errors, &mut retry_commit);
+                if dirty || retry_settle.is_some_and(|r| r <= Instant::now()) {
+                    settle(&mut handler, &mut opts.journal, &mut unsettled, &mut errors, &mut retry_settle);
                 } else {
                     count_write(handler.poll(), &queue.counters, &mut errors);
                 }
@@ -395,17 +398,17 @@ pub(crate) fn run(
                     add(&queue.counters.unflushed, load(&queue.counters.emitted).saturating_sub(before));
                 }
                 if let Some(s) = routed.settle {
-                    if uncommitted.is_empty() {
-                        first_uncommitted = Instant::now();
+                    if unsettled.is_empty() {
+                        first_unsettled = Instant::now();
                     }
-                    uncommitted.push(s);
+                    unsettled.push(s);
                 }
                 dirty = true;
-                if (uncommitted.len() >= COMMIT_BATCHES
-                    || !uncommitted.is_empty() && first_uncommitted.elapsed() >= COMMIT_INTERVAL)
-                    && retry_commit.is_none_or(|r| r <= Instant::now())
+                if (unsettled.len() >= SETTLE_BATCHES
+                    || !unsettled.is_empty() && first_unsettled.elapsed() >= SETTLE_INTERVAL)
+                    && retry_settle.is_none_or(|r| r <= Instant::now())
                 {
-                    commit(&mut handler, &mut opts.journal, &mut uncommitted, &mut errors, &mut retry_commit);
+                    settle(&mut handler, &mut opts.journal, &mut unsettled, &mut errors, &mut retry_settle);
                     dirty = false;
                 }
             }
@@ -439,13 +442,13 @@ pub(crate) fn run(
             add(&queue.counters.journal_errors, 1);
             errors.report(&format!(
                 "cannot write the delivery journal: {e} ({} batches left unacknowledged; their clients resend them to the next hub)",
-                uncommitted.len()
+                unsettled.len()
             ));
             // Never acknowledged: the next hub cuts them and takes them again.
-            uncommitted.iter().for_each(|g| g.abandon());
+            unsettled.iter().for_each(|g| g.abandon());
         }
     }
-    drop(uncommitted);
+    drop(unsettled);
 }
 
 /// A handler whose panics are contained: every call that panics counts a

@@ -251,7 +251,7 @@ impl LogFile {
     /// buffer out once it is large.
     pub(crate) fn push_raw(&mut self, bytes: &[u8]) -> Result<(), HandlerError> {
         self.buf.extend_from_slice(bytes);
-        self.commit()
+        self.accept_and_write_if_full()
     }
 
     /// Bytes written to the file (not counting what is buffered).
@@ -264,8 +264,8 @@ impl LogFile {
     }
 
     /// Counts the record just formatted as accepted, and writes the buffer
-    /// out once it is large.
-    pub(crate) fn commit(&mut self) -> Result<(), HandlerError> {
+    /// out once it is full ([`BUFFER`] bytes).
+    pub(crate) fn accept_and_write_if_full(&mut self) -> Result<(), HandlerError> {
         if self.accept() { self.write_out() } else { Ok(()) }
     }
 
@@ -357,8 +357,8 @@ impl LogFile {
     }
 
     /// Drops buffered bytes from `from` on: a record formatted but not
-    /// committed because it could not be written.
-    pub(crate) fn discard_uncommitted(&mut self, from: usize) {
+    /// accepted because it could not be written.
+    pub(crate) fn discard_unaccepted(&mut self, from: usize) {
         self.buf.truncate(from);
     }
 
@@ -465,7 +465,7 @@ impl FileHandler {
 impl Handler for FileHandler {
     fn emit(&mut self, ctx: &RecordContext<'_>) -> Result<(), HandlerError> {
         self.file.format(&mut self.formatter, ctx)?;
-        self.file.commit()
+        self.file.accept_and_write_if_full()
     }
 
     fn flush(&mut self) -> Result<(), HandlerError> {

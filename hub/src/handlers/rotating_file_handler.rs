@@ -87,13 +87,13 @@ impl RotatingFileHandler {
     fn roll_over(&mut self, start: usize) -> Result<(), HandlerError> {
         if let Err(e) = self.file.write_prefix(start) {
             // The triggering record is lost with the buffer it followed.
-            self.file.discard_uncommitted(0);
+            self.file.discard_unaccepted(0);
             return Err(e.with_current_record());
         }
         self.file.close_file();
         let renamed = shift_backups(self.file.path(), self.backup_count);
         if let Err(e) = self.file.open() {
-            self.file.discard_uncommitted(0);
+            self.file.discard_unaccepted(0);
             return Err(e);
         }
         renamed
@@ -148,14 +148,14 @@ impl Handler for RotatingFileHandler {
                     // A failed rename: the record still goes to the file
                     // that could be opened, and the failure is reported.
                     Err(e @ HandlerError::Rotate { .. }) => {
-                        self.file.commit()?;
+                        self.file.accept_and_write_if_full()?;
                         return Err(e);
                     }
                     Err(e) => return Err(e),
                 }
             }
         }
-        self.file.commit()
+        self.file.accept_and_write_if_full()
     }
 
     fn flush(&mut self) -> Result<(), HandlerError> {

@@ -404,7 +404,7 @@ impl Handler for TimedRotatingFileHandler {
                     // Written anyway; the failed rename or delete is reported.
                     Err(e @ HandlerError::Rotate { .. }) => {
                         self.file.format(&mut self.formatter, ctx)?;
-                        self.file.commit()?;
+                        self.file.accept_and_write_if_full()?;
                         return Err(e);
                     }
                     Err(e) => return Err(e.with_current_record()),
@@ -412,7 +412,7 @@ impl Handler for TimedRotatingFileHandler {
             }
         }
         self.file.format(&mut self.formatter, ctx)?;
-        self.file.commit()
+        self.file.accept_and_write_if_full()
     }
 
     fn flush(&mut self) -> Result<(), HandlerError> {
