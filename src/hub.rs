@@ -36,7 +36,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     // hub is reachable is never missed.
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP]).context("installing signal handlers")?;
     let handlers = config.handlers.len();
-    let shutdown_timeout = config.hub.access.shutdown_timeout;
+    let shutdown_timeout = config.hub.policy.shutdown_timeout;
     let hub = start_answering_signals(config, &socket, &mut signals)?;
     let mut metrics =
         hub.metrics_addr().map_or(String::new(), |a| format!("; metrics at http://{a}/metrics"));

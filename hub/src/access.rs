@@ -1,4 +1,5 @@
-//! Who may use the hub, and what a client may cost it.
+//! Who may use the hub, what a client may cost it, and how records
+//! outlive the hub's own end: the hub's policy.
 //!
 //! The `[hub]` keys read here (docs/CONFIG.md has the table):
 //! `socket_group`, `allowed_uids`, `allowed_gids` (access), `handshake_timeout`,
@@ -19,9 +20,11 @@ use crate::config::keys::Section;
 /// The most `max_connections` may allow (each client has a thread).
 pub const MAX_CONNECTIONS: usize = 1 << 16;
 
-/// Access control, client limits and delivery settings of the `[hub]` section.
+/// The `[hub]` section's policy: access control, client limits, and the
+/// delivery settings that decide what outlives the hub (its journal, the
+/// drain at shutdown).
 #[derive(Debug, Clone, PartialEq)]
-pub struct AccessConfig {
+pub struct HubPolicy {
     /// Group given to the socket file (a name or a number).
     pub socket_group: Option<String>,
     /// Only these uids may connect (with `allowed_gids`: either list admits).
@@ -47,9 +50,9 @@ pub struct AccessConfig {
     pub state_dir: Option<PathBuf>,
 }
 
-impl Default for AccessConfig {
+impl Default for HubPolicy {
     fn default() -> Self {
-        AccessConfig {
+        HubPolicy {
             socket_group: None,
             allowed_uids: Vec::new(),
             allowed_gids: Vec::new(),
@@ -64,10 +67,10 @@ impl Default for AccessConfig {
     }
 }
 
-impl AccessConfig {
+impl HubPolicy {
     /// Reads these keys of the `[hub]` section; problems are recorded in `s`.
-    pub(crate) fn parse(s: &mut Section<'_>) -> AccessConfig {
-        let d = AccessConfig::default();
+    pub(crate) fn parse(s: &mut Section<'_>) -> HubPolicy {
+        let d = HubPolicy::default();
         let ids = |v: &Value| {
             v.as_array()?.iter().map(|x| x.as_integer().and_then(|i| u32::try_from(i).ok())).collect()
         };
@@ -87,7 +90,7 @@ impl AccessConfig {
         if journal && let Some(Err(e)) = state_dir.as_deref().map(check_private_dir) {
             s.issue("state_dir", e);
         }
-        AccessConfig {
+        HubPolicy {
             socket_group,
             allowed_uids: s.parsed(&["allowed_uids"], "a list of numeric ids", ids).unwrap_or_default(),
             allowed_gids: s.parsed(&["allowed_gids"], "a list of numeric ids", ids).unwrap_or_default(),
@@ -220,10 +223,10 @@ pub(crate) fn set_group(_path: &Path, _group: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<AccessConfig, Vec<String>> {
+    fn parse(text: &str) -> Result<HubPolicy, Vec<String>> {
         let t: toml::Table = text.parse().unwrap();
         let mut s = Section::new("hub", &t);
-        let c = AccessConfig::parse(&mut s);
+        let c = HubPolicy::parse(&mut s);
         let issues = s.finish();
         if issues.is_empty() { Ok(c) } else { Err(issues.iter().map(|i| i.path.clone()).collect()) }
     }
@@ -238,7 +241,7 @@ mod tests {
         assert_eq!(c.frame_timeout, Duration::from_millis(2500));
         assert!(c.admits(Some(1000), Some(5)));
         assert!(!c.admits(Some(65534), Some(65534)));
-        assert!(AccessConfig::default().admits(None, None));
+        assert!(HubPolicy::default().admits(None, None));
         let e = parse("allowed_gids = [\"x\"]\nframe_timeout = 0\nmax_connections = -1").unwrap_err();
         assert_eq!(e, ["hub.allowed_gids", "hub.frame_timeout", "hub.max_connections"]);
     }

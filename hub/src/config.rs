@@ -128,8 +128,8 @@ pub struct HubConfig {
     pub socket_mode: u32,
     /// Capacity of the listener queue, in batches (default [`DEFAULT_LISTENER_QUEUE`]).
     pub queue_capacity: usize,
-    /// Access control and client limits (see `hub/src/access.rs`).
-    pub access: crate::access::AccessConfig,
+    /// Access control, client limits, journal and shutdown (see `hub/src/access.rs`).
+    pub policy: crate::access::HubPolicy,
     /// `HOST:PORT` of the Prometheus metrics endpoint, if any (see `metrics.rs`).
     pub metrics: Option<String>,
     /// Listeners for Python's SocketHandler and DatagramHandler (see `python_in.rs`).
@@ -358,13 +358,13 @@ impl Config {
             handler.options.target().and_then(|t| self.handlers.get(t)).map_or_else(Vec::new, |t| {
                 t.filters.iter().filter_map(|f| self.filters.get(f).cloned()).collect()
             });
-        let access = &self.hub.access;
+        let policy = &self.hub.policy;
         handler.options.build(&BuildContext {
             name,
             formatter,
             names_formatter: handler.formatter.is_some(),
             overflow: handler.overflow,
-            state_dir: access.state_dir.as_deref().filter(|_| access.journal),
+            state_dir: policy.state_dir.as_deref().filter(|_| policy.journal),
             target_filters,
             queue_of,
             counters,
@@ -504,7 +504,7 @@ impl Parser {
         }
         self.targets(&handlers, &queues);
         self.shared_files(&handlers);
-        self.disk_buffers(&handlers, &hub.access);
+        self.disk_buffers(&handlers, &hub.policy);
         let known = |h: &str| handlers.contains_key(h) || queues.contains_key(h);
         // Python 3.9+: getLogger("root") and getLogger("") are the root
         // logger, and dictConfig configures the `loggers` first, `root` last.
@@ -864,11 +864,7 @@ impl Parser {
 
     /// A disk buffer needs a `state_dir` to live in and the journal that
     /// makes what it acknowledges durable; it cannot drop its oldest records.
-    fn disk_buffers(
-        &mut self,
-        handlers: &BTreeMap<String, HandlerConfig>,
-        hub: &crate::access::AccessConfig,
-    ) {
+    fn disk_buffers(&mut self, handlers: &BTreeMap<String, HandlerConfig>, hub: &crate::access::HubPolicy) {
         for (name, h) in handlers {
             if !h.options.disk_buffer() {
                 continue;
@@ -1128,9 +1124,9 @@ fn queue_handler(s: &mut Section<'_>, common: (Level, Option<String>, Vec<String
 }
 
 /// The `[hub]` section: the socket, the listener queue, the metrics
-/// endpoint, and the access and delivery settings read by `access.rs`.
+/// endpoint, and the policy read by `access.rs` (access, client limits, journal, shutdown).
 fn hub(s: &mut Section<'_>) -> HubConfig {
-    let access = crate::access::AccessConfig::parse(s);
+    let policy = crate::access::HubPolicy::parse(s);
     let socket = s.string(&["socket"]).map(PathBuf::from);
     if let Some(Err(e)) = socket.as_deref().map(crate::access::check_socket_path) {
         s.issue("socket", e);
@@ -1155,14 +1151,14 @@ fn hub(s: &mut Section<'_>) -> HubConfig {
         text.to_socket_addrs().ok()?.next().map(|_| text.to_owned())
     });
     let python = crate::python_in::PythonInputs::parse(s);
-    let allowlist = !access.allowed_uids.is_empty() || !access.allowed_gids.is_empty();
+    let allowlist = !policy.allowed_uids.is_empty() || !policy.allowed_gids.is_empty();
     if python.unix_dgram.is_some() && allowlist {
         s.issue(
             "python_unix_dgram",
             "datagrams carry no peer credentials, so allowed_uids/allowed_gids cannot be enforced on it; use python_unix (a stream socket) or rely on socket_mode and socket_group",
         );
     }
-    HubConfig { socket, socket_mode, queue_capacity, access, metrics, python }
+    HubConfig { socket, socket_mode, queue_capacity, policy, metrics, python }
 }
 
 /// Python's standard handler classes (`logging`, `logging.handlers`), and

@@ -24,7 +24,7 @@ use logfunnel_protocol::{
 use crossbeam_channel::Sender;
 
 use crate::HubShared;
-use crate::access::AccessConfig;
+use crate::access::HubPolicy;
 use crate::formatter::PeerCred;
 use crate::frame::{Frame, Kind, Ticket};
 use crate::frame::{InBatch, Peer};
@@ -414,7 +414,7 @@ impl Conn {
     /// session, one that closes inside a frame loses only that frame.
     fn read_more(
         &mut self,
-        policy: &AccessConfig,
+        policy: &HubPolicy,
         pace: &mut Pace,
         waiting_for_acks: bool,
     ) -> Result<Input, Ended> {

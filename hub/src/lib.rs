@@ -118,8 +118,8 @@ pub(crate) struct HubShared {
     handlers: Arc<[HandlerSlot]>,
     /// Only for its length: the listener queue's depth.
     listener_rx: crossbeam_channel::Receiver<frame::InBatch>,
-    /// Access control and client limits.
-    pub(crate) policy: access::AccessConfig,
+    /// Access control, client limits, journal and shutdown settings.
+    pub(crate) policy: access::HubPolicy,
     pub(crate) counters: stats::HubCounters,
     /// Decoded frames on their way to the handler queues (see `frame.rs`).
     pub(crate) decoded: Arc<frame::Budget>,
@@ -295,7 +295,7 @@ impl HubBuilder {
             built.push(handler);
         }
         let router = dispatcher::Router::new(&config, &names);
-        let policy = config.hub.access.clone();
+        let policy = config.hub.policy.clone();
         let python_inputs =
             python_in::bind(&config.hub.python, config.hub.socket_mode, policy.socket_group.as_deref())?;
         let listener = listener::bind(&socket, config.hub.socket_mode, policy.socket_group.as_deref())?;
@@ -494,7 +494,7 @@ struct JournalNames {
 }
 
 impl JournalNames {
-    fn new(policy: &access::AccessConfig, socket: &Path, names: &[String]) -> Result<JournalNames, HubError> {
+    fn new(policy: &access::HubPolicy, socket: &Path, names: &[String]) -> Result<JournalNames, HubError> {
         let dir = policy
             .state_dir
             .clone()
@@ -561,7 +561,7 @@ impl JournalNames {
 /// Opens a durable handler's journal (and recovers from a killed
 /// predecessor), and gives it to the handler's file.
 fn open_journal(
-    policy: &access::AccessConfig,
+    policy: &access::HubPolicy,
     names: &JournalNames,
     name: &str,
     handler: &mut dyn Handler,
