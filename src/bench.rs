@@ -1,18 +1,18 @@
-//! `logfunnel bench`: N worker processes × T threads log M records through
+//! `logfunnel bench`: N client processes × T threads log M records through
 //! a hub; the result says how fast, and whether anything was lost.
 //!
 //! Without `--socket` the bench runs its own hub (in this process). By
 //! default its one handler (`--handler file`) is the hub's FileHandler
 //! writing the default format to a temporary file; after the clock stops
-//! every line of that file is checked against every worker thread's
+//! every line of that file is checked against every client thread's
 //! sequence: `lost` is what never arrived, counted, not estimated. With
 //! `--handler null` the records go to a handler that only checks them; with
 //! `--config` the configured handlers run and a verifier on the root logger
-//! checks the records. The clock runs from the moment every worker is
+//! checks the records. The clock runs from the moment every client process is
 //! connected and told to go until the hub has drained and flushed every
 //! handler.
 //!
-//! Latencies (one record in 8 is sampled): each worker times its log calls
+//! Latencies (one record in 8 is sampled): each client process times its log calls
 //! (client p50/p99); the built-in handlers note a record's `created` time
 //! and, when the buffer holding it is written (at the flush that follows),
 //! the time since: the
@@ -45,7 +45,7 @@ pub(crate) struct Args {
     /// Configuration for the bench's own hub (default: one FileHandler in a temporary directory).
     #[arg(long, short)]
     config: Option<PathBuf>,
-    /// Worker processes.
+    /// Client processes (each a hidden `logfunnel worker`).
     #[arg(long, short = 'p', default_value_t = 4)]
     processes: u32,
     /// Logging threads per process.
@@ -62,14 +62,14 @@ pub(crate) struct Args {
     /// `null` (records are checked and thrown away).
     #[arg(long, default_value = "file", value_parser = ["file", "null"])]
     handler: String,
-    /// Pace the workers to this many records per second in total (0: as
+    /// Pace the client processes to this many records per second in total (0: as
     /// fast as they can). Latency is measured at a fraction of peak load this way.
     #[arg(long, default_value_t = 0.0)]
     rate: f64,
     /// Keep the output file here instead of in a temporary directory (file handler only).
     #[arg(long)]
     output: Option<PathBuf>,
-    /// The floor: no hub, no workers, no IPC. One thread builds the same
+    /// The floor: no hub, no client processes, no IPC. One thread builds the same
     /// records (same tags, same message, a fresh timestamp each) and the
     /// hub's FileHandler formats them straight into the output file.
     #[arg(long, conflicts_with_all = ["socket", "config"])]
@@ -86,7 +86,7 @@ const BENCH_FORMAT: &str = "%(asctime)s %(levelname)-8s %(name)s [%(process)d] %
 /// the built-in one is attached to the root logger.
 const BENCH_CONFIG: &str = "[root]\nlevel = \"NOTSET\"\n";
 
-/// Checks each worker thread's sequence as records arrive.
+/// Checks each client thread's sequence as records arrive.
 #[derive(Default)]
 struct Verify {
     next: HashMap<(u32, u32), u64>,
@@ -164,7 +164,8 @@ impl Handler for Verifier {
     }
 }
 
-struct Worker {
+/// A running `logfunnel worker` child and its stdout.
+struct ClientProcess {
     child: Child,
     stdout: BufReader<std::process::ChildStdout>,
 }
@@ -200,7 +201,7 @@ struct Report {
     e2e_max_us: Option<f64>,
     hub_peak_rss_mib: f64,
     client_peak_rss_mib: f64,
-    /// CPU time (user + system) of the hub and every worker, per record:
+    /// CPU time (user + system) of the hub and every client process, per record:
     /// less sensitive than `records_per_sec` to other work on the machine.
     cpu_ns_per_record: f64,
     load_average: Option<String>,
@@ -245,7 +246,7 @@ struct TimedFile {
 }
 
 impl E2e {
-    /// Notes one record in 8 (by arrival), like the workers' sampling.
+    /// Notes one record in 8 (by arrival), like the client processes' sampling.
     fn note(&mut self, created_ns: i64) {
         self.seen = self.seen.wrapping_add(1);
         if self.seen.is_multiple_of(8) {
@@ -340,7 +341,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         args.records / args.processes as u64 + u64::from((i as u64) < args.records % args.processes as u64)
     };
     let rate_per_thread = args.rate / (args.processes as f64 * args.threads as f64);
-    let mut workers = Vec::new();
+    let mut clients = Vec::new();
     for i in 0..args.processes {
         let mut child = Command::new(&exe)
             .args(["worker", "--wait-go", "--latency", "--id", &i.to_string()])
@@ -351,15 +352,15 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
-            .context("starting a worker process")?;
+            .context("starting a client process")?;
         let stdout = BufReader::new(child.stdout.take().expect("piped"));
-        workers.push(Worker { child, stdout });
+        clients.push(ClientProcess { child, stdout });
     }
-    for w in &mut workers {
+    for c in &mut clients {
         let mut line = String::new();
-        w.stdout.read_line(&mut line)?;
+        c.stdout.read_line(&mut line)?;
         if line.trim() != "ready" {
-            bail!("a worker failed to start (said {line:?})");
+            bail!("a client process failed to start (said {line:?})");
         }
     }
     let bar = if args.json { ProgressBar::hidden() } else { ProgressBar::new(args.records) };
@@ -374,32 +375,32 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
     };
     let cpu_at_start = cpu_seconds();
     let start = Instant::now();
-    for w in &mut workers {
-        w.child.stdin.take().expect("piped").write_all(b"g")?;
+    for c in &mut clients {
+        c.child.stdin.take().expect("piped").write_all(b"g")?;
     }
     let mut client_dropped = 0;
     let mut failures = Vec::new();
     let mut client_lat = new_hist();
     let mut client_rss_kib = 0;
-    for (i, w) in workers.iter_mut().enumerate() {
+    for (i, c) in clients.iter_mut().enumerate() {
         let mut polls = 0u32;
         loop {
-            match w.child.try_wait()? {
+            match c.child.try_wait()? {
                 Some(_) => break,
                 None => {
                     if polls.is_multiple_of(100) {
                         bar.set_position(progress(&hub));
                     }
                     polls += 1;
-                    // Fine-grained: the clock stops after the last worker's
+                    // Fine-grained: the clock stops after the last client process's
                     // exit is noticed, and a short run lasts a few 100 ms.
                     std::thread::sleep(Duration::from_millis(1));
                 }
             }
         }
-        let status = w.child.wait()?;
+        let status = c.child.wait()?;
         let mut line = String::new();
-        w.stdout.read_line(&mut line)?;
+        c.stdout.read_line(&mut line)?;
         match serde_json::from_str::<serde_json::Value>(line.trim()) {
             Ok(v) if status.success() => {
                 client_dropped += v["dropped"].as_u64().unwrap_or(0);
@@ -410,7 +411,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
                     }
                 }
             }
-            _ => failures.push(format!("worker {i} exited with {status}")),
+            _ => failures.push(format!("client process {i} exited with {status}")),
         }
     }
     let stats = hub.map(|h| h.shutdown());
@@ -482,7 +483,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<()> {
         print_table(&report, stats.as_ref());
     }
     if !failures.is_empty() {
-        bail!("{} worker(s) failed", failures.len());
+        bail!("{} client process(es) failed", failures.len());
     }
     Ok(())
 }

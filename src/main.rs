@@ -41,7 +41,7 @@ enum Command {
         after_help = "Examples:\n  logfunnel send --level WARNING --logger app.db \"disk almost full\"\n  tail -f legacy.log | logfunnel send --logger legacy"
     )]
     Send(send::Args),
-    /// Measure: N worker processes × T threads log M records through a hub.
+    /// Measure: N client processes × T threads log M records through a hub.
     #[command(
         after_help = "Examples:\n  logfunnel bench --processes 8 --records 4000000\n  logfunnel bench --socket $LOGFUNNEL_SOCKET --processes 2 --records 20000   # against a running hub"
     )]
@@ -71,7 +71,7 @@ enum Command {
         after_help = "Examples:\n  logfunnel completions bash > /etc/bash_completion.d/logfunnel\n  logfunnel completions zsh > \"${fpath[1]}/_logfunnel\""
     )]
     Completions(completions::Args),
-    /// A worker process of `bench` (and of the tests).
+    /// A client process of `bench` (and of the tests).
     #[command(hide = true)]
     Worker(worker::Args),
 }

@@ -1,5 +1,7 @@
-//! `logfunnel worker` (hidden): one worker process of the benchmark and the
-//! end-to-end tests. Each thread logs records whose message starts
+//! `logfunnel worker` (hidden): one client process of the benchmark and
+//! the end-to-end tests (the module is named after its subcommand; its
+//! file and module path are in every record it sends, so renaming it would
+//! change the records the benchmarks measure). Each thread logs records whose message starts
 //! `w<id> t<thread> s<seq>`, so the output can be checked for loss,
 //! duplication and order.
 
@@ -12,7 +14,7 @@ use logfunnel_client::{Builder, Overflow};
 
 #[derive(clap::Args)]
 pub(crate) struct Args {
-    /// Worker number (appears in every message).
+    /// Client process number (appears in every message).
     #[arg(long, default_value_t = 0)]
     id: u32,
     /// Records to log in total (split over the threads).
@@ -60,7 +62,7 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 60_000)]
     flush_timeout_ms: u64,
     /// While the threads log, fork this many children one after another;
-    /// child k logs `--child-records` records as worker `id * 10000 + k + 1`,
+    /// child k logs `--child-records` records as client process `id * 10000 + k + 1`,
     /// flushes and exits (the fork-safety test).
     #[arg(long, default_value_t = 0)]
     fork_children: u32,
