@@ -1,8 +1,8 @@
-//! The wall clock of the log call. `SystemTime::now()` costs ≈ 29 ns here
-//! (the vDSO's clock_gettime plus the conversion), about a third of the
-//! whole call; reading the CPU's time-stamp counter and scaling it costs
-//! ≈ 10 ns. So where the kernel itself keeps time with the TSC (its
-//! clocksource is `tsc`: an invariant counter, the same on every core), the
+//! The wall clock of the log call. `SystemTime::now()` (the vDSO's
+//! clock_gettime plus the conversion) is a large share of the whole call;
+//! reading the CPU's time-stamp counter and scaling it is much cheaper
+//! (docs/BENCHMARKS.md#the-log-calls-clock). So where the kernel itself
+//! keeps time with the TSC (its clocksource is `tsc`: an invariant counter, the same on every core), the
 //! log call reads the TSC and converts it with an anchor pair (TSC, wall
 //! time) and a rate that the sender thread refreshes from the real clock
 //! every 50 ms (the first rate after 2 ms). The wall clock stays the authority: a step (settimeofday)

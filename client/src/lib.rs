@@ -77,7 +77,7 @@ pub enum Overflow {
 /// | queue_capacity | 1 MiB per logging thread |
 /// | max_unacked | 8 MiB of records held by the sender until the hub acknowledges them |
 /// | overflow | [`Overflow::Block`] |
-/// | batch_bytes | 128 KiB per frame (fewer frames: 8 processes flooding one file ran 5 % faster than with 64 KiB, 64 processes 8 %; docs/BENCHMARKS.md) |
+/// | batch_bytes | 128 KiB per frame (fewer frames, which is faster under a flood than 64 KiB; docs/BENCHMARKS.md#client-batches-of-128-kib) |
 /// | flush_timeout | 10 s, for the guard's flush on drop |
 #[derive(Debug, Clone)]
 pub struct Builder {
@@ -521,8 +521,8 @@ impl QueueHandler {
         let wait = |cond: &dyn Fn() -> bool| -> bool {
             // Polls, from 100 µs growing to 2 ms: a process that waits for a
             // busy hub to drain its backlog should not wake every 200 µs
-            // for seconds (with 64 such processes that was most of the
-            // hub's context switches).
+            // for seconds: with many such processes the wake-ups add up
+            // (docs/BENCHMARKS.md#waiting-without-waking).
             let mut pause = Backoff::new(Duration::from_micros(100), Duration::from_millis(2)).factor(3, 2);
             while !cond() {
                 if start.elapsed() >= timeout || s.stopped.load(Ordering::Acquire) && !cond() {
@@ -655,8 +655,8 @@ impl QueueHandler {
                     // starves the very threads that would make room. And
                     // wait for a quarter of the ring, not for one entry: a
                     // producer woken for every entry the sender frees pays two
-                    // context switches per record (with 64 processes on 2
-                    // cores that was most of the CPU time).
+                    // context switches per record
+                    // (docs/BENCHMARKS.md#waiting-without-waking).
                     // The pause grows to 4 ms: a ring whose quarter has
                     // not freed up in a millisecond is draining slowly.
                     let want = local.ring.capacity() / 4;

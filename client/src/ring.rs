@@ -3,8 +3,9 @@
 //! The producer (the thread calling `log!`) encodes a record straight into
 //! the ring and publishes it by advancing `head`; the sender thread reads
 //! whole entries and advances `tail`. Neither side ever blocks or wakes the
-//! other: the sender polls (see `sender.rs`), which keeps futex wake-ups —
-//! 11–16 µs at p99 on these machines — off the caller's path.
+//! other: the sender polls (see `sender.rs`), which keeps futex wake-ups,
+//! slow at the tail, off the caller's path
+//! (docs/BENCHMARKS.md#waiting-without-waking).
 //!
 //! Entry layout: a little-endian `u32` length, the record bytes, padding to
 //! 8 bytes. A length of `WRAP` means "the rest of the ring is unused; the

@@ -486,8 +486,8 @@ impl Sender {
             // Keep the buffer while spares and unacknowledged batches stay
             // within the window the client may hold anyway: freed, a buffer
             // goes back to the allocator, which returns its pages to the
-            // kernel, and the next batch faults them in again (under a flood
-            // that was a third of the client's page faults).
+            // kernel, and the next batch faults them in again
+            // (docs/BENCHMARKS.md#buffers-kept-for-reuse).
             let batch_bytes = self.shared.settings.batch_bytes;
             let room =
                 (self.spare.len() + 1) * batch_bytes + self.pending_bytes <= self.shared.settings.max_unacked;

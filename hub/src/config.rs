@@ -112,8 +112,8 @@ impl fmt::Display for ConfigError {
 /// The listener queue's default capacity, in batches. Small on purpose:
 /// under a flood every queue is full, and the batches in flight are the
 /// hub's working set; 8 batches (with 4096-record handler queues) keep it
-/// in cache, which measured 8 % less CPU per record than 64 (and 16384) —
-/// see docs/BENCHMARKS.md. Clients buffer bursts in their own rings.
+/// in cache (docs/BENCHMARKS.md#small-hub-queues). Clients buffer bursts in
+/// their own rings.
 pub const DEFAULT_LISTENER_QUEUE: usize = 8;
 
 /// The largest listener queue, in batches (its slots are allocated at start).

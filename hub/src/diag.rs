@@ -6,9 +6,9 @@
 //! [`KIND_BURST`] lines, then one every [`KIND_INTERVAL`]; all kinds together
 //! a burst of [`TOTAL_BURST`], then [`TOTAL_PER_SEC`] a second. What is held
 //! back is counted per kind and summarised: at most every [`SUMMARY_INTERVAL`]
-//! while it goes on, and when the hub stops. A full disk that fails every
-//! write (with a changing count in every message) used to print thousands of
-//! lines a second; now it prints a few, and says how many it held back.
+//! while it goes on, and when the hub stops. So a full disk that fails every
+//! write prints a few lines, not one per failure, and says how many it held
+//! back.
 //!
 //! Control characters are escaped in everything printed here: messages
 //! quote what clients sent (names, the last resort's messages), and the

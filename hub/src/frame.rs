@@ -6,10 +6,9 @@
 //! string, and nothing to free per record. When the last handler is done
 //! with a batch, both buffers go back to a pool (at most 16 MiB of each
 //! kind) for the connection readers to fill again. Freed instead, 128 KiB
-//! buffers went back to the allocator, which returned their pages to the
-//! kernel, and the next frame faulted them in again: under a flood that
-//! was most of the hub's page faults (null handler, 8 processes: 330 →
-//! 308 CPU ns per record once the pages stayed; docs/BENCHMARKS.md).
+//! buffers would go back to the allocator, which returns their pages to the
+//! kernel, and the next frame would fault them in again (see
+//! docs/BENCHMARKS.md#buffers-kept-for-reuse).
 
 use std::mem::{ManuallyDrop, size_of};
 use std::sync::{Arc, Mutex};

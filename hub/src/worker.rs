@@ -796,8 +796,8 @@ pub(crate) fn needs_any_escape(rec: &RecordView<'_>) -> bool {
 
 /// Asks for the records a few places ahead: they were decoded by a
 /// connection reader, most likely on the other core, and waiting for each
-/// one's cache lines on first touch cost the file handler a third of its
-/// formatting time.
+/// one's cache lines on first touch would stall the handler
+/// (docs/BENCHMARKS.md#prefetching-in-the-handler-worker).
 #[inline(always)]
 fn prefetch(records: &[RecordView<'_>], i: usize) {
     #[cfg(target_arch = "x86_64")]

@@ -207,7 +207,8 @@ pub fn decode_hub_frame(payload: &[u8]) -> Result<HubFrame, ProtocolError> {
 /// their queue with this.
 pub fn encode_record_ref(rec: &RecordRef<'_>, dst: &mut [u8]) -> Result<usize, bincode::error::EncodeError> {
     // Byte for byte what `bincode::serde::encode_into_slice(rec, dst, CONFIG)`
-    // writes (see fast_encode.rs), in a third of the time.
+    // writes (see fast_encode.rs), faster: this is on the log call's path
+    // (docs/BENCHMARKS.md#decoding-and-encoding-frames).
     crate::fast_encode::encode(rec, None, dst).ok_or(bincode::error::EncodeError::UnexpectedEnd)
 }
 

@@ -4,8 +4,8 @@ use serde::{Deserialize, Serialize};
 
 /// String decoding that borrows from the frame and copies once. Serde's
 /// own `String` impl asks bincode for an owned string, which it builds by
-/// zero-filling a buffer and reading into it: a calloc per field (8% of the
-/// hub's samples in a profile of `logfunnel bench`).
+/// zero-filling a buffer and reading into it: a calloc per field, on the
+/// hub's hottest path (docs/BENCHMARKS.md#decoding-and-encoding-frames).
 pub(crate) use de::{DECODE_BUDGET, FRAME_BYTES};
 
 mod de {
