@@ -2,7 +2,8 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-/// Why the client could not be set up.
+/// Why the client could not be set up. An inner error is the variant's
+/// `source()`: print the chain (anyhow's `{:#}`) for the whole message.
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum InitError {
@@ -10,8 +11,8 @@ pub enum InitError {
     #[error("another logger is already installed for the `log` crate")]
     AlreadyInstalled(#[from] log::SetLoggerError),
     /// The sender thread could not be started.
-    #[error("cannot start the logfunnel sender thread: {0}")]
-    Spawn(std::io::Error),
+    #[error("cannot start the logfunnel sender thread")]
+    Spawn(#[source] std::io::Error),
     /// `LOGFUNNEL_LEVEL` (or [`crate::Builder::filter`]) does not parse.
     #[error("{origin}={text:?}: {error} (directives: LEVEL, TARGET=LEVEL or TARGET, comma-separated)")]
     BadFilter {
@@ -43,18 +44,20 @@ pub enum FlushError {
     },
 }
 
-/// Why a one-shot send failed.
+/// Why a one-shot send failed. `NoHub`'s `io::Error` is its `source()`:
+/// print the chain (anyhow's `{:#}`) for the whole message.
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum SendError {
     /// No hub listens on the socket (none appeared within the timeout).
-    #[error("no hub answers on {path} (waited {:.1}s): {error}", .waited.as_secs_f64())]
+    #[error("no hub answers on {path} (waited {:.1}s)", .waited.as_secs_f64())]
     NoHub {
         /// The socket path tried.
         path: String,
         /// How long it waited for a hub to appear.
         waited: Duration,
         /// What connecting said.
+        #[source]
         error: std::io::Error,
     },
     /// The hub answered with something unexpected, or refused.

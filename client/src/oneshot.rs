@@ -214,3 +214,18 @@ fn read_hub_frame(stream: &Stream, buf: &mut Vec<u8>) -> Result<HubFrame, Protoc
     }
     decode_hub_frame(buf)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_hub_keeps_what_connecting_said_as_the_source() {
+        let path = Path::new("/nonexistent-logfunnel-dir/hub.sock");
+        let Err(e) = wait_for_hub(path, Duration::ZERO) else { panic!("a hub answered on {path:?}") };
+        assert_eq!(e.to_string(), format!("no hub answers on {} (waited 0.0s)", path.display()));
+        let source = std::error::Error::source(&e).expect("the io::Error is the source");
+        let io = source.downcast_ref::<std::io::Error>().expect("an io::Error");
+        assert_eq!(io.kind(), std::io::ErrorKind::NotFound, "{io}");
+    }
+}
