@@ -110,31 +110,12 @@ fn bench_reports_zero_lost_as_json() {
 fn run_gives_the_command_a_private_hub_drains_it_and_returns_the_exit_status() {
     let dir = Dir::new();
     let cfg = dir.file_config();
-    let out = run(&[
-        "run",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--",
-        BIN,
-        "worker",
-        "--id",
-        "3",
-        "--records",
-        "5000",
-    ]);
+    let out = run_under(&cfg, &[BIN, "worker", "--id", "3", "--records", "5000"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let (seqs, other) = sequences(&dir.path("out.log"));
     assert!(other.is_empty(), "{other:?}");
     assert_complete(&seqs, 3, 0, 5000);
-    let out = run(&[
-        "run",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--",
-        "sh",
-        "-c",
-        "test -S \"$LOGFUNNEL_SOCKET\" && exit 3",
-    ]);
+    let out = run_under(&cfg, &["sh", "-c", "test -S \"$LOGFUNNEL_SOCKET\" && exit 3"]);
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
 }
 

@@ -2,17 +2,18 @@
 //! on its own configuration, in its own directory, on loopback ports chosen
 //! at run time, as an unprivileged user (`nobody`, through setpriv, when the
 //! tests run as root), and stopped by PID. Also a test PKI (a CA and a
-//! certificate for localhost) for TLS, and small capture servers.
+//! certificate for localhost) for TLS, small capture servers, and the
+//! helper servers the tests run as scripts.
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::net::{TcpListener, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::wait_timeout;
+use crate::util::{poll, wait_timeout};
 
 const NOBODY: u32 = 65534;
 
@@ -63,6 +64,53 @@ pub fn unprivileged(program: &Path, args: &[&str]) -> Command {
         let mut c = Command::new(program);
         c.args(args);
         c
+    }
+}
+
+/// A helper server the tests start (a script): it prints one line when it
+/// is ready; killed when dropped.
+pub struct Server {
+    child: Child,
+}
+
+impl Server {
+    /// Starts `cmd` (`what` names it if it cannot start) and returns it with
+    /// the first line it printed.
+    pub fn start(cmd: &mut Command, what: &str) -> (Server, String) {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{what}: {e:?}"));
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        (Server { child }, line)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits (20 s at most) until `ready` holds; fails with `diagnostics` if
+/// `child` (the daemon `name`) exits first or does not get ready in time.
+fn wait_started(
+    child: &mut Child,
+    name: &str,
+    mut ready: impl FnMut() -> bool,
+    diagnostics: impl Fn() -> String,
+) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ready() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("{name} exited with {status}: {}", diagnostics());
+        }
+        assert!(Instant::now() < deadline, "{name} did not start: {}", diagnostics());
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -313,33 +361,22 @@ impl Rsyslog {
     /// Waits until every input is up: TCP ports accept, sockets exist, and
     /// rsyslog has logged its start.
     fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let started = std::fs::read_to_string(self.dir.path().join("internal.log"))
+        let Rsyslog { child, dir, inputs, .. } = self;
+        let ready = || {
+            let started = std::fs::read_to_string(dir.path().join("internal.log"))
                 .is_ok_and(|t| t.lines().last().is_some_and(|l| l.contains("] start")));
-            let inputs_up = self.inputs.values().all(|(kind, addr)| match (kind, addr) {
+            let inputs_up = inputs.values().all(|(kind, addr)| match (kind, addr) {
                 (Input::Udp, _) => true,
                 (_, Address::Port(p)) => std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok(),
                 (_, Address::Path(s)) => s.exists(),
             });
-            if started && inputs_up {
-                return;
-            }
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
-                panic!("rsyslogd exited with {status}: {}", self.diagnostics());
-            }
-            assert!(Instant::now() < deadline, "rsyslogd did not start: {}", self.diagnostics());
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            started && inputs_up
+        };
+        wait_started(child.as_mut().unwrap(), "rsyslogd", ready, || rsyslog_diagnostics(dir.path()));
     }
 
     pub fn diagnostics(&self) -> String {
-        let d = self.dir.path();
-        format!(
-            "stderr: {}\ninternal log: {}",
-            std::fs::read_to_string(d.join("stderr")).unwrap_or_default(),
-            std::fs::read_to_string(d.join("internal.log")).unwrap_or_default()
-        )
+        rsyslog_diagnostics(self.dir.path())
     }
 
     pub fn address(&self, name: &str) -> &Address {
@@ -353,14 +390,7 @@ impl Rsyslog {
 
     /// Waits until `name` holds at least `n` messages (or `limit` passes).
     pub fn wait_lines(&self, name: &str, n: usize, limit: Duration) -> Vec<Line> {
-        let deadline = Instant::now() + limit;
-        loop {
-            let lines = self.lines(name);
-            if lines.len() >= n || Instant::now() >= deadline {
-                return lines;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        poll(limit, Duration::from_millis(50), || self.lines(name), |l| l.len() >= n)
     }
 
     /// Stops rsyslogd (SIGTERM, by PID) and waits for it.
@@ -375,6 +405,15 @@ impl Rsyslog {
         self.stop();
         self.launch();
     }
+}
+
+/// rsyslogd's stderr and its own log, for a failure message.
+fn rsyslog_diagnostics(d: &Path) -> String {
+    format!(
+        "stderr: {}\ninternal log: {}",
+        std::fs::read_to_string(d.join("stderr")).unwrap_or_default(),
+        std::fs::read_to_string(d.join("internal.log")).unwrap_or_default()
+    )
 }
 
 impl Drop for Rsyslog {
@@ -439,30 +478,23 @@ impl SyslogNg {
             .spawn()
             .expect("start syslog-ng");
         let mut s = SyslogNg { child: Some(child), dir, port };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = s.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
-                panic!("syslog-ng exited with {status}: {}", s.stderr());
-            }
-            assert!(Instant::now() < deadline, "syslog-ng did not start: {}", s.stderr());
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let SyslogNg { child, dir, .. } = &mut s;
+        wait_started(
+            child.as_mut().unwrap(),
+            "syslog-ng",
+            || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+            || std::fs::read_to_string(dir.path().join("stderr")).unwrap_or_default(),
+        );
         s
     }
 
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("stderr")).unwrap_or_default()
-    }
-
     pub fn wait_lines(&self, n: usize, limit: Duration) -> Vec<Line> {
-        let deadline = Instant::now() + limit;
-        loop {
-            let lines = read_lines(&self.dir.path().join("net.log"));
-            if lines.len() >= n || Instant::now() >= deadline {
-                return lines;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        poll(
+            limit,
+            Duration::from_millis(50),
+            || read_lines(&self.dir.path().join("net.log")),
+            |l| l.len() >= n,
+        )
     }
 }
 
@@ -515,14 +547,12 @@ impl DgramCapture {
 
     /// Waits for at least `n` datagrams (or 20 s) and returns them all.
     pub fn wait(&self, n: usize) -> Vec<Vec<u8>> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let got = self.got.lock().unwrap().clone();
-            if got.len() >= n || Instant::now() >= deadline {
-                return got;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        poll(
+            Duration::from_secs(20),
+            Duration::from_millis(20),
+            || self.got.lock().unwrap().clone(),
+            |g| g.len() >= n,
+        )
     }
 }
 

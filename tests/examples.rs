@@ -52,17 +52,8 @@ fn process_pool_delivers_every_workers_records_in_order() {
 fn process_pool_under_logfunnel_run_uses_its_hub() {
     let dir = Dir::new();
     let cfg = dir.file_config();
-    let out = run(&[
-        "run",
-        "--config",
-        cfg.to_str().unwrap(),
-        "--",
-        example("process_pool").to_str().unwrap(),
-        "--workers",
-        "2",
-        "--records",
-        "100",
-    ]);
+    let pool = example("process_pool");
+    let out = run_under(&cfg, &[pool.to_str().unwrap(), "--workers", "2", "--records", "100"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.starts_with("pool: 2 workers (0 failed), logged to the hub on "), "{stdout}");

@@ -4,13 +4,13 @@
 //! the opentelemetry-proto package, retries on 503, no retry on 400, and a
 //! server that hangs while a FileHandler beside it keeps pace.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::daemons::Server;
 use crate::python_exact::to_record;
 use crate::util::*;
 
@@ -18,7 +18,7 @@ const COLLECTOR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/http_
 
 /// The recording server, stopped when dropped.
 pub struct Collector {
-    child: Child,
+    _server: Server,
     pub port: u16,
     out: PathBuf,
 }
@@ -26,45 +26,22 @@ pub struct Collector {
 impl Collector {
     pub fn start(dir: &Dir, name: &str, args: &[&str]) -> Collector {
         let out = dir.path(&format!("{name}.jsonl"));
-        let mut child = Command::new(python3())
-            .args([COLLECTOR, "serve", out.to_str().unwrap()])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the HTTP collector");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let (server, line) = Server::start(
+            Command::new(python3()).args([COLLECTOR, "serve", out.to_str().unwrap()]).args(args),
+            "start the HTTP collector",
+        );
         let port = line.trim().parse().unwrap_or_else(|_| panic!("collector said {line:?}"));
-        Collector { child, port, out }
+        Collector { _server: server, port, out }
     }
 
     pub fn requests(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.out)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("collector line"))
-            .collect()
+        json_lines(&self.out, "collector line")
     }
 
     /// Waits for `n` requests answered 200 (30 s at most) and returns all.
     pub fn wait_ok(&self, n: usize) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let all = self.requests();
-            if all.iter().filter(|r| r["status"] == 200).count() >= n || Instant::now() > deadline {
-                return all;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let ok = |all: &Vec<Value>| all.iter().filter(|r| r["status"] == 200).count() >= n;
+        poll(Duration::from_secs(30), Duration::from_millis(20), || self.requests(), ok)
     }
 }
 
@@ -77,21 +54,6 @@ pub fn header<'a>(r: &'a Value, name: &str) -> Option<&'a str> {
     r["headers"].as_array()?.iter().find(|h| h[0].as_str().unwrap().eq_ignore_ascii_case(name))?[1].as_str()
 }
 
-/// A small deterministic generator (xorshift).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[(self.next() % items.len() as u64) as usize]
-    }
-}
-
 /// Random records as the oracle reads them: text that urlencoding must
 /// get right (spaces, `&=+%`, non-ASCII, newlines), extras of every type,
 /// records without caller, thread name or traceback.
@@ -100,11 +62,11 @@ pub fn random_records(seed: u64, n: usize) -> Vec<Value> {
     let pieces = ["a b", "&x=1", "100%", "+", "café", "日本", "\n", "~_.-", "'q'", "(z,)", "", "✓ ok", "/?#"];
     (0..n)
         .map(|i| {
-            let msg: String = (0..1 + rng.next() % 5).map(|_| rng.pick(&pieces)).collect::<String>()
+            let msg: String = (0..1 + rng.next() % 5).map(|_| *rng.pick(&pieces)).collect::<String>()
                 + &format!(" #{i}");
             let mut extra = serde_json::Map::new();
             for _ in 0..rng.next() % 4 {
-                let key = rng.pick(&["user", "order_id", "ratio", "ok", "tag", "name", "message"]);
+                let key = *rng.pick(&["user", "order_id", "ratio", "ok", "tag", "name", "message"]);
                 let v = match key {
                     "order_id" => json!(rng.next() % 100_000),
                     "ratio" => json!((rng.next() % 1000) as f64 / 7.0),
@@ -452,23 +414,16 @@ fn http_a_hanging_server_times_out_is_retried_and_a_file_handler_keeps_pace() {
     let d = Dir::new();
     let hanging = Collector::start(&d, "hanging", &["--hang", "20"]);
     let out = d.path("out.log");
-    let config = format!(
-        r#"
-[handlers.file]
-class = "FileHandler"
-filename = {out:?}
-[handlers.web]
+    let web = format!(
+        r#"[handlers.web]
 class = "HTTPHandler"
 url = "http://127.0.0.1:{p}/ingest"
 format = "json_lines"
 timeout = 1
-retry_initial = 0.1
-[root]
-level = "NOTSET"
-handlers = ["file", "web"]
-"#,
+retry_initial = 0.1"#,
         p = hanging.port
     );
+    let config = beside_a_file(&d, "NOTSET", &["web"], &web);
     let hub = HubProc::start(&d, &d.write("hub.toml", &config));
     // A worker logging steadily while the first request hangs.
     let w = worker(&hub.socket, 0, 3000, &["--rate", "1000", "--message-bytes", "40"]);

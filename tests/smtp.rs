@@ -4,14 +4,13 @@
 //! and implicit TLS with a login, the digest, a header-injection attempt,
 //! and a mail server down for 30 s while workers log on.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::daemons::{Pki, daemon_dir, free_port, unprivileged};
+use crate::daemons::{Pki, Server, daemon_dir, free_port, unprivileged};
 use crate::http::{random_records, send};
 use crate::util::*;
 
@@ -22,7 +21,7 @@ const DEBIAN_PYTHON: &str = "/usr/bin/python3";
 
 /// aiosmtpd on a loopback port, writing `mailbox.jsonl`; killed when dropped.
 struct MailServer {
-    child: Child,
+    _server: Server,
     port: u16,
     mailbox: PathBuf,
     _dir: tempfile::TempDir,
@@ -43,42 +42,18 @@ impl MailServer {
         let port_s = port.to_string();
         let mut cmd_args = vec![SERVER, port_s.as_str(), mailbox.to_str().unwrap()];
         cmd_args.extend_from_slice(args);
-        let mut child = unprivileged(Path::new(DEBIAN_PYTHON), &cmd_args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start aiosmtpd");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let (server, line) =
+            Server::start(&mut unprivileged(Path::new(DEBIAN_PYTHON), &cmd_args), "start aiosmtpd");
         assert_eq!(line.trim(), "ready", "the mail server did not start");
-        MailServer { child, port, mailbox, _dir: dir }
+        MailServer { _server: server, port, mailbox, _dir: dir }
     }
 
     fn mails(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.mailbox)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("mailbox line"))
-            .collect()
+        json_lines(&self.mailbox, "mailbox line")
     }
 
     fn wait_mails(&self, n: usize, limit: Duration) -> Vec<Value> {
-        let deadline = Instant::now() + limit;
-        loop {
-            let m = self.mails();
-            if m.len() >= n || Instant::now() > deadline {
-                return m;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for MailServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        poll(limit, Duration::from_millis(20), || self.mails(), |m| m.len() >= n)
     }
 }
 
@@ -298,12 +273,8 @@ fn smtp_a_mail_server_down_for_30_seconds_stalls_nothing_and_the_held_mail_arriv
     let d = Dir::new();
     let port = free_port();
     let out = d.path("out.log");
-    let config = format!(
-        r#"
-[handlers.file]
-class = "FileHandler"
-filename = {out:?}
-[handlers.mail]
+    let mail = format!(
+        r#"[handlers.mail]
 class = "SMTPHandler"
 mailhost = "127.0.0.1:{port}"
 fromaddr = "app@example.org"
@@ -313,12 +284,9 @@ batch_max_records = 2000
 batch_interval = 1
 retry_initial = 0.2
 retry_max = 1
-timeout = 2
-[root]
-level = "DEBUG"
-handlers = ["file", "mail"]
-"#
+timeout = 2"#
     );
+    let config = beside_a_file(&d, "DEBUG", &["mail"], &mail);
     let hub = HubProc::start(&d, &d.write("hub.toml", &config));
     // 4 workers × 500 records/s for 36 s: the mail server is down for the
     // first 30 s, then up.
@@ -332,14 +300,7 @@ handlers = ["file", "mail"]
     assert!(mail["held"].as_u64().unwrap() > 0 && mail["retries"].as_u64().unwrap() > 0, "{mail}");
     assert_eq!(mail["emitted"], 0, "{mail}");
     let server = MailServer::start(port, &[]);
-    let mut worst = 0u64;
-    for w in workers {
-        let report = worker_report(w);
-        assert_eq!(report["dropped"], 0, "{report}");
-        let max =
-            report["latency_ns"].as_array().unwrap().iter().map(|p| p[0].as_u64().unwrap()).max().unwrap();
-        worst = worst.max(max);
-    }
+    let worst = workers.into_iter().map(slowest_log_call).max().unwrap();
     let s = stats_when(&hub.socket, |s| {
         handler(s, "mail")["held"] == 0 && handler(s, "mail")["queue_depth"] == 0
     });

@@ -177,6 +177,11 @@ pub fn run(args: &[&str]) -> Output {
     Command::new(BIN).args(args).stdin(Stdio::null()).output().expect("run logfunnel")
 }
 
+/// `logfunnel run --config <config> -- <command>`.
+pub fn run_under(config: &Path, command: &[&str]) -> Output {
+    run(&[&["run", "--config", config.to_str().unwrap(), "--"], command].concat())
+}
+
 /// Per (worker, thread): the sequence numbers in file order.
 pub type Seqs = BTreeMap<(u32, u32), Vec<u64>>;
 
@@ -228,13 +233,25 @@ pub fn stats(socket: &Path) -> serde_json::Value {
 /// Polls `stats` until `done` holds (or 10 s pass) and returns the last answer;
 /// the caller asserts on it, so a timeout shows what the hub last said.
 pub fn stats_when(socket: &Path, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    poll(Duration::from_secs(10), Duration::from_millis(20), || stats(socket), done)
+}
+
+/// Calls `fetch` every `every` until `done` holds of its answer or `limit`
+/// passes, and returns the last answer: the caller asserts on it, so a
+/// timeout shows what was last seen.
+pub fn poll<T>(
+    limit: Duration,
+    every: Duration,
+    mut fetch: impl FnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = Instant::now() + limit;
     loop {
-        let v = stats(socket);
+        let v = fetch();
         if done(&v) || Instant::now() >= deadline {
             return v;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(every);
     }
 }
 
@@ -264,27 +281,60 @@ pub fn proc_status(pid: u32, key: &str) -> u64 {
 
 /// Waits until `done` holds, up to `limit`; returns whether it did.
 pub fn wait_until(limit: Duration, done: impl Fn() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    true
+    poll(limit, Duration::from_millis(10), done, |&ok| ok)
 }
 
 /// A config with a FileHandler writing `%(message)s` to `out.log`, plus `extra`
 /// (more TOML: a `[hub]` section, more handlers named in `handlers`).
 pub fn config_with(dir: &Dir, hub: &str, handlers: &[&str], extra: &str) -> PathBuf {
+    dir.write("hub.toml", &format!("[hub]\n{hub}\n{}", beside_a_file(dir, "NOTSET", handlers, extra)))
+}
+
+/// Config text: a FileHandler writing `%(message)s` to `out.log`, then
+/// `extra` (more TOML), and the root logger at `level` sending to the file
+/// and to `handlers` (named in `extra`).
+pub fn beside_a_file(dir: &Dir, level: &str, handlers: &[&str], extra: &str) -> String {
     let names: Vec<String> =
         std::iter::once("file").chain(handlers.iter().copied()).map(|n| format!("{n:?}")).collect();
-    let text = format!(
-        "[hub]\n{hub}\n[handlers.file]\nclass = \"FileHandler\"\nfilename = {:?}\n\n{extra}\n[root]\nlevel = \"NOTSET\"\nhandlers = [{}]\n",
+    format!(
+        "[handlers.file]\nclass = \"FileHandler\"\nfilename = {:?}\n\n{extra}\n[root]\nlevel = {level:?}\nhandlers = [{}]\n",
         dir.path("out.log"),
         names.join(", ")
-    );
-    dir.write("hub.toml", &text)
+    )
+}
+
+/// Waits for a worker run with `--latency`, asserts it dropped nothing,
+/// and returns its slowest sampled log call in nanoseconds.
+pub fn slowest_log_call(child: Child) -> u64 {
+    let report = worker_report(child);
+    assert_eq!(report["dropped"], 0, "{report}");
+    report["latency_ns"].as_array().unwrap().iter().map(|p| p[0].as_u64().unwrap()).max().unwrap()
+}
+
+/// The JSON values in a file of one a line (none if it is missing);
+/// `what` names a line in the failure a bad one gives.
+pub fn json_lines(path: &Path, what: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect(what))
+        .collect()
+}
+
+/// A small deterministic generator (xorshift), for random inputs the hub
+/// and python3 must treat alike.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[(self.next() % items.len() as u64) as usize]
+    }
 }
 
 /// Waits for a worker and returns its JSON report (it must have succeeded).
