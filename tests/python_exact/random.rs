@@ -2,38 +2,19 @@
 //! formatter's differential test (python_exact::formatter). SplitMix64: the
 //! same seed gives the same cases on every machine.
 
+use std::sync::LazyLock;
+
 use logfunnel_hub::formatter::Style;
 use logfunnel_protocol::Value as RecordValue;
+use logfunnel_protocol::python::RECORD_ATTRS;
 
 use super::formatter::{Rec, Spec};
 
-/// LogRecord attributes (and the hub's own) a field may name.
-const ATTRS: &[&str] = &[
-    "name",
-    "msg",
-    "args",
-    "levelname",
-    "levelno",
-    "pathname",
-    "filename",
-    "module",
-    "exc_info",
-    "exc_text",
-    "stack_info",
-    "lineno",
-    "funcName",
-    "created",
-    "msecs",
-    "relativeCreated",
-    "thread",
-    "threadName",
-    "processName",
-    "process",
-    "message",
-    "asctime",
-    "hostname",
-    "taskName",
-];
+/// LogRecord attributes (the library's list, then those Python adds and
+/// the hub's own) a field may name.
+static ATTRS: LazyLock<Vec<&str>> = LazyLock::new(|| {
+    RECORD_ATTRS.iter().chain(&["message", "asctime", "hostname", "taskName"]).copied().collect()
+});
 
 /// Extras a record may carry (each is missing from some records).
 const EXTRAS: &[&str] = &["user", "n", "ratio", "flag", "big", "s2"];
@@ -222,7 +203,7 @@ impl Gen {
     }
 
     fn name(&mut self) -> &'static str {
-        if self.chance(0.35) { self.pick(EXTRAS) } else { self.pick(ATTRS) }
+        if self.chance(0.35) { self.pick(EXTRAS) } else { self.pick(&ATTRS) }
     }
 
     fn percent_field(&mut self) -> String {
