@@ -25,20 +25,10 @@ import sys
 import time
 import warnings
 
+from record_clock import Clock
+
 UNKNOWN_FILE = "(unknown file)"
 UNKNOWN_FUNCTION = "(unknown function)"
-
-
-class Clock:
-    """The time module, except that time() returns the record's time."""
-
-    now = 0.0
-
-    def __getattr__(self, name):
-        return getattr(time, name)
-
-    def time(self):
-        return self.now
 
 
 def value(v):

@@ -30,6 +30,8 @@ import sys
 import threading
 import time
 
+from record_clock import Clock
+
 
 def serve(out_path, plan, hang, retry_after, tls=None):
     lock = threading.Lock()
@@ -97,16 +99,6 @@ def serve(out_path, plan, hang, retry_after, tls=None):
         server.socket = ctx.wrap_socket(server.socket, server_side=True)
     print(server.server_address[1], flush=True)
     server.serve_forever()
-
-
-class Clock:
-    now = 0.0
-
-    def __getattr__(self, name):
-        return getattr(time, name)
-
-    def time(self):
-        return self.now
 
 
 def send(spec_path):
