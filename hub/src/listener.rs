@@ -158,6 +158,37 @@ fn wait_readable(_listener: &Listener, _timeout_ms: i32) -> bool {
     true // blocking accept; shutdown relies on the wake-up connection
 }
 
+/// Starts `serve` (given the connection's id) on a reader thread named
+/// `{name}-{id}`, unless `max_connections` readers are running: then the
+/// connection is refused, counted and reported (`refused` writes the text,
+/// given the limit), and `serve` is dropped unrun, closing the stream
+/// unread: a flood of connections costs no thread.
+pub(crate) fn start_reader(
+    readers: &mut Vec<std::thread::JoinHandle<()>>,
+    shared: &HubShared,
+    name: &str,
+    refused: impl FnOnce(usize) -> String,
+    serve: impl FnOnce(u64) + Send + 'static,
+) {
+    readers.retain(|h| !h.is_finished());
+    if readers.len() >= shared.policy.max_connections {
+        crate::stats::add(&shared.counters.over_limit, 1);
+        shared.warn_limited("connections over max_connections", &refused(shared.policy.max_connections));
+        return;
+    }
+    let id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
+    let spawned = std::thread::Builder::new()
+        .name(format!("{name}-{id}"))
+        .stack_size(256 << 10)
+        .spawn(move || serve(id));
+    match spawned {
+        Ok(h) => readers.push(h),
+        Err(e) => {
+            shared.warn_limited("accept errors", &format!("cannot start a reader for connection {id}: {e}"))
+        }
+    }
+}
+
 /// Accepts clients until the hub stops; each gets a reader thread.
 pub(crate) fn accept_loop(
     listener: Listener,
@@ -178,31 +209,14 @@ pub(crate) fn accept_loop(
         }
         match listener.accept() {
             Ok(stream) => {
-                readers.retain(|h| !h.is_finished());
-                if readers.len() >= shared.policy.max_connections {
-                    // Closed unread: a flood of connections costs no thread.
-                    crate::stats::add(&shared.counters.over_limit, 1);
-                    let n = shared.policy.max_connections;
-                    shared.warn_limited(
-                        "connections over max_connections",
-                        &format!("refused a connection: {n} clients already connected (max_connections)"),
-                    );
-                    drop(stream);
-                    continue;
-                }
-                let id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
                 let (s, t) = (Arc::clone(&shared), tx.clone());
-                let spawned = std::thread::Builder::new()
-                    .name(format!("logfunnel-conn-{id}"))
-                    .stack_size(256 << 10)
-                    .spawn(move || connection::serve(stream, id, s, t));
-                match spawned {
-                    Ok(h) => readers.push(h),
-                    Err(e) => shared.warn_limited(
-                        "accept errors",
-                        &format!("cannot start a reader for connection {id}: {e}"),
-                    ),
-                }
+                start_reader(
+                    &mut readers,
+                    &shared,
+                    "logfunnel-conn",
+                    |n| format!("refused a connection: {n} clients already connected (max_connections)"),
+                    move |id| connection::serve(stream, id, s, t),
+                );
             }
             Err(e) => {
                 shared.warn_limited("accept errors", &format!("accept on {} failed: {e}", socket.display()));

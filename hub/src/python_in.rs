@@ -231,68 +231,74 @@ fn bind_unix_dgram(
 
 fn accept_tcp(l: TcpListener, shared: Arc<HubShared>, tx: Sender<InBatch>) {
     let _ = l.set_nonblocking(true);
-    let mut readers: Vec<JoinHandle<()>> = Vec::new();
-    while !shared.stopping.load(Ordering::Acquire) {
-        match l.accept() {
-            Ok((stream, from)) => {
-                let _ = stream.set_nonblocking(false);
-                let _ = stream.set_read_timeout(Some(POLL));
-                let peer = Peer {
-                    process_name: String::new(),
-                    host_name: from.ip().to_string(),
-                    session: 0,
-                    creds: PeerCred::UNKNOWN,
-                    python: true,
-                };
-                reader(&mut readers, &shared, &tx, stream, peer, format!("python tcp {from}"));
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(50)),
-            Err(e) => {
-                shared.warn_limited("accept errors", &format!("python_tcp accept failed: {e}"));
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    }
-    drop(l);
-    for h in readers {
-        let _ = h.join();
-    }
+    accept_until_stopped(l, &shared, "python_tcp", TcpListener::accept, |readers, (stream, from)| {
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_read_timeout(Some(POLL));
+        let peer = Peer {
+            process_name: String::new(),
+            host_name: from.ip().to_string(),
+            session: 0,
+            creds: PeerCred::UNKNOWN,
+            python: true,
+        };
+        reader(readers, &shared, &tx, stream, peer, format!("python tcp {from}"));
+    });
 }
 
 fn accept_unix(l: interprocess::local_socket::Listener, shared: Arc<HubShared>, tx: Sender<InBatch>) {
     use interprocess::local_socket::prelude::*;
     let _ = l.set_nonblocking(interprocess::local_socket::ListenerNonblockingMode::Accept);
+    // Dropping the listener at the end unlinks the socket file.
+    accept_until_stopped(
+        l,
+        &shared,
+        "python_unix",
+        |l| l.accept(),
+        |readers, stream| {
+            let creds = crate::connection::peer_creds(&stream);
+            if !crate::connection::admit_peer(&shared, creds, "a python_unix client") {
+                return;
+            }
+            let _ = stream.set_nonblocking(false);
+            let _ = stream.set_recv_timeout(Some(POLL));
+            let peer = Peer {
+                process_name: String::new(),
+                host_name: crate::handlers::hub_host_name(),
+                session: 0,
+                creds,
+                python: true,
+            };
+            let who = match creds.pid {
+                Some(pid) => format!("python unix client (pid {pid})"),
+                None => "python unix client".into(),
+            };
+            reader(readers, &shared, &tx, StreamRead(stream), peer, who);
+        },
+    );
+}
+
+/// Accepts on a non-blocking `listener` (polled every 50 ms) until the hub
+/// stops, handing each connection to `start` with the reader threads so
+/// far; then closes the listener and waits for the readers.
+fn accept_until_stopped<L, S>(
+    listener: L,
+    shared: &HubShared,
+    name: &str,
+    accept: impl Fn(&L) -> io::Result<S>,
+    mut start: impl FnMut(&mut Vec<JoinHandle<()>>, S),
+) {
     let mut readers: Vec<JoinHandle<()>> = Vec::new();
     while !shared.stopping.load(Ordering::Acquire) {
-        match l.accept() {
-            Ok(stream) => {
-                let creds = crate::connection::peer_creds(&stream);
-                if !crate::connection::admit_peer(&shared, creds, "a python_unix client") {
-                    continue;
-                }
-                let _ = stream.set_nonblocking(false);
-                let _ = stream.set_recv_timeout(Some(POLL));
-                let peer = Peer {
-                    process_name: String::new(),
-                    host_name: crate::handlers::hub_host_name(),
-                    session: 0,
-                    creds,
-                    python: true,
-                };
-                let who = match creds.pid {
-                    Some(pid) => format!("python unix client (pid {pid})"),
-                    None => "python unix client".into(),
-                };
-                reader(&mut readers, &shared, &tx, StreamRead(stream), peer, who);
-            }
+        match accept(&listener) {
+            Ok(stream) => start(&mut readers, stream),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(50)),
             Err(e) => {
-                shared.warn_limited("accept errors", &format!("python_unix accept failed: {e}"));
+                shared.warn_limited("accept errors", &format!("{name} accept failed: {e}"));
                 std::thread::sleep(Duration::from_millis(50));
             }
         }
     }
-    drop(l); // unlinks the socket file
+    drop(listener);
     for h in readers {
         let _ = h.join();
     }
@@ -315,28 +321,14 @@ fn reader<S: Read + Send + 'static>(
     peer: Peer,
     who: String,
 ) {
-    readers.retain(|h| !h.is_finished());
-    if readers.len() >= shared.policy.max_connections {
-        add(&shared.counters.over_limit, 1);
-        let n = shared.policy.max_connections;
-        shared.warn_limited(
-            "connections over max_connections",
-            &format!("refused a Python connection: {n} already connected (max_connections)"),
-        );
-        return;
-    }
-    let id = shared.next_conn_id.fetch_add(1, Ordering::Relaxed);
     let (s, t) = (Arc::clone(shared), tx.clone());
-    let spawned = std::thread::Builder::new()
-        .name(format!("logfunnel-py-{id}"))
-        .stack_size(256 << 10)
-        .spawn(move || serve_stream(stream, id, Arc::new(peer), who, s, t));
-    match spawned {
-        Ok(h) => readers.push(h),
-        Err(e) => {
-            shared.warn_limited("accept errors", &format!("cannot start a reader for connection {id}: {e}"))
-        }
-    }
+    crate::listener::start_reader(
+        readers,
+        shared,
+        "logfunnel-py",
+        |n| format!("refused a Python connection: {n} already connected (max_connections)"),
+        move |id| serve_stream(stream, id, Arc::new(peer), who, s, t),
+    );
 }
 
 /// Turns decoded Python records into a batch on the native path.
