@@ -332,6 +332,38 @@ fn the_unix_listener_has_the_main_sockets_protections() {
 }
 
 #[test]
+fn python_connections_beyond_max_connections_are_refused_counted_and_the_hub_keeps_serving() {
+    let dir = Dir::new();
+    let port = free_port();
+    let config = hub_config(&dir, &format!("python_tcp = \"127.0.0.1:{port}\"\nmax_connections = 3"), &[]);
+    let hub = HubProc::start(&dir, &config);
+    // Six idle connections: three are served (and wait), three are refused.
+    let held: Vec<TcpStream> = (0..6).map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
+    let s = stats_when(&hub.socket, |s| s["over_limit"].as_u64() >= Some(3));
+    assert_eq!(s["over_limit"], 3, "{s}");
+    assert!(
+        crate::util::wait_until(Duration::from_secs(10), || hub
+            .stderr()
+            .contains("refused a Python connection: 3 already connected (max_connections)")),
+        "{}",
+        hub.stderr()
+    );
+    // Once they close, Python's own SocketHandler is served again.
+    drop(held);
+    let script = format!(
+        "import logging, logging.handlers\nh = logging.handlers.SocketHandler('127.0.0.1', {port})\nlog = logging.getLogger('after')\nlog.addHandler(h)\nlog.error('served after the limit', extra={{'seq': 1, 'tags': 't'}})\nh.close()\n"
+    );
+    let out = Command::new(python3()).args(["-c", &script]).output().expect("run python3");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = stats_when(&hub.socket, |s| emitted(s) >= 1);
+    assert_eq!((&s["received"], emitted(&s)), (&1.into(), 1), "{s}");
+    hub.stop();
+    let rest = std::fs::read_to_string(dir.path("rest.log")).unwrap();
+    assert_eq!(rest.lines().count(), 1, "{rest}");
+    assert!(rest.contains("|after|40|ERROR|") && rest.ends_with("|served after the limit\n"), "{rest}");
+}
+
+#[test]
 fn logfunnel_run_gives_a_python_pool_its_socket_in_the_environment() {
     let dir = Dir::new();
     let config = dir.file_config();
